@@ -1,60 +1,74 @@
-"""bench.py end to end with a tiny model (subprocess, output into tmp_path). Schema and consistency only:
-no timing assertions (the box is shared)."""
+"""bench.py end to end on a tiny model (subprocess, JSON into tmp_path): the schema, the per-setting train.py
+overrides, and every reported figure derived from the measured step times and probe peaks. No timing
+assertions (the box is shared)."""
 import json
 import os
 import subprocess
 import sys
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIELDS = ("step_time_s", "step_time_p10_s", "step_time_p90_s", "step_time_ratio_vs_adamw", "tokens_per_s", "mfu",
-          "peak_mem_bytes", "peak_mem_ratio_vs_adamw", "forwards_per_step")
-TINY = ["--device=cpu", "--compile=False", "--n_layer=1", "--n_head=2", "--n_embd=16", "--batch_size=2",
-        "--block_size=16", "--timed_steps=20", "--warmup_steps=4", "--opt_warmup_steps=2", "--num_threads=1"]
+TINY = ["--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=16", "--batch_size=2",
+        "--gradient_accumulation_steps=2", "--num_threads=1"]
+SETTINGS = "adamw; alsals --ls_skip_stable=3; alsals --ls_trial_microsteps=0"
+FIELDS = ("optimizer", "gradient_accumulation_steps", "tokens_per_step", "n_trial", "step_time_s", "step_time_p10_s",
+          "step_time_p90_s", "tokens_per_s", "mfu", "forwards_per_step", "final_eta", "hparams", "step_times_s",
+          "peak_mem_bytes", "step_time_ratio_vs_adamw", "peak_mem_ratio_vs_adamw")
 
 
-def run(tmp_path, *args):
+def bench(tmp_path, dataset, *args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), f"--dataset={dataset}", *TINY, *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_bench_schema_and_figures(tmp_path, tiny_dataset):
     out = tmp_path / "bench.json"
-    p = subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), *TINY, f"--out={out}", *args],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr[-2000:]
-    with open(out) as f:
-        return json.load(f), p.stdout
-
-
-def check_results(res, accum):
-    assert set(res) == {"adamw", "alsals"}
+    p = bench(tmp_path, tiny_dataset, f"--settings={SETTINGS}", f"--out={out}")
+    assert p.returncode == 0, p.stderr[-3000:]
+    rep = json.loads(out.read_text())
+    assert set(rep) >= {"results", "settings", "train_args", "config", "device", "memory_method", "torch"}
+    labels = ["adamw", "alsals --ls_skip_stable=3", "alsals --ls_trial_microsteps=0"]
+    assert rep["settings"] == labels and list(rep["results"]) == labels
+    assert rep["device"].startswith("cpu") and "RSS" in rep["memory_method"]
+    res = rep["results"]
     base = res["adamw"]
-    for name, v in res.items():
-        for k in FIELDS:
-            assert k in v, (name, k)
-        assert v["mfu"] is None  # CPU
-        assert v["step_time_p10_s"] <= v["step_time_s"] <= v["step_time_p90_s"]
-        assert abs(v["step_time_ratio_vs_adamw"] - v["step_time_s"] / base["step_time_s"]) < 1e-9
+    for label, v in res.items():
+        assert set(v) >= set(FIELDS), (label, set(FIELDS) - set(v))
+        t = v["step_times_s"]
+        assert len(t) == 20 and min(t) > 0
+        assert v["step_time_s"] == float(np.median(t))
+        assert v["step_time_p10_s"] == float(np.percentile(t, 10))
+        assert v["step_time_p90_s"] == float(np.percentile(t, 90))
+        assert v["tokens_per_step"] == 2 * 16 * 2
+        assert v["tokens_per_s"] == v["tokens_per_step"] / v["step_time_s"]
+        assert v["step_time_ratio_vs_adamw"] == v["step_time_s"] / base["step_time_s"]
         assert v["peak_mem_bytes"] > 0
-        assert abs(v["peak_mem_ratio_vs_adamw"] - v["peak_mem_bytes"] / base["peak_mem_bytes"]) < 1e-9
-        assert len(v["step_times_s"]) == 20
-        assert abs(v["tokens_per_s"] - 2 * 16 * accum / v["step_time_s"]) < 1e-6 * v["tokens_per_s"]
-    assert base["forwards_per_step"] == 1.0 and base["step_time_ratio_vs_adamw"] == 1.0
-    # one training forward + at least one trial forward on k=1 of `accum` micro-batches
-    assert res["alsals"]["forwards_per_step"] >= 1.0 + 1.0 / accum
+        assert v["peak_mem_ratio_vs_adamw"] == v["peak_mem_bytes"] / base["peak_mem_bytes"]
+        assert v["mfu"] is None  # CPU
+        assert v["gradient_accumulation_steps"] == 2
+        assert label.split()[0] == v["optimizer"]
+    assert base["forwards_per_step"] == 1.0 and base["n_trial"] is None and base["final_eta"] is None
+    # each setting's own train.py overrides reached its optimizer / trainer
+    skip, every = res["alsals --ls_skip_stable=3"], res["alsals --ls_trial_microsteps=0"]
+    assert skip["hparams"]["skip_stable"] == 3 and every["hparams"]["skip_stable"] == 0
+    assert skip["n_trial"] == 1 and every["n_trial"] == 2
+    # 1 training forward + trial forwards on n_trial of the 2 micro-batches: every searched step tries at least
+    # once when no step is skipped
+    assert every["forwards_per_step"] >= 2.0
+    assert skip["forwards_per_step"] >= 1.0 and skip["final_eta"] > 0
+    for label in labels:
+        assert label in p.stdout
+    assert "x adamw" in p.stdout and f"wrote {out}" in p.stdout
 
 
-def test_bench_schema_and_ratios(tmp_path):
-    rep, stdout = run(tmp_path, "--optimizers=adamw,alsals", "--gradient_accumulation_steps=2",
-                      "--accum_sweep=1,2", "--dataset=shakespeare_char", f"--plot={tmp_path / 'b.png'}")
-    assert set(rep) >= {"results", "config", "device", "memory_method"}
-    assert "RSS" in rep["memory_method"]
-    assert rep["config"]["gradient_accumulation_steps"] == 2
-    check_results(rep["results"], 2)
-    assert [s["gradient_accumulation_steps"] for s in rep["sweep"]] == [1, 2]
-    for s in rep["sweep"]:
-        check_results(s["results"], s["gradient_accumulation_steps"])
-    assert (tmp_path / "b.png").stat().st_size > 0
-    assert "alsals" in stdout and "x adamw" in stdout
-
-
-def test_bench_rejects_too_few_timed_steps(tmp_path):
-    p = subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), *TINY, "--timed_steps=5",
-                        f"--out={tmp_path / 'x.json'}"], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert p.returncode == 1 and "timed_steps" in p.stderr
-    assert not (tmp_path / "x.json").exists()
+def test_bench_bad_input(tmp_path, tiny_dataset):
+    out = tmp_path / "x.json"
+    p = bench(tmp_path, tiny_dataset, "--timed_steps=5", f"--out={out}")
+    assert p.returncode == 1 and p.stderr.strip().splitlines() == [
+        "error: timed_steps must be >= 20 (got 5): fewer gives no usable spread"]
+    p = bench(tmp_path, tiny_dataset, "--settings=adamw; nosuchopt", f"--out={out}")
+    assert p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1 and "nosuchopt" in p.stderr, p.stderr
+    p = bench(tmp_path, tiny_dataset, "--settings=adamw; alsals", "--burnin=1", f"--out={out}")  # warmup_iters=2
+    assert p.returncode == 1 and "still in the AdamW warmup" in p.stderr, p.stderr
+    assert not out.exists()
