@@ -1,18 +1,19 @@
 """
-Checkpoint I/O shared by train.py, sample.py and bench.py.
+Checkpoint I/O shared by train.py, sample.py and bench.py, and the RNG state that checkpoints and the line
+search's trial closure (train.py's replay_closure) save and restore.
 
 Writes are atomic (temp file in the same directory, fsync, os.replace), so a kill -9 while saving leaves the
 previous checkpoint intact. Reads use torch.load(weights_only=True): checkpoints hold only tensors and plain
-python values (config, RNG states as uint8 tensors), so loading one never executes pickled code.
+python values (config, RNG states as uint8 tensors), so loading one never executes pickled code. A
+dataset's meta.pkl (nanoGPT's format, written by the prepare scripts) is read the same way: plain values only.
 """
 import glob
 import os
+import pickle
 import sys
 import tempfile
 
 import torch
-
-import alsals
 
 
 def save(obj, path):
@@ -59,5 +60,34 @@ def strip_compile_prefix(state_dict):
     return {k[len(unwanted_prefix):] if k.startswith(unwanted_prefix) else k: v for k, v in state_dict.items()}
 
 
-# the RNG state (dropout masks, sampling) saved in checkpoints; alsals.replay_closure replays it per micro-batch
-get_rng_state, set_rng_state = alsals.rng_state, alsals.set_rng_state
+def get_rng_state():
+    """The torch RNG state that dropout draws from: the CPU generator and, when CUDA is in use, the current
+    device's (only that one: a checkpoint must not depend on how many GPUs are visible)."""
+    state = {'cpu': torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state['cuda'] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state):
+    torch.set_rng_state(state['cpu'].cpu())
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state['cuda'].cpu())
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):  # called for every class or function a pickle names: allow none
+        raise pickle.UnpicklingError(f"{module}.{name} is not a plain value")
+
+
+def load_meta(path):
+    """A dataset's meta.pkl (vocab_size, stoi, itos): dicts, lists, str, int and float only, or exit with a
+    one-line error naming the file. A pickle that would import anything (and so could run code) is refused."""
+    try:
+        with open(path, 'rb') as f:
+            meta = _PlainUnpickler(f).load()
+    except Exception as e:
+        sys.exit(f"error: {path} is not a plain-values meta.pkl ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})")
+    if not isinstance(meta, dict) or not isinstance(meta.get('vocab_size'), int) or meta['vocab_size'] <= 0:
+        sys.exit(f"error: {path} has no positive int 'vocab_size'")
+    return meta

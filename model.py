@@ -219,9 +219,10 @@ class GPT(nn.Module):
             comps[-2:] = [comps[-2] + comps[-1]]
         return comps
 
-    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, optimizer='adamw', **ls_kwargs):
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, optimizer='adamw', n_components=10, **ls_kwargs):
         """AdamW (nanoGPT) or one of the line-search optimizers of alsals.py, on the same two param groups:
-        every 2D parameter (matmuls, embeddings) decays, biases and layernorm gains don't."""
+        every 2D parameter (matmuls, embeddings) decays, biases and layernorm gains don't. ls_kwargs go to
+        the line-search optimizer as given (it validates them); PLASLS gets n_components parameter components."""
         param_dict = {pn: p for pn, p in self.named_parameters() if p.requires_grad}
         decay_params = [p for n, p in param_dict.items() if p.dim() >= 2]
         nodecay_params = [p for n, p in param_dict.items() if p.dim() < 2]
@@ -242,11 +243,11 @@ class GPT(nn.Module):
             print(f"using fused AdamW: {use_fused}")
             return opt
         import alsals
+        if optimizer not in alsals.OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {optimizer!r}; choose from adamw, {', '.join(alsals.OPTIMIZERS)}")
         if optimizer == 'plasls':
-            ls_kwargs['components'] = self.param_components(ls_kwargs.pop('n_components', 10))
-        else:
-            ls_kwargs.pop('n_components', None)
-        return alsals.build(optimizer, optim_groups, lr=learning_rate, betas=betas, **ls_kwargs)
+            ls_kwargs['components'] = self.param_components(n_components)
+        return alsals.OPTIMIZERS[optimizer](optim_groups, lr=learning_rate, betas=betas, **ls_kwargs)
 
     def estimate_mfu(self, fwdbwd_per_iter, dt, extra_forwards=0.0):
         """ estimate model flops utilization (MFU) in units of A100 bfloat16 peak FLOPS.

@@ -8,7 +8,6 @@ checkpoint's dataset has one, else the GPT-2 BPE (data/gpt2_bpe.py, offline).
 """
 import os
 import sys
-import pickle
 from contextlib import nullcontext
 
 import torch
@@ -70,8 +69,7 @@ meta_path = os.path.join('data', dataset, 'meta.pkl') if dataset else None # dat
 vocab_size = gptconf.vocab_size
 if meta_path and os.path.exists(meta_path):
     print(f"Loading meta from {meta_path}...")
-    with open(meta_path, 'rb') as f:
-        meta = pickle.load(f)
+    meta = checkpoint.load_meta(meta_path) # plain values only: a meta.pkl from elsewhere cannot run code
     stoi, itos = meta['stoi'], meta['itos']
     if meta['vocab_size'] != vocab_size:
         fail(f"{meta_path} has vocab_size {meta['vocab_size']} but the model in {ckpt_path} has {vocab_size}: "

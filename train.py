@@ -23,7 +23,7 @@ import os
 import sys
 import time
 import math
-import pickle
+import json
 from contextlib import nullcontext
 
 import numpy as np
@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.distributed import init_process_group, destroy_process_group
 
 from model import GPTConfig, GPT
-import checkpoint
+import checkpoint as ckpt_io # checkpoint I/O; nanoGPT's own name `checkpoint` stays free for the dict
 
 # -----------------------------------------------------------------------------
 # default config values designed to train a gpt2 (124M) on OpenWebText
@@ -60,8 +60,7 @@ n_head = 12
 n_embd = 768
 dropout = 0.0 # for pretraining 0 is good, for finetuning try 0.1+
 bias = False # do we use bias inside LayerNorm and Linear layers?
-# optimizer: 'adamw' | 'alsals' | 'adamsls' | 'sgdsls' | 'plasls'
-optimizer = 'adamw'
+optimizer = 'adamw' # or a line-search optimizer of alsals.py (see ls_* below)
 learning_rate = 6e-4 # max learning rate (AdamW peak; the line-search optimizers' warmup target)
 max_iters = 600000 # total number of training iterations
 weight_decay = 1e-1
@@ -73,21 +72,14 @@ decay_lr = True # whether to decay the learning rate
 warmup_iters = 2000 # how many steps to warm up for (and for the line search: steps of AdamW before it)
 lr_decay_iters = 600000 # should be ~= max_iters per Chinchilla
 min_lr = 6e-5 # minimum learning rate, should be ~= learning_rate/10 per Chinchilla
-# line search (alsals.py); ls_c = 0.0 and ls_smooth = 'default' take the variant's own default
-ls_c = 0.0
-ls_smooth = 'default' # 'default' | 'on' | 'off'
-ls_beta_s = 0.99
-ls_b = 500.0
-ls_backtrack = 0.9
-ls_max_backtracks = 20
-ls_eta_min = 1e-8
-ls_eta_max = 1.0
-ls_ema_warmup = 100 # the last this-many warmup iters run a trial forward to warm the criterion's EMAs
-ls_skip_stable = 0 # after a first-try acceptance, skip the search on this many steps
+# ---- line search ---- optimizer='alsals'|'adamsls'|'sgdsls'|'plasls': warmup_iters AdamW steps, then the search.
+# ls_* are the optimizer's own kwargs (alsals.py) with an ls_ prefix; None = the variant's own default
+ls_c = ls_smooth = ls_beta_s = ls_b = ls_backtrack = ls_max_backtracks = ls_eta_min = ls_eta_max = None
+ls_ema_warmup_steps = ls_skip_stable = ls_fa = None
 ls_trial_microsteps = 1 # trial forward on the first k micro-batches (f(w) on the same k); 0 = all
-ls_fa = 'exact' # 'exact' (-g.d) or 'fd' (paper Eq. 6, one more forward)
-ls_n_components = 10 # PLASLS
-max_nonfinite_steps = 10 # stop after this many consecutive steps with a non-finite loss
+ls_n_components = 10 # PLASLS: parameter components, each with its own step size
+max_nonfinite_steps = 10 # stop after this many consecutive steps with a non-finite loss or gradient
+log_file = '' # JSON lines (one record per logged iter and per eval) appended here; '' = off
 # DDP settings
 backend = 'nccl' # 'nccl', 'gloo', etc. (gloo is used automatically on CPU)
 # system
@@ -95,7 +87,7 @@ device = 'cuda' # examples: 'cpu', 'cuda', 'cuda:0', 'cuda:1' etc., or try 'mps'
 dtype = 'bfloat16' if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else 'float16' # 'float32', 'bfloat16', or 'float16', the latter will auto implement a GradScaler
 compile = True # use PyTorch 2.0 to compile the model to be faster
 # -----------------------------------------------------------------------------
-config_keys = [k for k,v in globals().items() if not k.startswith('_') and isinstance(v, (int, float, bool, str))]
+config_keys = [k for k,v in globals().items() if not k.startswith('_') and isinstance(v, (int, float, bool, str, type(None)))]
 from configurator import configure
 configure(sys.argv[1:], globals(), config_keys) # overrides from command line or config file
 config = {k: globals()[k] for k in config_keys} # will be useful for logging
@@ -105,24 +97,20 @@ def fail(msg):
 
 line_search = optimizer != 'adamw'
 import alsals
-if optimizer != 'adamw' and optimizer not in alsals.OPTIMIZERS:
+if line_search and optimizer not in alsals.OPTIMIZERS:
     fail(f"unknown optimizer {optimizer!r}; choose from adamw, {', '.join(alsals.OPTIMIZERS)}")
-for k in ('batch_size', 'block_size', 'gradient_accumulation_steps', 'n_layer', 'n_head', 'n_embd', 'eval_iters', 'log_interval', 'eval_interval', 'ls_n_components'):
+for k in ('batch_size', 'block_size', 'gradient_accumulation_steps', 'n_layer', 'n_head', 'n_embd', 'eval_iters', 'log_interval', 'eval_interval', 'ls_n_components', 'learning_rate'):
     if config[k] <= 0:
         fail(f"{k} must be > 0, got {config[k]}")
-for k in ('learning_rate', 'ls_b', 'ls_eta_max'):
-    if config[k] <= 0:
-        fail(f"{k} must be > 0, got {config[k]}")
-if min(max_iters, warmup_iters, ls_trial_microsteps, min_lr, ls_eta_min, ls_ema_warmup, ls_skip_stable, ls_max_backtracks) < 0:
-    fail("max_iters, warmup_iters, min_lr and the ls_* counts/bounds must be >= 0")
+for k in ('max_iters', 'warmup_iters', 'min_lr', 'grad_clip', 'ls_trial_microsteps', 'max_nonfinite_steps'):
+    if config[k] < 0:
+        fail(f"{k} must be >= 0, got {config[k]}")
 if init_from not in ('scratch', 'resume'):
     fail(f"init_from must be 'scratch' or 'resume', got {init_from!r} (loading OpenAI GPT-2 weights needs a download and is not supported)")
 if dtype not in ('float32', 'bfloat16', 'float16'):
     fail(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
 if line_search and dtype == 'float16':
     fail("the line-search optimizers need bfloat16 or float32 (GradScaler's loss scaling does not support a closure)")
-if ls_smooth not in ('default', 'on', 'off'):
-    fail(f"ls_smooth must be 'default', 'on' or 'off', got {ls_smooth!r}")
 if not 0.0 <= dropout < 1.0:
     fail(f"dropout must be in [0, 1), got {dropout}")
 if n_embd % n_head != 0:
@@ -159,6 +147,8 @@ print(f"tokens per iteration will be: {tokens_per_iter:,}")
 
 if master_process:
     os.makedirs(out_dir, exist_ok=True)
+    if log_file and init_from == 'scratch':
+        open(log_file, 'w').close() # a fresh run starts a fresh log; a resumed run appends to it
 torch.manual_seed(seed + seed_offset) # dropout RNG; batches use their own generator (get_batch)
 torch.backends.cuda.matmul.allow_tf32 = True # allow tf32 on matmul
 torch.backends.cudnn.allow_tf32 = True # allow tf32 on cudnn
@@ -166,6 +156,11 @@ device_type = 'cuda' if 'cuda' in device else 'cpu' # for later use in torch.aut
 # note: float16 data type will automatically use a GradScaler
 ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
 ctx = nullcontext() if dtype == 'float32' else torch.amp.autocast(device_type=device_type, dtype=ptdtype)
+
+def log_json(**record):
+    if log_file and master_process:
+        with open(log_file, 'a') as f:
+            f.write(json.dumps(record) + '\n')
 
 # data loader
 data_dir = os.path.join('data', dataset)
@@ -197,13 +192,13 @@ def get_batch(split, index):
 # init these up here, can override if init_from='resume' (i.e. from a checkpoint)
 iter_num = 0
 best_val_loss = 1e9
+nonfinite_steps = 0 # consecutive steps whose update was skipped (non-finite loss or gradient)
 
 # attempt to derive vocab_size from the dataset
 meta_path = os.path.join(data_dir, 'meta.pkl')
 meta_vocab_size = None
 if os.path.exists(meta_path):
-    with open(meta_path, 'rb') as f:
-        meta = pickle.load(f)
+    meta = ckpt_io.load_meta(meta_path) # plain values only: a meta.pkl from elsewhere cannot run code
     meta_vocab_size = meta['vocab_size']
     print(f"found vocab_size = {meta_vocab_size} (inside {meta_path})")
 
@@ -223,44 +218,38 @@ elif init_from == 'resume':
     print(f"Resuming training from {out_dir}")
     # resume training from a checkpoint.
     ckpt_path = os.path.join(out_dir, 'ckpt.pt')
-    checkpoint_ = checkpoint.load(ckpt_path, device) # exits with a one-line error if missing or corrupt
-    checkpoint_model_args = checkpoint_['model_args']
+    checkpoint = ckpt_io.load(ckpt_path, device) # exits with a one-line error if missing or corrupt
+    checkpoint_model_args = checkpoint['model_args']
     # force these config attributes to be equal otherwise we can't even resume training
     # the rest of the attributes (e.g. dropout) can stay as desired from command line
     for k in ['n_layer', 'n_head', 'n_embd', 'block_size', 'bias', 'vocab_size']:
         model_args[k] = checkpoint_model_args[k]
-    if checkpoint_['config'].get('optimizer', 'adamw') != optimizer:
-        fail(f"{ckpt_path} was trained with optimizer={checkpoint_['config'].get('optimizer')!r}, not {optimizer!r}")
+    if checkpoint['config'].get('optimizer', 'adamw') != optimizer:
+        fail(f"{ckpt_path} was trained with optimizer={checkpoint['config'].get('optimizer')!r}, not {optimizer!r}")
     # create the model
     gptconf = GPTConfig(**model_args)
     model = GPT(gptconf)
-    model.load_state_dict(checkpoint.strip_compile_prefix(checkpoint_['model']))
-    iter_num = checkpoint_['iter_num']
-    best_val_loss = checkpoint_['best_val_loss']
+    model.load_state_dict(ckpt_io.strip_compile_prefix(checkpoint['model']))
+    iter_num = checkpoint['iter_num']
+    best_val_loss = checkpoint['best_val_loss']
+    nonfinite_steps = checkpoint.get('nonfinite_steps', 0)
 model.to(device)
 
 # initialize a GradScaler. If enabled=False scaler is a no-op
 scaler = torch.amp.GradScaler(device_type, enabled=(dtype == 'float16'))
 
-# optimizer
-# ---- line search: the optimizer choice; alsals.py takes over from the AdamW warmup at warmup_iters ----
-ls_kwargs = {}
-if line_search:
-    ls_kwargs = dict(beta_s=ls_beta_s, b=ls_b, backtrack=ls_backtrack, max_backtracks=ls_max_backtracks,
-                     eta_min=ls_eta_min, eta_max=ls_eta_max, warmup_steps=warmup_iters, ema_warmup_steps=ls_ema_warmup,
-                     skip_stable=ls_skip_stable, max_grad_norm=grad_clip, fa=ls_fa, n_components=ls_n_components)
-    if ls_c > 0:
-        ls_kwargs['c'] = ls_c
-    if ls_smooth != 'default':
-        ls_kwargs['smooth'] = ls_smooth == 'on'
+# optimizer (the config string `optimizer` names it; from here on `optimizer` is the object, as in nanoGPT)
+# ---- line search ---- the optimizer's kwargs: the ls_* that are set, the warmup and the clipping
+ls_kwargs = {k[3:]: v for k, v in config.items() if k.startswith('ls_') and v is not None and k not in ('ls_trial_microsteps', 'ls_n_components')}
+ls_kwargs = dict(warmup_steps=warmup_iters, max_grad_norm=grad_clip, n_components=ls_n_components, **ls_kwargs) if line_search else {}
 try:
-    optimizer_ = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type, optimizer, **ls_kwargs)
-except ValueError as e:
-    fail(str(e))
+    optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type, optimizer, **ls_kwargs)
+except ValueError as e: # the optimizer validates its own settings
+    fail(f"{e} (config: {', '.join(f'{k}={v!r}' for k, v in config.items() if k.startswith('ls_') and v is not None)})")
 if init_from == 'resume':
-    optimizer_.load_state_dict(checkpoint_['optimizer'])
-    checkpoint.set_rng_state(checkpoint_['rng'])
-    checkpoint_ = None # free up memory
+    optimizer.load_state_dict(checkpoint['optimizer'])
+    ckpt_io.set_rng_state(checkpoint['rng'])
+checkpoint = None # free up memory
 
 # compile the model
 if compile:
@@ -302,6 +291,76 @@ def get_lr(it):
     coeff = 0.5 * (1.0 + math.cos(math.pi * decay_ratio)) # coeff ranges 0..1
     return min_lr + coeff * (learning_rate - min_lr)
 
+# ---- line search ---- the trial closure: f(w + eta*d) on the micro-batches just trained on, same dropout masks
+n_trial = gradient_accumulation_steps if ls_trial_microsteps == 0 else min(ls_trial_microsteps, gradient_accumulation_steps)
+def replay_closure(model, batches, ctx):
+    """The closure for the line search's step(): the mean loss over `batches`, a list of (X, Y, RNG state
+    recorded just before that micro-batch's training forward), evaluated without autograd, each under its
+    training forward's RNG state, so that at unchanged parameters it equals f(w) bit for bit even with
+    dropout. The caller's RNG state is restored afterwards."""
+    @torch.no_grad()
+    def closure():
+        saved = ckpt_io.get_rng_state()
+        total = 0.0
+        for X, Y, state in batches:
+            ckpt_io.set_rng_state(state)
+            with ctx:
+                total = total + model(X, Y)[1].float()
+        ckpt_io.set_rng_state(saved)
+        return total / len(batches)
+    return closure
+
+def train_step(X, Y, iter_num):
+    """One training iteration on the micro-batches starting with (X, Y), the batch number
+    iter_num * gradient_accumulation_steps. Returns the next batch X, Y, the step's mean loss (a device
+    tensor, the mean over micro-batches and ranks) and whether the update was applied (False on a
+    non-finite loss or gradient: then parameters and optimizer state are left as they were)."""
+    # forward backward update, with optional gradient accumulation to simulate larger batch size
+    # and using the GradScaler if data type is float16
+    losses = [] # detached per-micro-batch losses, f(w) of the step
+    trial_batches = [] # ---- line search ---- (X, Y, RNG state) of the micro-batches the trial forward re-evaluates
+    for micro_step in range(gradient_accumulation_steps):
+        if ddp:
+            # in DDP training we only need to sync gradients at the last micro step.
+            # the official way to do this is with model.no_sync() context manager, but
+            # I really dislike that this bloats the code and forces us to repeat code
+            # looking at the source of that context manager, it just toggles this variable
+            model.require_backward_grad_sync = (micro_step == gradient_accumulation_steps - 1)
+        if line_search and micro_step < n_trial:
+            trial_batches.append((X, Y, ckpt_io.get_rng_state()))
+        with ctx:
+            logits, loss = model(X, Y)
+            losses.append(loss.detach().float())
+            loss = loss / gradient_accumulation_steps # scale the loss to account for gradient accumulation
+        # immediately async prefetch next batch while model is doing the forward pass on the GPU
+        X, Y = get_batch('train', iter_num * gradient_accumulation_steps + micro_step + 1)
+        # backward pass, with gradient scaling if training in fp16
+        scaler.scale(loss).backward()
+    step_loss = torch.stack(losses).mean()
+    if ddp:
+        # the mean over ranks: the logged loss, and every rank decides to skip a step on the same value
+        torch.distributed.all_reduce(step_loss)
+        step_loss /= ddp_world_size
+    if line_search:
+        # ---- line search ---- f(w) from this forward, the trial on the same batches; it clips and checks finiteness itself
+        optimizer.step(closure=replay_closure(model, trial_batches, ctx), loss=torch.stack(losses[:n_trial]).mean())
+        applied = not optimizer.last_stats['skipped']
+    else:
+        # clip the gradient (its norm is needed when not clipping too: a non-finite gradient skips the step)
+        scaler.unscale_(optimizer) # a no-op unless float16
+        if grad_clip != 0.0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        else:
+            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+        applied = bool(torch.isfinite(step_loss + grad_norm)) # the step's one host sync
+        # step the optimizer and scaler if training in fp16
+        if applied:
+            scaler.step(optimizer)
+        scaler.update() # float16: also lowers the loss scale after an overflow
+    # flush the gradients as soon as we can, no need for this memory anymore
+    optimizer.zero_grad(set_to_none=True)
+    return X, Y, step_loss, applied
+
 # logging
 if wandb_log and master_process:
     import wandb
@@ -314,118 +373,75 @@ local_iter_num = 0 # number of iterations in the lifetime of this process
 raw_model = model.module if ddp else model # unwrap DDP container if needed
 raw_model = getattr(raw_model, '_orig_mod', raw_model) # and torch.compile's wrapper
 running_mfu = -1.0
-nonfinite_steps = 0
-while True:
+while __name__ == '__main__': # bench.py and the study run this file under another name: the setup above, no loop
 
-    # determine and set the learning rate for this iteration (the line search sets its own after warmup)
+    # determine and set the learning rate for this iteration
     lr = get_lr(iter_num) if decay_lr else learning_rate
-    if not (line_search and not optimizer_.in_warmup):
-        for param_group in optimizer_.param_groups:
+    if not line_search or optimizer.in_warmup: # ---- line search ---- after its warmup it sets its own step size
+        for param_group in optimizer.param_groups:
             param_group['lr'] = lr
 
     # evaluate the loss on train/val sets and write checkpoints
     if iter_num % eval_interval == 0 and master_process:
         losses = estimate_loss()
         print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+        log_json(iter=iter_num, train_loss=losses['train'], val_loss=losses['val'])
         if wandb_log:
-            wandb.log({"iter": iter_num, "train/loss": losses['train'], "val/loss": losses['val'],
-                       "lr": lr if not line_search else optimizer_.eta, "mfu": running_mfu*100})
+            wandb.log({
+                "iter": iter_num,
+                "train/loss": losses['train'],
+                "val/loss": losses['val'],
+                "lr": lr,
+                "mfu": running_mfu*100, # convert to percentage
+            })
         if not math.isfinite(losses['val']):
             print(f"val loss is not finite: not saving a checkpoint")
         elif (losses['val'] < best_val_loss or always_save_checkpoint) and not eval_only:
             best_val_loss = min(best_val_loss, losses['val'])
             if iter_num > 0:
-                ckpt = {
+                checkpoint = {
                     'model': raw_model.state_dict(),
-                    'optimizer': optimizer_.state_dict(),
+                    'optimizer': optimizer.state_dict(),
                     'model_args': model_args,
                     'iter_num': iter_num,
                     'best_val_loss': best_val_loss,
                     'config': config,
-                    'rng': checkpoint.get_rng_state(),
+                    'rng': ckpt_io.get_rng_state(),
+                    'nonfinite_steps': nonfinite_steps,
                 }
                 print(f"saving checkpoint to {out_dir}")
-                checkpoint.save(ckpt, os.path.join(out_dir, 'ckpt.pt')) # atomic: temp file, fsync, rename
+                ckpt_io.save(checkpoint, os.path.join(out_dir, 'ckpt.pt')) # atomic: temp file, fsync, rename
+                checkpoint = None
     if eval_only: # also when resuming (iter_num > 0): evaluate, never train
         break
 
-    # forward backward update, with optional gradient accumulation to simulate larger batch size
-    # and using the GradScaler if data type is float16
-    micro_losses = [] # detached per-micro-batch losses (f(w) of the step)
-    trial_batches = [] # line search: (X, Y, RNG state) of the micro-batches the trial forward re-evaluates
-    n_trial = gradient_accumulation_steps if ls_trial_microsteps == 0 else min(ls_trial_microsteps, gradient_accumulation_steps)
-    for micro_step in range(gradient_accumulation_steps):
-        if ddp:
-            # in DDP training we only need to sync gradients at the last micro step.
-            # the official way to do this is with model.no_sync() context manager, but
-            # I really dislike that this bloats the code and forces us to repeat code
-            # looking at the source of that context manager, it just toggles this variable
-            model.require_backward_grad_sync = (micro_step == gradient_accumulation_steps - 1)
-        if line_search and micro_step < n_trial:
-            trial_batches.append((X, Y, checkpoint.get_rng_state()))
-        with ctx:
-            logits, loss = model(X, Y)
-            micro_losses.append(loss.detach().float())
-            loss = loss / gradient_accumulation_steps # scale the loss to account for gradient accumulation
-        # immediately async prefetch next batch while model is doing the forward pass on the GPU
-        X, Y = get_batch('train', iter_num * gradient_accumulation_steps + micro_step + 1)
-        # backward pass, with gradient scaling if training in fp16
-        scaler.scale(loss).backward()
-    # a non-finite loss (on any rank) skips the update; too many in a row stop the run
-    step_loss = torch.stack(micro_losses).mean()
-    if ddp:
-        torch.distributed.all_reduce(step_loss) # a NaN on any rank reaches every rank
-        step_loss /= ddp_world_size # the mean over ranks, for the log
-    if not math.isfinite(step_loss.item()):
-        nonfinite_steps += 1
-        optimizer_.zero_grad(set_to_none=True)
-        print(f"iter {iter_num}: non-finite loss, update skipped ({nonfinite_steps}/{max_nonfinite_steps} in a row)")
+    X, Y, loss, applied = train_step(X, Y, iter_num)
+    # a non-finite loss or gradient (on any rank) skips the update; too many in a row stop the run
+    nonfinite_steps = 0 if applied else nonfinite_steps + 1
+    if not applied:
+        print(f"iter {iter_num}: update skipped: non-finite loss or gradient ({nonfinite_steps}/{max_nonfinite_steps} in a row)")
         if nonfinite_steps >= max_nonfinite_steps:
-            fail(f"{nonfinite_steps} consecutive non-finite losses at iter {iter_num}; stopping (last good checkpoint in {out_dir} kept)")
-        iter_num += 1
-        local_iter_num += 1
-        if iter_num > max_iters:
-            break
-        continue
-    nonfinite_steps = 0
-    if line_search:
-        # ---- line search: f(w+eta*d) on the micro-batches just trained on, same dropout masks, no graph ----
-        f_w = torch.stack(micro_losses[:n_trial]).mean()
-        optimizer_.step(closure=alsals.replay_closure(model, trial_batches, ctx), loss=f_w) # clips grads inside (grad_clip)
-        trial_batches = None
-    else:
-        # clip the gradient
-        if grad_clip != 0.0:
-            scaler.unscale_(optimizer_)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        # step the optimizer and scaler if training in fp16
-        scaler.step(optimizer_)
-        scaler.update()
-    # flush the gradients as soon as we can, no need for this memory anymore
-    optimizer_.zero_grad(set_to_none=True)
+            fail(f"{nonfinite_steps} consecutive non-finite steps at iter {iter_num}; stopping (last good checkpoint in {out_dir} kept)")
 
     # timing and logging
     t1 = time.time()
     dt = t1 - t0
     t0 = t1
     if iter_num % log_interval == 0 and master_process:
-        lossf = step_loss.item()
-        extra = ''
-        n_fwd = 0
-        if line_search:
-            st = optimizer_.last_stats
-            n_fwd = st.get('forwards', 0) * n_trial / gradient_accumulation_steps
-            lr = optimizer_.eta
-            extra = f", fwd {st.get('forwards', 0)}, bt {st.get('backtracks', 0)}" + (" (warmup)" if st.get('warmup') else "")
+        # get loss as float. note: this is a CPU-GPU sync point
+        lossf = loss.item()
+        # ---- line search ---- the step size it chose after warmup and the trial forwards (each on n_trial micro-batches)
+        st = optimizer.last_stats if line_search else dict(eta=lr, forwards=0, backtracks=0, warmup=iter_num < warmup_iters)
+        lr = lr if st.get('warmup', False) else st['eta']
         if local_iter_num >= 5: # let the training loop settle a bit
-            mfu = raw_model.estimate_mfu(batch_size * gradient_accumulation_steps, dt, extra_forwards=n_fwd * batch_size * gradient_accumulation_steps)
+            mfu = raw_model.estimate_mfu(batch_size * gradient_accumulation_steps, dt, extra_forwards=st['forwards'] * n_trial * batch_size)
             running_mfu = mfu if running_mfu == -1.0 else 0.9*running_mfu + 0.1*mfu
+        extra = f", fwd {st['forwards']}, bt {st['backtracks']}" + (" (warmup)" if st.get('warmup') else "") if line_search else ""
         print(f"iter {iter_num}: loss {lossf:.4f}, time {dt*1000:.2f}ms, mfu {running_mfu*100:.2f}%, lr {lr:.3e}{extra}")
+        log_json(iter=iter_num, loss=lossf, lr=lr, dt_ms=dt*1000, forwards=st['forwards'], backtracks=st['backtracks'],
+                 skipped=not applied, warmup=bool(st.get('warmup', False)))
         if wandb_log:
-            log = {"iter": iter_num, "train/loss_step": lossf, "lr": lr}
-            if line_search:
-                log.update({"ls/eta": optimizer_.eta, "ls/forwards": st.get('forwards', 0), "ls/backtracks": st.get('backtracks', 0)})
-            wandb.log(log)
+            wandb.log({"iter": iter_num, "train/loss_step": lossf, "lr": lr, "forwards": st['forwards'], "backtracks": st['backtracks']})
     iter_num += 1
     local_iter_num += 1
 
@@ -433,7 +449,7 @@ while True:
     if iter_num > max_iters:
         break
 
-if ddp:
+if ddp and __name__ == '__main__':
     # safety check: every rank must end with the same parameters (DDP averages the gradients; the line search
     # takes the same eta everywhere only because it all-reduces its losses). float64 sum, compared MIN vs MAX.
     checksum = torch.stack([p.detach().double().sum() for p in raw_model.parameters()]).sum().reshape(1)

@@ -23,5 +23,5 @@ weight_decay = 1e-1
 optimizer = 'alsals'
 learning_rate = 6e-4 # the warmup's target; the search starts from it
 warmup_iters = 2000
-ls_ema_warmup = 200 # trial forwards in the last 200 warmup steps warm the criterion's EMAs
+ls_ema_warmup_steps = 200 # trial forwards in the last 200 warmup steps warm the criterion's EMAs
 ls_trial_microsteps = 1 # the trial forward re-evaluates the first micro-batch of each rank (f(w) on the same one)

@@ -2,4 +2,4 @@
 exec(open('config/train_shakespeare.py').read())
 out_dir = 'out-shakespeare-alsals'
 optimizer = 'alsals'
-ls_ema_warmup = 15
+ls_ema_warmup_steps = 15

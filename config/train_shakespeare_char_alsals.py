@@ -5,4 +5,4 @@ exec(open('config/train_shakespeare_char.py').read())
 
 out_dir = 'out-shakespeare-char-alsals'
 optimizer = 'alsals'
-ls_ema_warmup = 25 # warm the criterion's EMAs during the last half of the warmup
+ls_ema_warmup_steps = 25 # warm the criterion's EMAs during the last half of the warmup

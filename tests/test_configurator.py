@@ -103,7 +103,7 @@ def train_py_defaults():
     prologue = src[:src.index('\nconfig_keys = ')]
     ns = {'__name__': 'train_prologue'}
     exec(compile(prologue, 'train.py', 'exec'), ns)
-    keys = [k for k, v in ns.items() if not k.startswith('_') and isinstance(v, (int, float, bool, str))]
+    keys = [k for k, v in ns.items() if not k.startswith('_') and isinstance(v, (int, float, bool, str, type(None)))]
     return ns, keys
 
 

@@ -105,8 +105,9 @@ def test_plasls_components_follow_n_components():
               {'params': [p for p in model.parameters() if p.dim() < 2], 'weight_decay': 0.0}]
     opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), 'cpu', 'plasls', n_components=4)
     assert isinstance(opt, alsals.PLASLS)
-    assert len(opt.ls['split']) == 4
-    assert sorted(i for s in opt.ls['split'] for i in s) == list(range(sum(len(g['params']) for g in groups)))
+    split = opt.state['search']['split']
+    assert len(split) == 4
+    assert sorted(i for s in split for i in s) == list(range(sum(len(g['params']) for g in groups)))
 
 
 def test_configure_optimizers_adamw():
@@ -133,7 +134,7 @@ def test_configure_optimizers_line_search(name, cls):
     assert [g['weight_decay'] for g in opt.param_groups] == [0.1, 0.0]
     assert all(p.dim() >= 2 for p in opt.param_groups[0]['params'])
     assert all(p.dim() < 2 for p in opt.param_groups[1]['params'])
-    assert opt.hp['warmup_steps'] == 3
+    assert all(g['warmup_steps'] == 3 for g in opt.param_groups)  # torch style: hyperparameters in param_groups
 
 
 def test_configure_optimizers_unknown():

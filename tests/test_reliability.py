@@ -225,7 +225,7 @@ def test_nonfinite_loss_stops_and_keeps_good_checkpoint(tiny_dataset, ckpt_copy)
                  always_save_checkpoint=True, learning_rate=1e30, warmup_iters=0, decay_lr=False, grad_clip=0.0,
                  max_nonfinite_steps=3)
     tu.check_one_line_error(r, 'non-finite')
-    skipped = [line for line in r.stdout.splitlines() if 'non-finite loss, update skipped' in line]
+    skipped = [line for line in r.stdout.splitlines() if 'update skipped: non-finite loss or gradient' in line]
     assert len(skipped) == 3, r.stdout
     assert 'val loss is not finite: not saving a checkpoint' in r.stdout
     ck = checkpoint.load(ckpt)

@@ -22,7 +22,7 @@ def loss_runs(tiny_dataset, tmp_path_factory):
     """20-iteration runs with AdamW and with ALSALS (5 AdamW warmup steps), run side by side."""
     def run(optimizer):
         out = str(tmp_path_factory.mktemp(f'loss_{optimizer}'))
-        extra = dict(ls_ema_warmup=3) if optimizer == 'alsals' else {}
+        extra = dict(ls_ema_warmup_steps=3) if optimizer == 'alsals' else {}
         return out, tu.train(dataset=tiny_dataset, out_dir=out, optimizer=optimizer, max_iters=20, warmup_iters=5,
                              **extra)
     return dict(zip(['adamw', 'alsals'], tu.parallel(lambda: run('adamw'), lambda: run('alsals'))))
@@ -59,7 +59,7 @@ def resume_args(tiny_dataset, out_dir, optimizer, **kw):
     cfg = dict(dataset=tiny_dataset, out_dir=out_dir, optimizer=optimizer, max_iters=2 * N, eval_interval=N,
                always_save_checkpoint=True, dropout=0.1, warmup_iters=4, lr_decay_iters=2 * N)
     if optimizer == 'alsals':
-        cfg.update(ls_ema_warmup=2)
+        cfg.update(ls_ema_warmup_steps=2)
     cfg.update(kw)
     return tu.args_of(**cfg)
 
@@ -147,16 +147,16 @@ def test_exact_resume_after_kill(tiny_dataset, tmp_path, optimizer):
     assert_same(ca['rng'], cb['rng'], 'rng')
     assert ca['best_val_loss'] == cb['best_val_loss']
     if optimizer == 'alsals':
-        ls = ca['optimizer']['line_search']
-        assert ls['step'] == 2 * N and ls['total_forwards'] > 0  # the search ran after the warmup
-        assert ls == cb['optimizer']['line_search']
+        ls = ca['optimizer']['state']['search']  # torch style: the search state lives in the optimizer's state
+        assert ls['step'] == 2 * N and ls['totals']['forwards'] > 0  # the search ran after the warmup
+        assert ls == cb['optimizer']['state']['search']
 
 
 # ----------------------------------------------------------------------------- (d) DDP on CPU (gloo)
 
 @pytest.mark.parametrize('optimizer', ['adamw', 'alsals'])
 def test_ddp_two_ranks_agree(tiny_dataset, tmp_path, optimizer):
-    extra = dict(ls_ema_warmup=3) if optimizer == 'alsals' else {}
+    extra = dict(ls_ema_warmup_steps=3) if optimizer == 'alsals' else {}
     args = tu.args_of(dataset=tiny_dataset, out_dir=tmp_path, optimizer=optimizer, max_iters=50, eval_interval=25,
                       batch_size=4, gradient_accumulation_steps=2, learning_rate=3e-2, warmup_iters=5,
                       lr_decay_iters=50, **extra)
