@@ -1,11 +1,11 @@
 """
 ALSALS and the stochastic line-search (SLS) family as torch.optim optimizers.
 
-Papers (../shared/papers/):
-  [A] Kenneweg, Kenneweg, Hammer: "Improving Line Search Methods for Large Scale Neural Network Training"
-      (ALSALS; seed 000).
-  [F] Kenneweg, Galli, Kenneweg, Hammer: "Faster convergence for transformer fine-tuning with line search
-      methods" (SGD+SLS, ADAM+SLS, PLASLS; seed 004).
+Papers:
+  [A] P. Kenneweg, T. Kenneweg, B. Hammer, "Improving Line Search Methods for Large Scale Neural Network
+      Training", 2024, arXiv:2403.18519 (ALSALS).
+  [F] P. Kenneweg, L. Galli, T. Kenneweg, B. Hammer, "Faster Convergence for Transformer Fine-tuning with
+      Line Search Methods", 2023 (SGD+SLS, ADAM+SLS, PLASLS).
 
 One Armijo core (LineSearchOptimizer) is shared by every variant. Each step after warmup:
 
@@ -30,442 +30,532 @@ The variants differ only in their directions (the slope is always f_a = -g.d_tri
 
 ALSALS's f_a is the exact limit of [A] Eq. 6's finite difference (f(w) - f(w + lambda*d))/lambda as
 lambda -> 0, so it costs no forward; fa='fd' evaluates Eq. 6 with lambda = fd_eps for comparison (one extra
-forward per search).
+forward per search; float32/float64 parameters only).
 
 Project choices (not in the papers), each for a stated reason:
   * Parameters are moved in place: to w + eta*d for the trial, by (eta' - eta)*d on a rejection, and they stay
-    at the accepted trial point. No copy of the parameters is kept; each direction is computed once per step
-    from the moments and freed when the step returns (one buffer of the size of the parameters, alive only
-    between the backward and the next forward, so peak memory stays AdamW's).
+    at the accepted trial point. No copy of the parameters is kept. The direction is never materialised:
+    one buffer, sqrt(v) + eps', lives from the moments to the end of the step (between the backward and the
+    next forward, when no activations are held), and each move is one _foreach_addcdiv_.
   * A search that fails max_backtracks times, or reaches eta_min, is "exhausted": the parameters return to w
-    (no update; a non-finite trial loss is never accepted), eta keeps its last tried value, and both EMAs
-    decay by beta_s (nothing was observed; their ratio, which the test compares, is kept). eta_min exists
-    because without a floor eta underflows once the decrease on a batch vanishes; the authors' code also
-    stops backtracking at a small step.
+    (no update; a non-finite trial loss is never accepted) and both EMAs restart (what they held did not
+    describe this landscape). eta keeps its last tried value only if the previous search of that component
+    was accepted; an exhausted search right after another one goes back to the eta it started from, so
+    repeated exhaustion cannot shrink eta by 1/backtrack**max_backtracks again and again.
+  * If the smoothed decrease D is negative, the smoothed test tends to beta_s*D < 0 <= c_h*eta*G' as eta -> 0
+    whatever the sign of G', so no eta can pass and the EMAs (which only decay) would lock the search for
+    ~1/(1-beta_s) steps. A loss spike (e.g. during warmup) does this. The EMAs then restart, and that step
+    uses the plain Eq. 9 test.
   * Warmup (first warmup_steps steps): plain AdamW (SGD for SGDSLS) with group['lr'], which the training
     script's schedule sets. The moments carry over, and the search then starts from eta = the last warmup
     lr. During the last ema_warmup_steps warmup steps the closure is evaluated at the new point to warm
-    D and G (every step accepted): with fresh EMAs the first test would be an unsmoothed, strict one. A fresh
-    optimizer at the hand-off was measured to backtrack 16 times and end worst (experiments/handoff.py).
-  * If the smoothed decrease D is negative while the smoothed slope G' predicts descent (a loss spike entered
-    D, e.g. during warmup), the smoothed test is false for every small eta: the EMAs restart and that step
-    uses the plain Eq. 9 test (measured: without this, a warmup loss spike locked the search at eta_min).
+    D and G (every step accepted): with fresh EMAs the first test would be an unsmoothed, strict one.
   * c_h takes the sign of the quantity it multiplies (the smoothed slope G' when smoothing, f_a otherwise).
   * Gradient clipping (max_grad_norm) is done here, not by the caller: the clipped gradient feeds the
     moments (as with clip_grad_norm_ + AdamW), but f_a uses the unclipped gradient, because the slope of the
     loss along d is -grad f(w).d whatever the clipping.
-  * DDP: if torch.distributed is initialised, f(w) and every trial loss are all-reduced (mean) before each
-    decision, so every rank takes the same eta and parameters stay identical without a broadcast.
+  * A non-finite f(w) or gradient norm skips the step: neither moments nor parameters change.
+  * DDP: every decision reads only all-reduced numbers, each decision's inputs in one collective:
+    [f(w), gradient norm] (skip? clip coefficient), [f_trial, f_a] (first trial), [f_trial] (each further
+    trial). Every rank therefore makes the same decisions even if its own f_a differs in the last bit, runs
+    the same number of trial forwards, and no broadcast of the parameters is needed.
 
-Usage:
+Usage (the fast path: f(w) from the training forward; see README for a complete loop):
     opt = ALSALS(model.parameters(), lr=6e-4, warmup_steps=2000)
-    loss = model(x, y); loss.backward()
-    opt.step(closure=lambda: model(x, y) under torch.no_grad(), loss=loss)   # closure: same data, no grad
+    loss = loss_fn(model(x), y); loss.backward()
+    opt.step(closure=lambda: loss_fn(model(x), y), loss=loss.detach())   # closure: same data, no grad needed
+    opt.step(closure)    # torch.optim style: f(w) from one extra no-grad call of the closure
 """
 
-import contextlib
 import math
 
 import torch
 import torch.distributed as dist
 
-
-def _all_reduce_mean(x, device):
-    """Mean of a python float over all ranks (identity when not distributed)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x
-    t = torch.tensor([x], dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t.item() / dist.get_world_size()
+# the settings of the search itself: one search over all parameters, so they must agree in every group
+_SEARCH_KEYS = ('c', 'smooth', 'beta_s', 'b', 'backtrack', 'max_backtracks', 'eta_min', 'eta_max', 'warmup_steps',
+                'ema_warmup_steps', 'skip_stable', 'max_grad_norm', 'fa', 'fd_eps', 'reduce_losses', 'merge_threshold')
 
 
-def merge_smallest(components, threshold):
-    """PLASLS merge rule ([F] Algorithm 1): if the smallest eta <= threshold, merge that component with the
-    one of second-smallest eta; the new eta (and EMAs) are their means. Mutates and returns `components`
-    (a list of dicts with 'idx', 'eta', 'D', 'G'); returns True when a merge happened."""
-    if len(components) < 2:
-        return False
-    order = sorted(range(len(components)), key=lambda i: components[i]['eta'])
-    s, s2 = order[0], order[1]
-    if components[s]['eta'] > threshold:
-        return False
-    a, b = components[s], components[s2]
-    merged = dict(idx=sorted(a['idx'] + b['idx']), eta=(a['eta'] + b['eta']) / 2,
-                  D=(a['D'] + b['D']) / 2, G=(a['G'] + b['G']) / 2)
-    components[min(s, s2)] = merged
-    del components[max(s, s2)]
-    return True
+class _Part:
+    """The tensors of one (component, param group) pair, gathered once per step: moves use the group's weight
+    decay, betas and eps, and the component's eta."""
+
+    def __init__(self, group):
+        self.group = group
+        self.params, self.grads, self.exp_avgs, self.exp_avg_sqs = [], [], [], []
+        self.clip_coef = 1.0   # gradient clipping coefficient of this step
+        self.scale = []        # -sqrt(1-beta2^t)/(1-beta1^t) per parameter: d = scale * m / denom
+        self.denom = None      # sqrt(v) + eps*sqrt(1-beta2^t), the direction's one buffer
 
 
 class LineSearchOptimizer(torch.optim.Optimizer):
-    """The shared Armijo core (see the module docstring for the equations). Subclasses set the class
-    attributes below; they do not override the search.
+    """The shared Armijo core (see the module docstring for the algorithm). Variants are thin subclasses that
+    set `adam` / `momentum_trial` and their own defaults.
 
-    Args:
-        params: iterable of parameters or param groups (each group may set its own weight_decay; during
-            warmup each group uses its own lr).
-        lr: the warmup learning rate, and the initial step size eta when warmup_steps == 0.
-        betas, eps: Adam moments (0.9, 0.999), 1e-8 (Adam defaults; [A] Sec. IV uses them).
-        weight_decay: decoupled weight decay, applied with the accepted eta (AdamW form).
-        c: Armijo constant ([A] Sec. III-C: 0.6 for ALSALS; [F]: 0.1 for the SLS of Vaswani et al.).
-        smooth, beta_s: exponential smoothing of both sides of the criterion ([A] Sec. II), beta_s = 0.99.
-        b: growth eta <- eta * 2**(1/b) at the start of every step ([A] Eq. 2, b = 500).
-        backtrack: eta <- backtrack * eta on rejection (0.9, the authors' code).
-        max_backtracks: bound on rejections per step (each one costs a forward). 20 shrinks eta by 8x.
-        eta_min, eta_max: bounds on eta (1e-8 and 1.0).
-        warmup_steps: steps of plain AdamW/SGD with group['lr'] before the search starts.
-        ema_warmup_steps: the last this-many warmup steps evaluate the closure to warm D and G.
-        skip_stable: after a search accepted on its first trial, this many following steps take the grown
-            eta without a trial forward (0 = search every step; the authors' later SaLSA code skips searches
-            once the step size is stable to cut the overhead).
-        max_grad_norm: clip the total gradient norm for the moments (0 = off); f_a uses the raw gradient.
-        fa: 'exact' (f_a = -g.d) or 'fd' ([A] Eq. 6 with lambda = fd_eps, one extra forward).
-        reduce_losses: all-reduce f(w) and trial losses over the default process group when initialised.
+    Args (defaults are ALSALS's, [A] Sec. III-IV):
+        params: iterable of parameters or param groups (each group may set lr, betas, eps, weight_decay).
+        lr (1e-3): the warmup learning rate, and the initial step size eta when warmup_steps == 0.
+        betas ((0.9, 0.999)), eps (1e-8): Adam moments (Adam's defaults, as in [A] Sec. IV).
+        weight_decay (0): decoupled weight decay, applied with the accepted eta (AdamW form).
+        c (0.6): Armijo constant ([A] Sec. III-C; [F] uses 0.1).
+        smooth (True), beta_s (0.99): exponential smoothing of both sides of the criterion ([A] Sec. II).
+        b (500): growth eta <- eta * 2**(1/b) at the start of every step ([A] Eq. 2).
+        backtrack (0.9): eta <- backtrack * eta on rejection (the authors' code).
+        max_backtracks (20): bound on rejections per step (each costs a forward); 20 shrinks eta by 8x.
+        eta_min (1e-8), eta_max (1.0): bounds on eta.
+        warmup_steps (0): steps of plain AdamW/SGD with group['lr'] before the search starts.
+        ema_warmup_steps (100): the last this-many warmup steps evaluate the closure to warm D and G.
+        skip_stable (0): after a search accepted on its first trial, this many following steps take the grown
+            eta without a trial forward (the authors' later SaLSA code skips searches once eta is stable).
+        max_grad_norm (0 = off): clip the total gradient norm for the moments; f_a uses the raw gradient.
+        fa ('exact'): 'exact' (f_a = -g.d) or 'fd' ([A] Eq. 6, one extra forward, float32/float64 only).
+        fd_eps (1e-5): lambda of fa='fd'. The authors' 5e-8 measures rounding noise in float32: the loss moves
+            by about its own float32 resolution; 1e-5 was within 0.5% of the exact slope on a small char GPT
+            (tests/test_alsals.py::test_fd_slope_resolves_in_float32 measures both).
+        reduce_losses (True): all-reduce the decision inputs over the default process group when initialised.
+        components (None), merge_threshold (1e-12): PLASLS only (see PLASLS).
+
+    step(closure, loss=None): `closure()` returns the loss at the current parameters on the batch the
+    gradient came from (called without autograd); `loss` is f(w) from the training forward. Without `loss`,
+    f(w) comes from one extra call of the closure. In warmup the closure is only used near its end.
     """
 
     adam = True               # Adam moments and preconditioning (False: plain SGD direction)
-    momentum_trial = True     # trial direction uses m^ (ALSALS) or the raw gradient (SLS of [F])
-    defaults_c = 0.6
-    defaults_smooth = True
+    momentum_trial = True     # trial direction -m^/(sqrt(v^)+eps) (ALSALS) or the raw-gradient one ([F])
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, c=None,
-                 smooth=None, beta_s=0.99, b=500, backtrack=0.9, max_backtracks=20, eta_min=1e-8,
-                 eta_max=1.0, warmup_steps=0, ema_warmup_steps=100, skip_stable=0, max_grad_norm=0.0,
-                 fa='exact', fd_eps=5e-8, reduce_losses=True, components=None, merge_threshold=1e-12):
-        c = self.defaults_c if c is None else c
-        smooth = self.defaults_smooth if smooth is None else smooth
-        checks = [(lr > 0, f"lr must be > 0, got {lr}"), (0 <= betas[0] < 1 and 0 <= betas[1] < 1, f"betas must be in [0, 1), got {betas}"),
-                  (eps >= 0, f"eps must be >= 0, got {eps}"), (weight_decay >= 0, f"weight_decay must be >= 0, got {weight_decay}"),
-                  (0 < c < 1, f"c must be in (0, 1), got {c}"), (0 <= beta_s < 1, f"beta_s must be in [0, 1), got {beta_s}"),
-                  (b > 0, f"b must be > 0, got {b}"), (0 < backtrack < 1, f"backtrack must be in (0, 1), got {backtrack}"),
-                  (max_backtracks >= 0, f"max_backtracks must be >= 0, got {max_backtracks}"),
-                  (0 <= eta_min < eta_max, f"need 0 <= eta_min < eta_max, got {eta_min}, {eta_max}"),
-                  (warmup_steps >= 0 and ema_warmup_steps >= 0 and skip_stable >= 0, "warmup_steps, ema_warmup_steps, skip_stable must be >= 0"),
-                  (max_grad_norm >= 0, f"max_grad_norm must be >= 0, got {max_grad_norm}"), (fa in ('exact', 'fd'), f"fa must be 'exact' or 'fd', got {fa!r}")]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(f"{type(self).__name__}: {msg}")
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, c=0.6, smooth=True,
+                 beta_s=0.99, b=500.0, backtrack=0.9, max_backtracks=20, eta_min=1e-8, eta_max=1.0,
+                 warmup_steps=0, ema_warmup_steps=100, skip_stable=0, max_grad_norm=0.0, fa='exact', fd_eps=1e-5,
+                 reduce_losses=True, components=None, merge_threshold=1e-12):
+        name = type(self).__name__
+        _require(lr > 0, f"{name}: lr must be > 0, got {lr}")
+        _require(0 <= betas[0] < 1 and 0 <= betas[1] < 1, f"{name}: betas must be in [0, 1), got {betas}")
+        _require(eps >= 0, f"{name}: eps must be >= 0, got {eps}")
+        _require(weight_decay >= 0, f"{name}: weight_decay must be >= 0, got {weight_decay}")
+        _require(0 < c < 1, f"{name}: c must be in (0, 1), got {c}")
+        _require(isinstance(smooth, bool), f"{name}: smooth must be True or False, got {smooth!r}")
+        _require(0 <= beta_s < 1, f"{name}: beta_s must be in [0, 1), got {beta_s}")
+        _require(b > 0, f"{name}: b must be > 0, got {b}")
+        _require(0 < backtrack < 1, f"{name}: backtrack must be in (0, 1), got {backtrack}")
+        _require(max_backtracks >= 0, f"{name}: max_backtracks must be >= 0, got {max_backtracks}")
+        _require(0 <= eta_min < eta_max, f"{name}: need 0 <= eta_min < eta_max, got {eta_min}, {eta_max}")
+        _require(warmup_steps >= 0, f"{name}: warmup_steps must be >= 0, got {warmup_steps}")
+        _require(ema_warmup_steps >= 0, f"{name}: ema_warmup_steps must be >= 0, got {ema_warmup_steps}")
+        _require(skip_stable >= 0, f"{name}: skip_stable must be >= 0, got {skip_stable}")
+        _require(max_grad_norm >= 0, f"{name}: max_grad_norm must be >= 0, got {max_grad_norm}")
+        _require(fa in ('exact', 'fd'), f"{name}: fa must be 'exact' or 'fd', got {fa!r}")
+        _require(fd_eps > 0, f"{name}: fd_eps must be > 0, got {fd_eps}")
+        _require(merge_threshold >= 0, f"{name}: merge_threshold must be >= 0, got {merge_threshold}")
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, c=c, smooth=smooth, beta_s=beta_s,
+                        b=b, backtrack=backtrack, max_backtracks=max_backtracks, eta_min=eta_min, eta_max=eta_max,
+                        warmup_steps=warmup_steps, ema_warmup_steps=ema_warmup_steps, skip_stable=skip_stable,
+                        max_grad_norm=max_grad_norm, fa=fa, fd_eps=fd_eps, reduce_losses=reduce_losses,
+                        merge_threshold=merge_threshold)
         super().__init__(params, defaults)
-        self.hp = dict(c=c, smooth=smooth, beta_s=beta_s, b=b, backtrack=backtrack, max_backtracks=max_backtracks,
-                       eta_min=eta_min, eta_max=eta_max, warmup_steps=warmup_steps, ema_warmup_steps=ema_warmup_steps,
-                       skip_stable=skip_stable, max_grad_norm=max_grad_norm, fa=fa, fd_eps=fd_eps,
-                       reduce_losses=reduce_losses, merge_threshold=merge_threshold)
         flat = self._flat_params()
-        n = len(flat)
-        # components: lists of flat parameter indices. One component = one global step size.
+        _require(fa == 'exact' or all(p.dtype in (torch.float32, torch.float64) for p in flat),
+                 f"{name}: fa='fd' needs float32/float64 parameters (a finite difference of {fd_eps:g} vanishes in "
+                 f"16-bit floats)")
         split = None
-        if components is not None:
+        if components is not None:   # lists of parameters -> lists of their indices in state_dict order
             pos = {id(p): i for i, p in enumerate(flat)}
-            split = [sorted(pos[id(p)] for p in comp) for comp in components]
-            covered = sorted(i for comp in split for i in comp)
-            if covered != list(range(n)):
-                raise ValueError(f"{type(self).__name__}: components must partition the parameters exactly once")
-        # The whole network is one component until the first search ([F] Sec. III-C "First Step"), then `split`.
-        self._dcache = {}
-        self.ls = dict(step=0, components=[dict(idx=list(range(n)), eta=float(lr), D=0.0, G=0.0)],
-                       split=split, cursor=0, skip_left=0, last={}, total_forwards=0, total_backtracks=0,
-                       total_exhausted=0)
+            split = [sorted(pos[id(p)] for p in comp if id(p) in pos) for comp in components]
+            _require(sorted(i for s in split for i in s) == list(range(len(flat))),
+                     f"{name}: components must partition the parameters exactly once")
+        # The search state, beside the per-parameter state (torch's state_dict keeps non-tensor keys as they
+        # are). One component (all parameters) until the first search; PLASLS then splits it ([F] Sec. III-C).
+        self.state['search'] = dict(
+            step=0, cursor=0, skip_left=0, split=split,
+            components=[dict(params=list(range(len(flat))), eta=float(lr), D=0.0, G=0.0, exhausted=False)],
+            totals=dict(forwards=0, backtracks=0, exhausted=0, skipped=0), last={})
+        self.register_load_state_dict_pre_hook(_upgrade_old_state_dict)
+        self.register_load_state_dict_post_hook(_own_search_state)
 
-    # ---- helpers ---------------------------------------------------------------------------------------
-    def _flat_params(self):
-        return [p for g in self.param_groups for p in g['params']]
+    def add_param_group(self, param_group):
+        super().add_param_group(param_group)
+        if len(self.param_groups) > 1:
+            new, first = self.param_groups[-1], self.param_groups[0]
+            for key in _SEARCH_KEYS:
+                _require(new[key] == first[key], f"{type(self).__name__}: {key} must be the same in every param "
+                         f"group (one search covers all of them), got {new[key]!r} and {first[key]!r}")
+        search = self.state.get('search')
+        if search is not None:   # after __init__: the new parameters join the one component
+            _require(search['split'] is None and len(search['components']) == 1,
+                     f"{type(self).__name__}: add_param_group is not supported with components (PLASLS)")
+            n = len(self._flat_params())
+            search['components'][0]['params'].extend(range(n - len(param_group['params']), n))
 
-    def _group_of(self):
-        return [gi for gi, g in enumerate(self.param_groups) for _ in g['params']]
-
+    # ---- properties for training loops --------------------------------------------------------------------
     @property
     def in_warmup(self):
         """True while the next step() is a warmup (plain AdamW/SGD with group['lr']) step."""
-        return self.ls['step'] < self.hp['warmup_steps']
+        return self.state['search']['step'] < self.param_groups[0]['warmup_steps']
 
     @property
     def eta(self):
         """Current step size (PLASLS: mean over components, as in [F] Fig. 7)."""
-        comps = self.ls['components']
+        comps = self.state['search']['components']
         return sum(c['eta'] for c in comps) / len(comps)
 
     @property
     def last_stats(self):
-        """Stats of the last step: eta, forwards, backtracks, accepted, exhausted, searched, f_w, f_trial, f_a."""
-        return dict(self.ls['last'])
+        """The last step: eta, forwards, backtracks, accepted, exhausted, skipped, warmup, f_w, f_trial, f_a."""
+        return dict(self.state['search']['last'])
 
-    def _directions(self, idx, kind, coef, t):
-        """Direction tensors for flat params idx, kind 'trial' or 'final'. Computed once per step and kept until
-        the step ends (the slope, every move and the weight decay reuse them): the buffer lives between the
-        backward and the next forward, when no activations are held, so it does not raise peak memory."""
-        key = (kind if not self.momentum_trial else 'final', tuple(idx))
-        if key not in self._dcache:
-            self._dcache[key] = self._compute_directions(idx, kind, coef, t)
-        return self._dcache[key]
-
-    def _compute_directions(self, idx, kind, coef, t):
-        flat = self._flat_params()
-        grads = [flat[i].grad for i in idx]
-        if not self.adam:
-            return torch._foreach_mul(grads, -coef)
-        group_of = self._group_of()
-        beta1, beta2 = self.param_groups[group_of[idx[0]]]['betas'] if idx else (0.9, 0.999)
-        eps = self.param_groups[group_of[idx[0]]]['eps'] if idx else 1e-8
-        bc1, bc2 = 1 - beta1 ** t, 1 - beta2 ** t
-        states = [self.state[flat[i]] for i in idx]
-        d = torch._foreach_sqrt([s['exp_avg_sq'] for s in states])       # sqrt(v^) + eps, then invert
-        torch._foreach_div_(d, math.sqrt(bc2))
-        torch._foreach_add_(d, eps)
-        torch._foreach_reciprocal_(d)
-        if kind == 'final' or self.momentum_trial:
-            torch._foreach_mul_(d, [s['exp_avg'] for s in states])
-            torch._foreach_mul_(d, -1.0 / bc1)                            # d = -m^/(sqrt(v^)+eps)    [A] Eq. 3
-        else:
-            torch._foreach_mul_(d, grads)
-            torch._foreach_mul_(d, -coef)                                 # d = -g/(sqrt(v^)+eps)     [F] Eq. 5
-        return d
-
-    def _buckets(self, idx):
-        """Split flat indices by param group (so per-group lr / weight decay / betas apply)."""
-        group_of = self._group_of()
-        out = {}
-        for i in idx:
-            out.setdefault(group_of[i], []).append(i)
-        return out
-
-    def _move(self, idx, alpha, kind, coef, t, decay_eta=None):
-        """w[idx] += alpha * d (alpha: float, or {group: float}). With decay_eta: the AdamW-form update
-        w <- w*(1 - eta*wd) + eta*d, given that w already sits at w + eta*d when kind matches (in place)."""
-        flat = self._flat_params()
-        for gi, ii in self._buckets(idx).items():
-            a = alpha[gi] if isinstance(alpha, dict) else alpha
-            if a == 0.0 and decay_eta is None:
-                continue
-            ps = [flat[i] for i in ii]
-            d = self._directions(ii, kind, coef, t)
-            if a != 0.0:
-                torch._foreach_add_(ps, d, alpha=a)
-            if decay_eta is not None:
-                eta = decay_eta[gi] if isinstance(decay_eta, dict) else decay_eta
-                wd = self.param_groups[gi]['weight_decay']
-                if wd != 0.0 and eta != 0.0:
-                    # p = w + eta*d  ->  w*(1 - eta*wd) + eta*d  =  p*(1 - eta*wd) + eta^2*wd*d
-                    torch._foreach_mul_(ps, 1.0 - eta * wd)
-                    torch._foreach_add_(ps, d, alpha=eta * eta * wd)
-
-    def _slope(self, idx, coef, t):
-        """f_a = -g . d_trial over flat params idx, with the unclipped gradient g (float64 on host)."""
-        flat = self._flat_params()
-        acc = torch.zeros((), dtype=torch.float64, device=flat[idx[0]].device) if idx else torch.zeros((), dtype=torch.float64)
-        for gi, ii in self._buckets(idx).items():
-            d = self._directions(ii, 'trial', coef, t)
-            for i, di in zip(ii, d):
-                # float32 dot per tensor (no float64 copies of the gradient: memory), summed in float64
-                acc -= torch.dot(flat[i].grad.reshape(-1), di.reshape(-1).to(flat[i].grad.dtype)).double()
-        return acc.item()
-
-    def _reduce(self, x):
-        if not self.hp['reduce_losses']:
-            return x
-        return _all_reduce_mean(x, self._flat_params()[0].device)
-
-    # ---- the step ----------------------------------------------------------------------------------------
+    # ---- the step, as named phases ---------------------------------------------------------------------------
     @torch.no_grad()
     def step(self, closure=None, loss=None):
-        """One optimizer step. Warmup: closure/loss optional (used to warm the EMAs near its end).
-        After warmup: `loss` = f(w) from the training forward (tensor or float), `closure()` = the loss at
-        the current parameters on the same data, computed without autograd. Returns f(w) (None in warmup
-        without loss)."""
-        try:
-            return self._step(closure, loss)
-        finally:
-            self._dcache = {}  # free the direction buffers before the next forward
+        """One step; returns f(w) (None in warmup without loss or closure). See the class docstring."""
+        search, hp = self.state['search'], self.param_groups[0]
+        warmup = search['step'] < hp['warmup_steps']
+        if not warmup and closure is None:
+            raise RuntimeError(f"{type(self).__name__}: after warmup, step() needs closure= (the loss at the "
+                               f"current parameters on the same batch, evaluated without autograd)")
+        extra_forwards = 0
+        if loss is None and closure is not None and not warmup:
+            loss, extra_forwards = closure(), 1               # torch.optim style: one extra no-grad forward
+        grads = [p.grad for group in self.param_groups for p in group['params'] if p.grad is not None]
+        if not grads:
+            return None if loss is None else float(loss)
+        stats = dict(eta=self.eta, forwards=extra_forwards, backtracks=0, accepted=True, exhausted=False, skipped=False,
+                     warmup=warmup, f_w=None, f_trial=None, f_a=None, searched=0)
 
-    def _step(self, closure=None, loss=None):
-        hp, ls = self.hp, self.ls
-        warm = ls['step'] < hp['warmup_steps']
-        if not warm and (closure is None or loss is None):
-            raise RuntimeError(f"{type(self).__name__}: after warmup, step() needs closure= (the no-grad loss at "
-                               f"the current parameters on the same batch) and loss= (f(w) of the training forward)")
-        f_w = None if loss is None else self._reduce(float(loss))
-        if f_w is not None and not math.isfinite(f_w):
-            # never update on a non-finite loss: leave moments and parameters as they are
-            ls['last'] = dict(eta=self.eta, forwards=0, backtracks=0, accepted=False, exhausted=False,
-                              skipped=True, f_w=f_w)
+        # 1. non-finite guard, one collective and one sync: f(w) and the gradient norm decide whether to step
+        grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float())
+        f_w, grad_norm = self._reduce([grad_norm.new_tensor(math.nan) if loss is None else loss, grad_norm])
+        stats['f_w'] = None if loss is None else f_w
+        if not math.isfinite(grad_norm) or (loss is not None and not math.isfinite(f_w)):
+            stats.update(accepted=False, skipped=True)
+            search['totals']['skipped'] += 1
+            search['last'] = stats
             return f_w
+        clip_coef = min(1.0, hp['max_grad_norm'] / (grad_norm + 1e-6)) if hp['max_grad_norm'] > 0 else 1.0
 
-        flat = self._flat_params()
-        idx_all = [i for i, p in enumerate(flat) if p.grad is not None]
-        if not idx_all:
-            return f_w
-        grads = [flat[i].grad for i in idx_all]
-        coef = 1.0
-        if hp['max_grad_norm'] > 0:
-            norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))).item()
-            coef = min(1.0, hp['max_grad_norm'] / (norm + 1e-6))
+        # 2. moments and the direction's denominator
+        search['step'] += 1
+        parts, flat_index = self._init_group()
+        for part in parts:
+            self._moments(part, clip_coef)
 
-        ls['step'] += 1
-        t = ls['step']
-        if self.adam:
-            # Adam moments on the (clipped) gradient, as torch.optim.AdamW does
-            for gi, ii in self._buckets(idx_all).items():
-                beta1, beta2 = self.param_groups[gi]['betas']
-                for i in ii:
-                    st = self.state[flat[i]]
-                    if not st:
-                        st['exp_avg'] = torch.zeros_like(flat[i], memory_format=torch.preserve_format)
-                        st['exp_avg_sq'] = torch.zeros_like(flat[i], memory_format=torch.preserve_format)
-                ms = [self.state[flat[i]]['exp_avg'] for i in ii]
-                vs = [self.state[flat[i]]['exp_avg_sq'] for i in ii]
-                gs = [flat[i].grad for i in ii]
-                torch._foreach_mul_(ms, beta1)
-                torch._foreach_add_(ms, gs, alpha=(1 - beta1) * coef)
-                torch._foreach_mul_(vs, beta2)
-                torch._foreach_addcmul_(vs, gs, gs, value=(1 - beta2) * coef * coef)
+        # 3. warmup: AdamW with group['lr'] (the training script's schedule)
+        if warmup:
+            self._warmup_step(parts, closure, f_w if loss is not None else None, stats)
+            search['last'] = stats
+            return stats['f_w']
 
-        if warm:
-            self._warmup_step(idx_all, closure, f_w, coef, t)
-            return f_w
-
-        comps = ls['components']
-        if ls['split'] is not None and len(comps) == 1 and t > hp['warmup_steps'] + 1:
-            # PLASLS: after the first whole-network search, every component starts from that eta ([F] III-C)
+        # 4. choose the component to search (PLASLS: the whole network first, then round robin, [F] III-C)
+        comps = search['components']
+        if search['split'] is not None and search['step'] > hp['warmup_steps'] + 1:
             base = comps[0]
-            ls['components'] = comps = [dict(idx=list(s), eta=base['eta'], D=base['D'], G=base['G'])
-                                        for s in ls['split']]
-            ls['split'] = None
-        ci = ls['cursor'] % len(comps)
-        ls['cursor'] = (ci + 1) % len(comps)
-        searched = comps[ci]
-        comp_has_grad = set(idx_all)
-        s_idx = [i for i in searched['idx'] if i in comp_has_grad]
-        searched['eta'] = min(searched['eta'] * 2.0 ** (1.0 / hp['b']), hp['eta_max'])   # [A] Eq. 2
+            comps = search['components'] = [dict(params=list(s), eta=base['eta'], D=base['D'], G=base['G'],
+                                                 exhausted=False) for s in search['split']]
+            search['split'] = None
+        searched = search['cursor'] % len(comps)
+        search['cursor'] = (searched + 1) % len(comps)
+        stats['searched'] = searched
+        comp_parts = self._component_parts(parts, flat_index, comps)
 
-        stats = dict(forwards=0, backtracks=0, accepted=True, exhausted=False, skipped=False,
-                     searched=ci, f_w=f_w, f_trial=None, f_a=None, warmup=False)
-        if ls['skip_left'] > 0 and s_idx:
-            ls['skip_left'] -= 1                                     # stable: take the grown eta, no trial
-            self._move(s_idx, searched['eta'], 'final', coef, t, decay_eta=searched['eta'])
-        elif s_idx:
-            self._search(searched, s_idx, closure, f_w, coef, t, stats)
-        # PLASLS: the other components step with their own stored eta ([F] update rule after Eq. 7)
-        for cj, comp in enumerate(comps):
-            if cj != ci:
-                o_idx = [i for i in comp['idx'] if i in comp_has_grad]
-                self._move(o_idx, comp['eta'], 'final', coef, t, decay_eta=comp['eta'])
+        # 5. search the chosen component (or, when stable, take its grown eta without a trial)
+        comp = comps[searched]
+        comp['eta'] = min(comp['eta'] * 2.0 ** (1.0 / hp['b']), hp['eta_max'])          # [A] Eq. 2
+        if comp_parts[searched]:
+            if search['skip_left'] > 0:
+                search['skip_left'] -= 1
+                self._update(comp_parts[searched], comp['eta'])
+            else:
+                self._search(comp, comp_parts[searched], closure, f_w, stats)
+
+        # 6. the other components step with their own eta ([F] update rule after Eq. 7)
+        for k, other in enumerate(comps):
+            if k != searched:
+                self._update(comp_parts[k], other['eta'])
+
+        # 7. PLASLS merge ([F] Algorithm 1)
         if len(comps) > 1:
-            merge_smallest(comps, hp['merge_threshold'])
-        for g in self.param_groups:
-            g['lr'] = self.eta                                       # for loggers that read group['lr']
+            _merge_smallest(comps, hp['merge_threshold'])
+
+        # 8. bookkeeping
+        for group in self.param_groups:
+            group['lr'] = self.eta                                       # for loggers that read group['lr']
         stats['eta'] = self.eta
-        ls['last'] = stats
-        ls['total_forwards'] += stats['forwards']
-        ls['total_backtracks'] += stats['backtracks']
-        ls['total_exhausted'] += int(stats['exhausted'])
+        totals = search['totals']
+        totals['forwards'] += stats['forwards']
+        totals['backtracks'] += stats['backtracks']
+        totals['exhausted'] += int(stats['exhausted'])
+        search['last'] = stats
         return f_w
 
-    def _warmup_step(self, idx_all, closure, f_w, coef, t):
-        """AdamW (SGD) with group['lr']; near the end, one closure call per step warms D and G."""
-        hp, ls = self.hp, self.ls
-        lrs = {gi: g['lr'] for gi, g in enumerate(self.param_groups)}
-        comp = ls['components'][0]
-        comp['eta'] = float(self.param_groups[0]['lr'])              # the search will start from the last lr
-        stats = dict(eta=comp['eta'], forwards=0, backtracks=0, accepted=True, exhausted=False, skipped=False,
-                     searched=0, f_w=f_w, f_trial=None, f_a=None, warmup=True)
-        warm_ema = (hp['smooth'] and closure is not None and f_w is not None
-                    and t > hp['warmup_steps'] - hp['ema_warmup_steps'])
-        if warm_ema:
-            f_a = self._fa(comp, idx_all, closure, f_w, coef, t, stats)
-            self._move(idx_all, lrs, 'trial', coef, t)
-            f_t = self._reduce(float(closure()))
-            stats['forwards'] += 1
-            stats['f_trial'], stats['f_a'] = f_t, f_a
-            if math.isfinite(f_t):
-                bs = hp['beta_s']
-                comp['D'] = bs * comp['D'] + (1 - bs) * (f_w - f_t)
-                comp['G'] = bs * comp['G'] + (1 - bs) * f_a
-            if not self.momentum_trial:
-                self._move(idx_all, {g: -a for g, a in lrs.items()}, 'trial', coef, t)
-                self._move(idx_all, lrs, 'final', coef, t, decay_eta=lrs)
-            else:
-                self._move(idx_all, 0.0, 'final', coef, t, decay_eta=lrs)
+    # ---- phases --------------------------------------------------------------------------------------------
+    def _init_group(self):
+        """Gather, once per step, every parameter that has a gradient with its state, one _Part per group.
+        Also returns each gathered parameter's (group, position in part) by its state_dict index."""
+        parts, flat_index, i = [], {}, 0
+        for group in self.param_groups:
+            part = _Part(group)
+            for p in group['params']:
+                if p.grad is not None:
+                    state = self.state[p]
+                    if self.adam and not state:
+                        state['step'] = 0
+                        state['exp_avg'] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                        state['exp_avg_sq'] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    flat_index[i] = (len(parts), len(part.params))
+                    part.params.append(p)
+                    part.grads.append(p.grad)
+                    if self.adam:
+                        part.exp_avgs.append(state['exp_avg'])
+                        part.exp_avg_sqs.append(state['exp_avg_sq'])
+                i += 1
+            if part.params:
+                parts.append(part)
+        return parts, flat_index
+
+    def _moments(self, part, clip_coef):
+        """Adam moments on the clipped gradient (as clip_grad_norm_ + AdamW), then denom = sqrt(v) + eps' with
+        the bias corrections folded into scale:  d = -m^/(sqrt(v^)+eps) = scale * m / denom  [A] Eq. 3, with
+        scale = -sqrt(1-beta2^t)/(1-beta1^t) and eps' = eps*sqrt(1-beta2^t) (torch.optim.AdamW's rewrite)."""
+        part.clip_coef = clip_coef
+        if not self.adam:
+            return
+        beta1, beta2 = part.group['betas']
+        if clip_coef == 1.0:
+            torch._foreach_lerp_(part.exp_avgs, part.grads, 1 - beta1)         # one pass
         else:
-            self._move(idx_all, lrs, 'final', coef, t, decay_eta=lrs)
-        ls['last'] = stats
-        ls['total_forwards'] += stats['forwards']
+            torch._foreach_mul_(part.exp_avgs, beta1)
+            torch._foreach_add_(part.exp_avgs, part.grads, alpha=(1 - beta1) * clip_coef)
+        torch._foreach_mul_(part.exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(part.exp_avg_sqs, part.grads, part.grads, value=(1 - beta2) * clip_coef ** 2)
+        eps_prime = []
+        for p in part.params:
+            state = self.state[p]
+            state['step'] += 1
+            bc1, bc2 = 1 - beta1 ** state['step'], 1 - beta2 ** state['step']
+            part.scale.append(-math.sqrt(bc2) / bc1)
+            eps_prime.append(part.group['eps'] * math.sqrt(bc2))
+        part.denom = torch._foreach_sqrt(part.exp_avg_sqs)
+        torch._foreach_add_(part.denom, eps_prime)
 
-    def _fa(self, comp, idx, closure, f_w, coef, t, stats):
-        """Gradient-magnitude term along the trial direction: exact -g.d, or [A] Eq. 6's finite difference."""
-        if self.hp['fa'] == 'exact':
-            return self._slope(idx, coef, t)
-        lam = self.hp['fd_eps']
-        self._move(idx, lam, 'trial', coef, t)
-        f_l = self._reduce(float(closure()))
-        self._move(idx, -lam, 'trial', coef, t)
+    def _trial_scale(self, part):
+        """d_trial = -coef*g/(sqrt(v^)+eps) = trial_scale * g / denom  ([F] Eq. 5)."""
+        beta2 = part.group['betas'][1]
+        return [-part.clip_coef * math.sqrt(1 - beta2 ** self.state[p]['step']) for p in part.params]
+
+    def _move(self, part, eta, trial=True):
+        """w += eta * d in one pass, with d the trial direction (trial=True) or the final one."""
+        if eta == 0.0:
+            return
+        if not self.adam:                                                        # d = -coef*g
+            torch._foreach_add_(part.params, part.grads, alpha=-eta * part.clip_coef)
+        elif trial and not self.momentum_trial:
+            torch._foreach_addcdiv_(part.params, part.grads, part.denom, [eta * s for s in self._trial_scale(part)])
+        else:                                                                    # d = -m^/(sqrt(v^)+eps)
+            torch._foreach_addcdiv_(part.params, part.exp_avgs, part.denom, [eta * s for s in part.scale])
+
+    def _decay(self, part, eta):
+        """From w + eta*d to the AdamW-form update w*(1 - eta*wd) + eta*d = p*(1 - eta*wd) + eta^2*wd*d."""
+        wd = part.group['weight_decay']
+        if wd != 0.0 and eta != 0.0:
+            torch._foreach_mul_(part.params, 1.0 - eta * wd)
+            self._move(part, eta * eta * wd, trial=False)
+
+    def _update(self, parts, eta):
+        """The plain update w <- w*(1 - eta*wd) + eta*d_final (no search)."""
+        for part in parts:
+            self._move(part, eta, trial=False)
+            self._decay(part, eta)
+
+    def _slope(self, parts):
+        """f_a = -g.d_trial with the unclipped gradient g, as a float64 device tensor (no sync here: it is
+        fetched together with the first trial loss). One dot per tensor, summed in float64."""
+        dots = []
+        for part in parts:
+            if not self.adam:                                              # -g.(-coef*g) = coef*||g||^2
+                dots += [torch.dot(g.reshape(-1), g.reshape(-1)).double() * part.clip_coef for g in part.grads]
+                continue
+            num = part.exp_avgs if self.momentum_trial else part.grads
+            scale = part.scale if self.momentum_trial else self._trial_scale(part)
+            ratio = torch._foreach_div(num, part.denom)
+            dots += [-s * torch.dot(g.reshape(-1), r.reshape(-1)).double()
+                     for g, r, s in zip(part.grads, ratio, scale)]
+            del ratio
+        return torch.stack(dots).sum()
+
+    def _reduce(self, values):
+        """The mean over ranks of a few scalars (tensors or floats), in one collective and one host sync."""
+        device = self.param_groups[0]['params'][0].device
+        t = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=device).reshape(()) for v in values])
+        if self.param_groups[0]['reduce_losses'] and dist.is_available() and dist.is_initialized() \
+                and dist.get_world_size() > 1:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+            t /= dist.get_world_size()
+        return t.tolist()
+
+    def _warmup_step(self, parts, closure, f_w, stats):
+        """AdamW (SGD) with group['lr']; in the last ema_warmup_steps steps one closure call warms D and G."""
+        search, hp = self.state['search'], self.param_groups[0]
+        comp = search['components'][0]
+        comp['eta'] = float(hp['lr'])                                  # the search will start from the last lr
+        stats['eta'] = comp['eta']
+        warm_ema = (hp['smooth'] and closure is not None and f_w is not None
+                    and search['step'] > hp['warmup_steps'] - hp['ema_warmup_steps'])
+        if not warm_ema:
+            for part in parts:
+                self._move(part, part.group['lr'], trial=False)
+                self._decay(part, part.group['lr'])
+            return
+        f_a = self._slope(parts) if hp['fa'] == 'exact' else self._fd_slope(parts, closure, f_w, stats)
+        for part in parts:
+            self._move(part, part.group['lr'], trial=True)
+        f_t, f_a = self._reduce([closure(), f_a])
+        stats.update(forwards=stats['forwards'] + 1, f_trial=f_t, f_a=f_a)
+        if math.isfinite(f_t):
+            beta_s = hp['beta_s']
+            comp['D'] = beta_s * comp['D'] + (1 - beta_s) * (f_w - f_t)
+            comp['G'] = beta_s * comp['G'] + (1 - beta_s) * f_a
+        for part in parts:
+            if not self.momentum_trial:                                 # trial and final directions differ
+                self._move(part, -part.group['lr'], trial=True)
+                self._move(part, part.group['lr'], trial=False)
+            self._decay(part, part.group['lr'])
+
+    def _component_parts(self, parts, flat_index, comps):
+        """For each component, its gathered tensors split by param group (a list of _Part)."""
+        if len(comps) == 1:                     # one component holds every parameter
+            return [parts]
+        out = []
+        for comp in comps:
+            by_part = {}
+            for i in comp['params']:
+                if i in flat_index:
+                    k, j = flat_index[i]
+                    by_part.setdefault(k, []).append(j)
+            sub_parts = []
+            for k, js in sorted(by_part.items()):
+                src, sub = parts[k], _Part(parts[k].group)
+                sub.clip_coef = src.clip_coef
+                for attr in ('params', 'grads', 'exp_avgs', 'exp_avg_sqs', 'scale'):
+                    vals = getattr(src, attr)
+                    setattr(sub, attr, [vals[j] for j in js] if vals else [])
+                sub.denom = None if src.denom is None else [src.denom[j] for j in js]
+                sub_parts.append(sub)
+            out.append(sub_parts)
+        return out
+
+    def _fd_slope(self, parts, closure, f_w, stats):
+        """[A] Eq. 6: f_a = (f(w) - f(w + lambda*d)) / lambda, one extra forward."""
+        lam = self.param_groups[0]['fd_eps']
+        for part in parts:
+            self._move(part, lam)
+        f_lambda, = self._reduce([closure()])
+        for part in parts:
+            self._move(part, -lam)
         stats['forwards'] += 1
-        return (f_w - f_l) / lam
+        return (f_w - f_lambda) / lam
 
-    def _search(self, comp, idx, closure, f_w, coef, t, stats):
-        """Backtracking Armijo search on the flat params idx of one component (in place, no copies)."""
-        hp = self.hp
-        bs, c = hp['beta_s'], hp['c']
-        f_a = self._fa(comp, idx, closure, f_w, coef, t, stats)
-        G_new = bs * comp['G'] + (1 - bs) * f_a if hp['smooth'] else f_a
-        if hp['smooth'] and comp['D'] < 0 < G_new:
-            # Smoothed decrease < 0 while the smoothed slope predicts descent (e.g. a loss spike entered D): as
-            # eta -> 0 the test tends to beta_s*D >= 0+, false for every eta, so the search would exhaust and
-            # eta collapse for ~1/(1-beta_s) steps. Restart the EMAs: this step uses the plain Eq. 9 test.
+    def _search(self, comp, parts, closure, f_w, stats):
+        """Backtracking Armijo search on one component, in place (no copies). [A] Eq. 8-9."""
+        hp = self.param_groups[0]
+        beta_s, c, smooth = hp['beta_s'], hp['c'], hp['smooth']
+        eta_start = comp['eta']
+        f_a = self._slope(parts) if hp['fa'] == 'exact' else self._fd_slope(parts, closure, f_w, stats)
+        if smooth and comp['D'] < 0:
+            # beta_s*D < 0: no eta passes the smoothed test (module docstring); restart the EMAs
             comp['D'] = comp['G'] = 0.0
-            G_new = (1 - bs) * f_a
             stats['ema_restart'] = True
-        c_h = c if G_new > 0 else 1.0 / c                                          # [A] Eq. 8
-        eta, moved = comp['eta'], 0.0
+        eta, moved = eta_start, 0.0
         while True:
-            self._move(idx, eta - moved, 'trial', coef, t)
+            for part in parts:
+                self._move(part, eta - moved, trial=True)
             moved = eta
-            f_t = self._reduce(float(closure()))
+            if stats['f_a'] is None:                                   # first trial: fetch f_a with f_t
+                f_t, f_a = self._reduce([closure(), f_a])
+                stats['f_a'] = f_a
+                G_new = beta_s * comp['G'] + (1 - beta_s) * f_a if smooth else f_a
+                c_h = c if G_new > 0 else 1.0 / c                                      # [A] Eq. 8
+            else:
+                f_t, = self._reduce([closure()])
             stats['forwards'] += 1
-            dec = f_w - f_t
-            D_new = bs * comp['D'] + (1 - bs) * dec if hp['smooth'] else dec
-            if math.isfinite(f_t) and D_new >= c_h * eta * G_new:                  # [A] Eq. 9
+            D_new = beta_s * comp['D'] + (1 - beta_s) * (f_w - f_t) if smooth else f_w - f_t
+            if math.isfinite(f_t) and D_new >= c_h * eta * G_new:                       # [A] Eq. 9
                 break
             if stats['backtracks'] >= hp['max_backtracks'] or eta <= hp['eta_min']:
-                stats['accepted'], stats['exhausted'] = False, True
+                stats.update(accepted=False, exhausted=True)
                 break
             eta = max(eta * hp['backtrack'], hp['eta_min'])
             stats['backtracks'] += 1
-        stats['f_trial'], stats['f_a'] = f_t, f_a
-        comp['eta'] = eta
+        stats['f_trial'] = f_t
+        search = self.state['search']
         if stats['exhausted']:
-            self._move(idx, -moved, 'trial', coef, t)                             # back to w: no update
-            if hp['smooth']:
-                # nothing was observed: decay both EMAs alike (keeps D/G; feeding f_a into G alone made every
-                # later test stricter and could lock the search in exhaustion for good)
-                comp['D'], comp['G'] = bs * comp['D'], bs * comp['G']
-            self.ls['skip_left'] = 0
+            for part in parts:
+                self._move(part, -moved, trial=True)               # back to w: no update
+            if smooth:
+                comp['D'] = comp['G'] = 0.0
+            comp['eta'] = eta_start if comp['exhausted'] else eta
+            comp['exhausted'] = True
+            search['skip_left'] = 0
             return
-        comp['D'], comp['G'] = (D_new, G_new)
-        if not self.momentum_trial:                                                # [F]: update with momentum
-            self._move(idx, -eta, 'trial', coef, t)
-            self._move(idx, eta, 'final', coef, t, decay_eta=eta)
-        else:
-            self._move(idx, 0.0, 'final', coef, t, decay_eta=eta)
-        self.ls['skip_left'] = hp['skip_stable'] if stats['backtracks'] == 0 else 0
+        comp.update(eta=eta, D=D_new, G=G_new, exhausted=False)
+        for part in parts:
+            if not self.momentum_trial:                                # [F]: the update uses the momentum
+                self._move(part, -eta, trial=True)
+                self._move(part, eta, trial=False)
+            self._decay(part, eta)
+        search['skip_left'] = hp['skip_stable'] if stats['backtracks'] == 0 else 0
 
-    # ---- state_dict round trip -----------------------------------------------------------------------------
-    def state_dict(self):
-        sd = super().state_dict()
-        sd['line_search'] = _copy(self.ls)
-        sd['line_search_hp'] = dict(self.hp)
-        return sd
+    def _flat_params(self):
+        return [p for group in self.param_groups for p in group['params']]
 
-    def load_state_dict(self, state_dict):
-        state_dict = dict(state_dict)
-        ls = state_dict.pop('line_search', None)
-        state_dict.pop('line_search_hp', None)
-        super().load_state_dict(state_dict)
-        if ls is not None:
-            self.ls = _copy(ls)
+
+def _require(ok, message):
+    if not ok:
+        raise ValueError(message)
+
+
+def _merge_smallest(comps, threshold):
+    """PLASLS merge ([F] Algorithm 1): when the smallest eta <= threshold, that component merges with the one
+    of second-smallest eta; the merged one takes their mean eta (and mean EMAs)."""
+    order = sorted(range(len(comps)), key=lambda k: comps[k]['eta'])
+    small, second = order[0], order[1]
+    if comps[small]['eta'] > threshold:
+        return False
+    a, b = comps[small], comps[second]
+    comps[min(small, second)] = dict(params=sorted(a['params'] + b['params']), eta=(a['eta'] + b['eta']) / 2,
+                                     D=(a['D'] + b['D']) / 2, G=(a['G'] + b['G']) / 2, exhausted=False)
+    del comps[max(small, second)]
+    return True
+
+
+def _own_search_state(optimizer):
+    """load_state_dict copies non-parameter state by reference: take a private copy, so that stepping this
+    optimizer never changes the dict it was loaded from."""
+    optimizer.state['search'] = _copy(optimizer.state['search'])
+
+
+def _upgrade_old_state_dict(optimizer, state_dict):
+    """Checkpoints written before the search state moved into optimizer.state (keys 'line_search' and
+    'line_search_hp') load with their search state and settings."""
+    if 'line_search' not in state_dict:
+        _require('search' in state_dict['state'], f"{type(optimizer).__name__}: state_dict has no line-search "
+                 f"state (was it saved by another optimizer?)")
+        return state_dict
+    state_dict = dict(state_dict)
+    old, old_hp = state_dict.pop('line_search'), state_dict.pop('line_search_hp', {})
+    current = optimizer.param_groups[0]
+    state_dict['param_groups'] = [{**{k: old_hp.get(k, current[k]) for k in _SEARCH_KEYS}, **g}
+                                  for g in state_dict['param_groups']]
+    state = {k: (dict(v, step=old['step']) if 'exp_avg' in v else v) for k, v in state_dict['state'].items()}
+    state['search'] = dict(
+        step=old['step'], cursor=old['cursor'], skip_left=old['skip_left'], split=old['split'],
+        components=[dict(params=c['idx'], eta=c['eta'], D=c['D'], G=c['G'], exhausted=False)
+                    for c in old['components']],
+        totals=dict(forwards=old.get('total_forwards', 0), backtracks=old.get('total_backtracks', 0),
+                    exhausted=old.get('total_exhausted', 0), skipped=0), last={})
+    state_dict['state'] = state
+    return state_dict
 
 
 def _copy(x):
-    """Deep copy of the plain python line-search state (dicts, lists, scalars)."""
     if isinstance(x, dict):
         return {k: _copy(v) for k, v in x.items()}
     if isinstance(x, list):
@@ -477,215 +567,39 @@ class ALSALS(LineSearchOptimizer):
     """ALSALS ([A] Sec. III): Armijo line search on the Adam-with-momentum direction d = -m^/(sqrt(v^)+eps),
     f_a = -grad f(w).d (the exact limit of [A] Eq. 6), c_h from [A] Eq. 8, c = 0.6 ([A] Sec. III-C), both
     sides of [A] Eq. 9 smoothed with beta_s = 0.99, growth 2**(1/500) per step ([A] Eq. 2).
-    See LineSearchOptimizer for all arguments."""
-    adam, momentum_trial, defaults_c, defaults_smooth = True, True, 0.6, True
+    See LineSearchOptimizer for every argument and default."""
 
 
 class AdamSLS(LineSearchOptimizer):
     """ADAM+SLS ([F] Eq. 5, [A] Sec. II-B): trial direction Adam without momentum -g/(sqrt(v^)+eps), slope
-    sum g^2/(sqrt(v^)+eps), c = 0.1, no smoothing by default (smooth=True enables it); the update uses the
-    momentum direction with the accepted eta. This is the variant whose eta collapses on GPT-2 ([A] Fig. 1)."""
-    adam, momentum_trial, defaults_c, defaults_smooth = True, False, 0.1, False
+    sum g^2/(sqrt(v^)+eps), c = 0.1, no smoothing by default; the update uses the momentum direction with the
+    accepted eta. This is the variant whose eta collapses on GPT-2 ([A] Fig. 1)."""
+    momentum_trial = False
+
+    def __init__(self, params, c=0.1, smooth=False, **kwargs):
+        super().__init__(params, c=c, smooth=smooth, **kwargs)
 
 
 class SGDSLS(LineSearchOptimizer):
     """SGD+SLS (Vaswani et al.; [F] Eq. 1-2): d = -g, slope ||g||^2, c = 0.1, no smoothing by default.
     betas/eps are accepted and ignored."""
-    adam, momentum_trial, defaults_c, defaults_smooth = False, True, 0.1, False
+    adam = False
+
+    def __init__(self, params, c=0.1, smooth=False, **kwargs):
+        super().__init__(params, c=c, smooth=smooth, **kwargs)
 
 
-class PLASLS(LineSearchOptimizer):
+class PLASLS(AdamSLS):
     """PLASLS ([F] Sec. III-C): ADAM+SLS with one step size per component of the network. `components` (a
-    list of lists of parameters partitioning params; model.GPT.param_components(L) gives the split used
-    for GPT, L = 10 as in [F]) is required. The first step searches the whole network; afterwards each step
+    list of lists of parameters partitioning params; model.GPT.param_components(L) gives the split used for
+    GPT, L = 10 as in [F]) is required. The first step searches the whole network; afterwards each step
     searches one component in round robin while the others step with their stored eta. When the smallest
     eta <= merge_threshold (1e-12, [F] Fig. 2), that component merges with the one of second-smallest eta
     (their mean eta, [F] Algorithm 1). eta_min defaults to 1e-14 here so that merging can happen at all."""
-    adam, momentum_trial, defaults_c, defaults_smooth = True, False, 0.1, False
 
     def __init__(self, params, components=None, eta_min=1e-14, **kwargs):
-        if components is None:
-            raise ValueError("PLASLS: components= (a list of lists of parameters) is required")
+        _require(components is not None, "PLASLS: components= (a list of lists of parameters) is required")
         super().__init__(params, components=components, eta_min=eta_min, **kwargs)
 
 
 OPTIMIZERS = {'alsals': ALSALS, 'adamsls': AdamSLS, 'sgdsls': SGDSLS, 'plasls': PLASLS}
-
-
-def build(name, params, **kwargs):
-    """The line-search optimizer called `name` (a key of OPTIMIZERS); kwargs as in LineSearchOptimizer."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose from adamw, {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[name](params, **kwargs)
-
-
-def rng_state():
-    """The global torch RNG state (CPU and every initialised CUDA device): what dropout draws from."""
-    state = {'cpu': torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state['cuda'] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state):
-    torch.set_rng_state(state['cpu'].cpu())
-    if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
-
-
-def replay_closure(model, batches, ctx=None):
-    """The closure for step() in a training loop: the mean of model(X, Y)[1] over `batches`, a list of
-    (X, Y, rng_state()) recorded just before each training forward, evaluated without autograd, each under
-    the RNG state of its training forward (same dropout masks, so f(w) and f(w + eta*d) are the same
-    function), under `ctx` (autocast). The caller's RNG state is restored afterwards."""
-    @torch.no_grad()
-    def closure():
-        saved = rng_state()
-        total = 0.0
-        for X, Y, state in batches:
-            set_rng_state(state)
-            with (ctx if ctx is not None else contextlib.nullcontext()):
-                total = total + model(X, Y)[1].float()
-        set_rng_state(saved)
-        return total / len(batches)
-    return closure
-
-
-class LineSearchReference(torch.optim.Optimizer):
-    """Plain, slow twin of LineSearchOptimizer for tests (after schedule_free's *_reference optimizers): one
-    parameter at a time, explicit copies of w and of both directions, parameters written as w + eta*d.
-    `variant` is one of OPTIMIZERS; arguments and state semantics are those of the fast optimizer."""
-
-    def __init__(self, params, variant='alsals', lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 components=None, **kw):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
-        cls = OPTIMIZERS[variant]
-        self.variant = variant
-        self.adam, self.momentum_trial = cls.adam, cls.momentum_trial
-        self.c = kw.pop('c', cls.defaults_c)
-        self.smooth = kw.pop('smooth', cls.defaults_smooth)
-        o = dict(beta_s=0.99, b=500, backtrack=0.9, max_backtracks=20, eta_min=1e-14 if variant == 'plasls' else 1e-8,
-                 eta_max=1.0, warmup_steps=0, ema_warmup_steps=100, skip_stable=0, max_grad_norm=0.0,
-                 merge_threshold=1e-12)
-        o.update(kw)
-        self.o = o
-        params = [p for g in self.param_groups for p in g['params']]
-        pos = {id(p): i for i, p in enumerate(params)}
-        split = None if components is None else [sorted(pos[id(p)] for p in c) for c in components]
-        self.comps = [dict(idx=list(range(len(params))), eta=float(lr), D=0.0, G=0.0)]
-        self.split, self.cursor, self.t, self.skip_left = split, 0, 0, 0
-
-    @torch.no_grad()
-    def step(self, closure=None, loss=None):
-        o = self.o
-        params, groups = [], []
-        for g in self.param_groups:
-            for p in g['params']:
-                params.append(p)
-                groups.append(g)
-        f_w = float(loss) if loss is not None else None
-        if f_w is not None and not math.isfinite(f_w):
-            return f_w
-        raw = [p.grad.clone() for p in params]
-        coef = 1.0
-        if o['max_grad_norm'] > 0:
-            norm = math.sqrt(sum(float((g.double() ** 2).sum()) for g in raw))
-            coef = min(1.0, o['max_grad_norm'] / (norm + 1e-6))
-        self.t += 1
-        t = self.t
-        d_trial, d_final = [], []
-        for p, g, grp in zip(params, raw, groups):
-            if not self.adam:
-                d_trial.append(-coef * g)
-                d_final.append(-coef * g)
-                continue
-            b1, b2 = grp['betas']
-            st = self.state[p]
-            if not st:
-                st['exp_avg'], st['exp_avg_sq'] = torch.zeros_like(p), torch.zeros_like(p)
-            st['exp_avg'].copy_(b1 * st['exp_avg'] + (1 - b1) * coef * g)
-            st['exp_avg_sq'].copy_(b2 * st['exp_avg_sq'] + (1 - b2) * (coef * g) ** 2)
-            denom = (st['exp_avg_sq'] / (1 - b2 ** t)).sqrt() + grp['eps']
-            final = -(st['exp_avg'] / (1 - b1 ** t)) / denom
-            d_final.append(final)
-            d_trial.append(final if self.momentum_trial else -coef * g / denom)
-        w0 = [p.clone() for p in params]
-
-        def put(i, eta, d):           # p_i = w0_i + eta*d_i
-            params[i].copy_(w0[i] + eta * d[i])
-
-        def update(i, eta):           # AdamW form: w*(1 - eta*wd) + eta*d_final
-            params[i].copy_(w0[i] * (1 - eta * groups[i]['weight_decay']) + eta * d_final[i])
-
-        bs = o['beta_s']
-        if t <= o['warmup_steps']:
-            comp = self.comps[0]
-            comp['eta'] = float(self.param_groups[0]['lr'])
-            if self.smooth and closure is not None and f_w is not None and t > o['warmup_steps'] - o['ema_warmup_steps']:
-                f_a = -sum(float((raw[i].double() * d_trial[i].double()).sum()) for i in range(len(params)))
-                for i in range(len(params)):
-                    put(i, groups[i]['lr'], d_trial)
-                f_t = float(closure())
-                if math.isfinite(f_t):
-                    comp['D'] = bs * comp['D'] + (1 - bs) * (f_w - f_t)
-                    comp['G'] = bs * comp['G'] + (1 - bs) * f_a
-            for i in range(len(params)):
-                update(i, groups[i]['lr'])
-            return f_w
-        if self.split is not None and len(self.comps) == 1 and t > o['warmup_steps'] + 1:
-            base = self.comps[0]
-            self.comps = [dict(idx=list(s), eta=base['eta'], D=base['D'], G=base['G']) for s in self.split]
-            self.split = None
-        ci = self.cursor % len(self.comps)
-        self.cursor = (ci + 1) % len(self.comps)
-        comp = self.comps[ci]
-        comp['eta'] = min(comp['eta'] * 2.0 ** (1.0 / o['b']), o['eta_max'])
-        idx = comp['idx']
-        if self.skip_left > 0:
-            self.skip_left -= 1
-            for i in idx:
-                update(i, comp['eta'])
-        else:
-            f_a = -sum(float((raw[i].double() * d_trial[i].double()).sum()) for i in idx)
-            G_new = bs * comp['G'] + (1 - bs) * f_a if self.smooth else f_a
-            if self.smooth and comp['D'] < 0 < G_new:   # contradictory EMAs: restart them
-                comp['D'] = comp['G'] = 0.0
-                G_new = (1 - bs) * f_a
-            c_h = self.c if G_new > 0 else 1.0 / self.c
-            eta, backtracks = comp['eta'], 0
-            while True:
-                for i in idx:
-                    put(i, eta, d_trial)
-                f_t = float(closure())
-                D_new = bs * comp['D'] + (1 - bs) * (f_w - f_t) if self.smooth else f_w - f_t
-                if math.isfinite(f_t) and D_new >= c_h * eta * G_new:
-                    accepted = True
-                    break
-                if backtracks >= o['max_backtracks'] or eta <= o['eta_min']:
-                    accepted = False
-                    break
-                eta = max(eta * o['backtrack'], o['eta_min'])
-                backtracks += 1
-            comp['eta'] = eta
-            if accepted:
-                comp['D'], comp['G'] = D_new, G_new
-                for i in idx:
-                    update(i, eta)
-                self.skip_left = o['skip_stable'] if backtracks == 0 else 0
-            else:
-                if self.smooth:
-                    comp['D'], comp['G'] = bs * comp['D'], bs * comp['G']
-                for i in idx:
-                    params[i].copy_(w0[i])
-                self.skip_left = 0
-        for cj, other in enumerate(self.comps):
-            if cj != ci:
-                for i in other['idx']:
-                    update(i, other['eta'])
-        if len(self.comps) > 1:
-            merge_smallest(self.comps, o['merge_threshold'])
-        return f_w
-
-    @property
-    def eta(self):
-        return sum(c['eta'] for c in self.comps) / len(self.comps)

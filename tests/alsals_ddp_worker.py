@@ -22,14 +22,24 @@ def data(seed=0, n=64):
     return X, torch.sin(X[:, :1] * 2) + 0.1 * torch.randn(n, 1, generator=g)
 
 
-def worker(rank, world, port, out):
+class PerturbedSlope(alsals.ALSALS):
+    """ALSALS whose own f_a is off by a relative `perturb` (as on mixed hardware or with a
+    non-deterministic kernel): decisions must still agree because they read only reduced numbers."""
+    perturb = 0.0
+
+    def _slope(self, parts):
+        return super()._slope(parts) * (1 + self.perturb)
+
+
+def worker(rank, world, port, out, perturb=0.0):
     import torch.distributed as dist
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     dist.init_process_group('gloo', rank=rank, world_size=world)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(10, 32), nn.Tanh(), nn.Linear(32, 1))
     ddp = torch.nn.parallel.DistributedDataParallel(model)
-    opt = alsals.ALSALS(groups(model), lr=0.5, warmup_steps=5, ema_warmup_steps=3)
+    PerturbedSlope.perturb = perturb if rank == 1 else 0.0
+    opt = PerturbedSlope(groups(model), lr=0.5, warmup_steps=5, ema_warmup_steps=3)
     X, Y = data(seed=rank)  # different data on each rank
     backtracks = 0
     for it in range(60):

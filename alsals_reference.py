@@ -1,0 +1,193 @@
+"""
+A plain, slow reference twin of alsals.py (after facebookresearch/schedule_free's *_reference.py files).
+
+It follows the papers' presentation one parameter tensor at a time, keeps explicit copies of w and of both
+directions, and writes the parameters as w + eta*d. It shares no code with alsals.py (its own defaults, its
+own merge rule), so that a bug in the fast optimizer cannot pass the twin test (tests/test_alsals.py) by
+being in both.
+
+  [A] Kenneweg, Kenneweg, Hammer, "Improving Line Search Methods for Large Scale Neural Network Training",
+      2024, arXiv:2403.18519.
+  [F] Kenneweg, Galli, Kenneweg, Hammer, "Faster Convergence for Transformer Fine-tuning with Line Search
+      Methods", 2023.
+
+The project's own choices (warmup hand-off, EMA restart, exhaustion rule, clipping, skipping) are those of
+alsals.py's module docstring, written out again here in the plainest form.
+"""
+import math
+
+import torch
+
+# variant -> (trial direction, update direction, c, smoothing, eta_min): [A] Sec. III, [F] Eq. 1-5 and III-C
+VARIANTS = {
+    'alsals': ('momentum', 'momentum', 0.6, True, 1e-8),
+    'adamsls': ('adam_gradient', 'momentum', 0.1, False, 1e-8),
+    'sgdsls': ('gradient', 'gradient', 0.1, False, 1e-8),
+    'plasls': ('adam_gradient', 'momentum', 0.1, False, 1e-14),
+}
+
+
+class LineSearchReference(torch.optim.Optimizer):
+    def __init__(self, params, variant='alsals', lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 c=None, smooth=None, beta_s=0.99, b=500.0, backtrack=0.9, max_backtracks=20, eta_min=None,
+                 eta_max=1.0, warmup_steps=0, ema_warmup_steps=100, skip_stable=0, max_grad_norm=0.0,
+                 components=None, merge_threshold=1e-12):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+        self.trial_dir, self.final_dir, c0, smooth0, eta_min0 = VARIANTS[variant]
+        self.c = c0 if c is None else c
+        self.smooth = smooth0 if smooth is None else smooth
+        self.eta_min = eta_min0 if eta_min is None else eta_min
+        self.beta_s, self.b, self.backtrack, self.max_backtracks = beta_s, b, backtrack, max_backtracks
+        self.eta_max, self.warmup_steps, self.ema_warmup_steps = eta_max, warmup_steps, ema_warmup_steps
+        self.skip_stable, self.max_grad_norm, self.merge_threshold = skip_stable, max_grad_norm, merge_threshold
+        all_params = [p for g in self.param_groups for p in g['params']]
+        # components as lists of parameter objects; before the first search, one holds the whole network
+        self.pending_split = None if components is None else [list(comp) for comp in components]
+        self.comps = [dict(params=all_params, eta=float(lr), D=0.0, G=0.0, exhausted=False)]
+        self.t, self.cursor, self.skip_left = 0, 0, 0
+        self.last = {}
+
+    @property
+    def eta(self):
+        return sum(comp['eta'] for comp in self.comps) / len(self.comps)
+
+    @torch.no_grad()
+    def step(self, closure=None, loss=None):
+        entries = []   # (param, its group)
+        for g in self.param_groups:
+            for p in g['params']:
+                if p.grad is not None:
+                    entries.append((p, g))
+        warmup = self.t < self.warmup_steps
+        if loss is None and closure is not None and not warmup:
+            loss = closure()
+        f_w = None if loss is None else float(loss)
+        self.last = dict(accepted=True, exhausted=False, skipped=False, forwards=0, backtracks=0)
+        raw = {p: p.grad.clone() for p, _ in entries}
+        norm = math.sqrt(sum(float((g.double() ** 2).sum()) for g in raw.values()))
+        if (f_w is not None and not math.isfinite(f_w)) or not math.isfinite(norm):
+            self.last.update(accepted=False, skipped=True)
+            return f_w
+        coef = min(1.0, self.max_grad_norm / (norm + 1e-6)) if self.max_grad_norm > 0 else 1.0
+        self.t += 1
+
+        # moments and both directions, with explicit bias corrections ([A] Eq. 3, [F] Eq. 5)
+        d_trial, d_final, group_of = {}, {}, {}
+        for p, g in entries:
+            group_of[p] = g
+            grad = coef * raw[p]
+            if self.trial_dir == 'gradient':
+                d_trial[p] = d_final[p] = -grad
+                continue
+            b1, b2 = g['betas']
+            st = self.state[p]
+            if not st:
+                st['step'], st['m'], st['v'] = 0, torch.zeros_like(p), torch.zeros_like(p)
+            st['step'] += 1
+            st['m'] = b1 * st['m'] + (1 - b1) * grad
+            st['v'] = b2 * st['v'] + (1 - b2) * grad * grad
+            m_hat = st['m'] / (1 - b1 ** st['step'])
+            v_hat = st['v'] / (1 - b2 ** st['step'])
+            d_final[p] = -m_hat / (v_hat.sqrt() + g['eps'])
+            d_trial[p] = d_final[p] if self.trial_dir == 'momentum' else -grad / (v_hat.sqrt() + g['eps'])
+        w = {p: p.clone() for p, _ in entries}
+
+        def put(params, eta, d):                      # p = w + eta*d
+            for p in params:
+                p.copy_(w[p] + eta * d[p])
+
+        def update(params, eta):                      # p = w*(1 - eta*wd) + eta*d_final (AdamW form)
+            for p in params:
+                p.copy_(w[p] * (1 - eta * group_of[p]['weight_decay']) + eta * d_final[p])
+
+        def slope(params):                            # f_a = -g . d_trial, unclipped g
+            return -sum(float((raw[p].double() * d_trial[p].double()).sum()) for p in params)
+
+        if warmup:                                    # AdamW/SGD with each group's lr
+            comp = self.comps[0]
+            comp['eta'] = float(self.param_groups[0]['lr'])
+            if self.smooth and closure is not None and f_w is not None \
+                    and self.t > self.warmup_steps - self.ema_warmup_steps:
+                f_a = slope(group_of)
+                for p in group_of:
+                    p.copy_(w[p] + group_of[p]['lr'] * d_trial[p])
+                f_t = float(closure())
+                if math.isfinite(f_t):
+                    comp['D'] = self.beta_s * comp['D'] + (1 - self.beta_s) * (f_w - f_t)
+                    comp['G'] = self.beta_s * comp['G'] + (1 - self.beta_s) * f_a
+            for p in group_of:
+                p.copy_(w[p] * (1 - group_of[p]['lr'] * group_of[p]['weight_decay']) + group_of[p]['lr'] * d_final[p])
+            return f_w
+
+        if self.pending_split is not None and self.t > self.warmup_steps + 1:
+            base = self.comps[0]
+            self.comps = [dict(params=s, eta=base['eta'], D=base['D'], G=base['G'], exhausted=False)
+                          for s in self.pending_split]
+            self.pending_split = None
+        k = self.cursor % len(self.comps)
+        self.cursor = (k + 1) % len(self.comps)
+        comp = self.comps[k]
+        mine = [p for p in comp['params'] if p in group_of]
+        comp['eta'] = min(comp['eta'] * 2.0 ** (1.0 / self.b), self.eta_max)          # [A] Eq. 2
+        if mine and self.skip_left > 0:
+            self.skip_left -= 1
+            update(mine, comp['eta'])
+        elif mine:
+            self._search(comp, mine, closure, f_w, slope(mine), put, update, d_trial)
+        for j, other in enumerate(self.comps):
+            if j != k:
+                update([p for p in other['params'] if p in group_of], other['eta'])
+        self._merge()
+        return f_w
+
+    def _search(self, comp, params, closure, f_w, f_a, put, update, d_trial):
+        bs = self.beta_s
+        if self.smooth and comp['D'] < 0:            # no eta can pass the smoothed test: restart the EMAs
+            comp['D'] = comp['G'] = 0.0
+        G_new = bs * comp['G'] + (1 - bs) * f_a if self.smooth else f_a
+        c_h = self.c if G_new > 0 else 1.0 / self.c                                  # [A] Eq. 8
+        eta_start = eta = comp['eta']
+        backtracks = 0
+        while True:
+            put(params, eta, d_trial)
+            f_t = float(closure())
+            self.last['forwards'] += 1
+            D_new = bs * comp['D'] + (1 - bs) * (f_w - f_t) if self.smooth else f_w - f_t
+            if math.isfinite(f_t) and D_new >= c_h * eta * G_new:                     # [A] Eq. 9
+                accepted = True
+                break
+            if backtracks >= self.max_backtracks or eta <= self.eta_min:
+                accepted = False
+                break
+            eta = max(eta * self.backtrack, self.eta_min)
+            backtracks += 1
+        self.last['backtracks'] = backtracks
+        if accepted:
+            comp.update(eta=eta, D=D_new, G=G_new, exhausted=False)
+            update(params, eta)
+            self.skip_left = self.skip_stable if backtracks == 0 else 0
+        else:
+            self.last.update(accepted=False, exhausted=True)
+            put(params, 0.0, d_trial)                                                # back to w
+            if self.smooth:
+                comp['D'] = comp['G'] = 0.0
+            comp['eta'] = eta_start if comp['exhausted'] else eta
+            comp['exhausted'] = True
+            self.skip_left = 0
+
+    def _merge(self):
+        """[F] Algorithm 1: the component of smallest eta, once at or below the threshold, joins the one of
+        next-smallest eta; both take the mean of their etas and EMAs."""
+        if len(self.comps) < 2:
+            return
+        by_eta = sorted(self.comps, key=lambda comp: comp['eta'])
+        low, next_low = by_eta[0], by_eta[1]
+        if low['eta'] > self.merge_threshold:
+            return
+        keep_first = self.comps.index(low) < self.comps.index(next_low)
+        merged = dict(params=(low['params'] + next_low['params']) if keep_first else (next_low['params'] + low['params']),
+                      eta=(low['eta'] + next_low['eta']) / 2, D=(low['D'] + next_low['D']) / 2,
+                      G=(low['G'] + next_low['G']) / 2, exhausted=False)
+        position = min(self.comps.index(low), self.comps.index(next_low))
+        self.comps = [comp for comp in self.comps if comp is not low and comp is not next_low]
+        self.comps.insert(position, merged)
