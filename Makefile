@@ -1,4 +1,4 @@
-# make venv | data | demo | test | constraints | clean | distclean
+# make venv | data | demo | test | gpu-check | constraints | clean | distclean
 # The virtual environment is created with python3 and kept in .venv; the stamp .venv/.installed is redone only
 # when a requirements file or constraints.txt changes. pip resolves torch==2.13.0 through the machine's pip
 # configuration; constraints.txt pins every transitive dependency (`make constraints` refreshes it).
@@ -7,7 +7,7 @@ PIP := .venv/bin/pip
 STAMP := .venv/.installed
 CHAR_DATA := data/shakespeare_char/train.bin
 
-.PHONY: venv data demo test constraints clean distclean
+.PHONY: venv data demo test gpu-check constraints clean distclean
 
 venv: $(STAMP)
 
@@ -28,6 +28,12 @@ demo: venv data
 
 test: venv data
 	$(PYTHON) -m pytest
+
+# the GPU check on one CUDA GPU (< 10 minutes, no internet; results/gpu_check.json and .md): any python whose
+# torch has CUDA, e.g. `make gpu-check GPU_PYTHON=.venv/bin/python` where the venv was made on the GPU machine
+GPU_PYTHON ?= python3
+gpu-check:
+	$(GPU_PYTHON) gpu_check.py
 
 # constraints.txt from a scratch venv that installs the requirements alone (the study's extras too) (needs the package registry); the
 # comment header is kept and local version labels (+cpu) are dropped so the pins also resolve CUDA builds
