@@ -11,7 +11,8 @@ Timing: `burnin` untimed steps per setting (they contain the line search's AdamW
 steps, so every timed step of a line-search setting is a searched step), then `timed_steps` rounds, one step
 of each setting per round, so that drift on a shared machine hits all alike. Reported per setting: median
 and p10/p90 of the step time, tokens/s, forwards per step (1 training forward + trial forwards x n_trial /
-accumulation steps), MFU (CUDA), peak memory, and ratios to the setting 'adamw'.
+accumulation steps), MFU (CUDA), peak memory, and ratios to the first adamw setting with the same tokens per
+step, so one run can compare several accumulation counts (a setting may override gradient_accumulation_steps).
 
 Peak memory: each setting in a fresh process (this script with --mem_probe=i) that runs the burnin and
 mem_steps steps. CUDA: torch.cuda.max_memory_allocated. CPU: peak RSS (getrusage ru_maxrss, process-wide and
@@ -38,7 +39,7 @@ import numpy as np
 import torch
 
 # -----------------------------------------------------------------------------
-settings = 'adamw; alsals; alsals --ls_skip_stable=3; alsals --ls_trial_microsteps=0'  # the first adamw is the baseline
+settings = 'adamw; alsals; alsals --ls_skip_stable=3; alsals --ls_trial_microsteps=0' # optimizer + train.py overrides
 burnin = 5 # untimed steps per setting (must pass warmup_iters)
 timed_steps = 20 # timed rounds (one step of each setting per round)
 mem_steps = 3 # steps after the burnin in a memory probe
@@ -176,8 +177,8 @@ def main():
         torch.cuda.empty_cache()
     for i, label in enumerate(labels):
         results[label]['peak_mem_bytes'] = measure_memory(i)
-    base = next((v for v in results.values() if v['optimizer'] == 'adamw'), None)
-    for v in results.values():
+    for v in results.values(): # against the first adamw setting with the same tokens per step (accumulation)
+        base = next((b for b in results.values() if b['optimizer'] == 'adamw' and b['tokens_per_step'] == v['tokens_per_step']), None)
         v['step_time_ratio_vs_adamw'] = v['step_time_s'] / base['step_time_s'] if base else None
         v['peak_mem_ratio_vs_adamw'] = v['peak_mem_bytes'] / base['peak_mem_bytes'] if base else None
     report = dict(results=results, settings=labels, train_args=[*train_defaults, *train_args], config=config,

@@ -11,7 +11,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=16", "--batch_size=2",
         "--gradient_accumulation_steps=2", "--num_threads=1"]
-SETTINGS = "adamw; alsals --ls_skip_stable=3; alsals --ls_trial_microsteps=0"
+SETTINGS = ("adamw; alsals --ls_trial_microsteps=0; adamw --gradient_accumulation_steps=1; "
+            "alsals --gradient_accumulation_steps=1 --ls_skip_stable=3")
 FIELDS = ("optimizer", "gradient_accumulation_steps", "tokens_per_step", "n_trial", "step_time_s", "step_time_p10_s",
           "step_time_p90_s", "tokens_per_s", "mfu", "forwards_per_step", "final_eta", "hparams", "step_times_s",
           "peak_mem_bytes", "step_time_ratio_vs_adamw", "peak_mem_ratio_vs_adamw")
@@ -28,33 +29,37 @@ def test_bench_schema_and_figures(tmp_path, tiny_dataset):
     assert p.returncode == 0, p.stderr[-3000:]
     rep = json.loads(out.read_text())
     assert set(rep) >= {"results", "settings", "train_args", "config", "device", "memory_method", "torch"}
-    labels = ["adamw", "alsals --ls_skip_stable=3", "alsals --ls_trial_microsteps=0"]
+    labels = ["adamw", "alsals --ls_trial_microsteps=0", "adamw --gradient_accumulation_steps=1",
+              "alsals --gradient_accumulation_steps=1 --ls_skip_stable=3"]
     assert rep["settings"] == labels and list(rep["results"]) == labels
     assert rep["device"].startswith("cpu") and "RSS" in rep["memory_method"]
     res = rep["results"]
-    base = res["adamw"]
     for label, v in res.items():
+        accum = 1 if "accumulation_steps=1" in label else 2
+        base = res["adamw" if accum == 2 else "adamw --gradient_accumulation_steps=1"]  # same tokens per step
         assert set(v) >= set(FIELDS), (label, set(FIELDS) - set(v))
         t = v["step_times_s"]
         assert len(t) == 20 and min(t) > 0
         assert v["step_time_s"] == float(np.median(t))
         assert v["step_time_p10_s"] == float(np.percentile(t, 10))
         assert v["step_time_p90_s"] == float(np.percentile(t, 90))
-        assert v["tokens_per_step"] == 2 * 16 * 2
+        assert v["tokens_per_step"] == 2 * 16 * accum
         assert v["tokens_per_s"] == v["tokens_per_step"] / v["step_time_s"]
         assert v["step_time_ratio_vs_adamw"] == v["step_time_s"] / base["step_time_s"]
         assert v["peak_mem_bytes"] > 0
         assert v["peak_mem_ratio_vs_adamw"] == v["peak_mem_bytes"] / base["peak_mem_bytes"]
         assert v["mfu"] is None  # CPU
-        assert v["gradient_accumulation_steps"] == 2
+        assert v["gradient_accumulation_steps"] == accum
         assert label.split()[0] == v["optimizer"]
-    assert base["forwards_per_step"] == 1.0 and base["n_trial"] is None and base["final_eta"] is None
+        if v["optimizer"] == "adamw":
+            assert v["forwards_per_step"] == 1.0 and v["n_trial"] is None and v["final_eta"] is None
+            assert v["step_time_ratio_vs_adamw"] == 1.0 and v["peak_mem_ratio_vs_adamw"] == 1.0
     # each setting's own train.py overrides reached its optimizer / trainer
-    skip, every = res["alsals --ls_skip_stable=3"], res["alsals --ls_trial_microsteps=0"]
+    skip, every = res[labels[3]], res[labels[1]]
     assert skip["hparams"]["skip_stable"] == 3 and every["hparams"]["skip_stable"] == 0
     assert skip["n_trial"] == 1 and every["n_trial"] == 2
     # 1 training forward + trial forwards on n_trial of the 2 micro-batches: every searched step tries at least
-    # once when no step is skipped
+    # once when no search is skipped
     assert every["forwards_per_step"] >= 2.0
     assert skip["forwards_per_step"] >= 1.0 and skip["final_eta"] > 0
     for label in labels:
