@@ -223,7 +223,7 @@ class LineSearchOptimizer(torch.optim.Optimizer):
 
         # 1. non-finite guard, one collective and one sync: f(w) and the gradient norm decide whether to step
         grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float())
-        f_w, grad_norm = self._reduce([grad_norm.new_tensor(math.nan) if loss is None else loss, grad_norm])
+        f_w, grad_norm = self._reduce([math.nan if loss is None else loss, grad_norm])
         stats['f_w'] = None if loss is None else f_w
         if not math.isfinite(grad_norm) or (loss is not None and not math.isfinite(f_w)):
             stats.update(accepted=False, skipped=True)
@@ -367,24 +367,30 @@ class LineSearchOptimizer(torch.optim.Optimizer):
 
     def _slope(self, parts):
         """f_a = -g.d_trial with the unclipped gradient g, as a float64 device tensor (no sync here: it is
-        fetched together with the first trial loss). One dot per tensor, summed in float64."""
-        dots = []
+        fetched together with the first trial loss). One float32 dot per tensor (no float64 copies of the
+        gradient), summed in float64 and weighted by python floats (a weight tensor would be a host-to-device
+        copy, which synchronises on CUDA)."""
+        total = 0.0
         for part in parts:
             if not self.adam:                                              # -g.(-coef*g) = coef*||g||^2
-                dots += [torch.dot(g.reshape(-1), g.reshape(-1)).double() * part.clip_coef for g in part.grads]
-                continue
-            num = part.exp_avgs if self.momentum_trial else part.grads
-            scale = part.scale if self.momentum_trial else self._trial_scale(part)
-            ratio = torch._foreach_div(num, part.denom)
-            dots += [-s * torch.dot(g.reshape(-1), r.reshape(-1)).double()
-                     for g, r, s in zip(part.grads, ratio, scale)]
-            del ratio
-        return torch.stack(dots).sum()
+                dots = [torch.dot(g.reshape(-1), g.reshape(-1)) for g in part.grads]
+                weights = [part.clip_coef] * len(dots)
+            else:
+                ratio = torch._foreach_div(part.exp_avgs if self.momentum_trial else part.grads, part.denom)
+                dots = [torch.dot(g.reshape(-1), r.reshape(-1)) for g, r in zip(part.grads, ratio)]
+                weights = [-s for s in (part.scale if self.momentum_trial else self._trial_scale(part))]
+                del ratio
+            if len(set(weights)) == 1:                                     # the usual case: one bias correction
+                total = total + torch.stack(dots).double().sum() * weights[0]
+            else:
+                total = total + sum(d.double() * w for d, w in zip(dots, weights))
+        return total
 
     def _reduce(self, values):
         """The mean over ranks of a few scalars (tensors or floats), in one collective and one host sync."""
         device = self.param_groups[0]['params'][0].device
-        t = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=device).reshape(()) for v in values])
+        t = torch.stack([v.detach().to(device, torch.float64).reshape(()) if torch.is_tensor(v)   # a python float
+                         else torch.full((), v, dtype=torch.float64, device=device) for v in values])  # is a fill, no copy
         if self.param_groups[0]['reduce_losses'] and dist.is_available() and dist.is_initialized() \
                 and dist.get_world_size() > 1:
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
