@@ -71,8 +71,21 @@ def get_rng_state():
 
 def set_rng_state(state):
     torch.set_rng_state(state['cpu'].cpu())
-    if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state['cuda'].cpu())
+    cuda = state.get('cuda')
+    if isinstance(cuda, (list, tuple)): # older checkpoints: every visible device's state
+        cuda = cuda[torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.current_device() < len(cuda) else None
+    if cuda is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda.cpu())
+
+
+def gather_rng_states():
+    """Every rank's get_rng_state(), in rank order (one all_gather_object; under DDP every rank must call it)."""
+    state = get_rng_state()
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return [state]
+    states = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(states, state)
+    return states
 
 
 class _PlainUnpickler(pickle.Unpickler):

@@ -111,6 +111,8 @@ if dtype not in ('float32', 'bfloat16', 'float16'):
     fail(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
 if line_search and dtype == 'float16':
     fail("the line-search optimizers need bfloat16 or float32 (GradScaler's loss scaling does not support a closure)")
+if ls_fa == 'fd' and dtype != 'float32':
+    fail(f"ls_fa='fd' needs dtype='float32': under {dtype} autocast the finite difference measures rounding noise")
 if not 0.0 <= dropout < 1.0:
     fail(f"dropout must be in [0, 1), got {dropout}")
 if n_embd % n_head != 0:
@@ -172,13 +174,18 @@ for split in ('train', 'val'):
     if n_tokens <= block_size:
         fail(f"{path} holds {n_tokens} tokens, not more than block_size={block_size}")
 
+def mix_seed(*key):
+    """A 63-bit seed from a tuple of ints, distinct keys giving unrelated seeds (numpy's SeedSequence; python's
+    hash() would not do: hash((s, r, 1, -1)) == hash((s, r, 1, -2)) since hash(-1) == hash(-2))."""
+    return int(np.random.SeedSequence([k % 2**64 for k in key]).generate_state(1, np.uint64)[0]) >> 1
+
 def get_batch(split, index):
     """Batch number `index` of `split`. Each batch has its own generator seeded from (seed, rank, split,
     index), so data order is reproducible and resuming needs no sampler state."""
     # We recreate np.memmap every batch to avoid a memory leak, as per
     # https://stackoverflow.com/questions/45132940/numpy-memmap-memory-usage-want-to-iterate-once/61472122#61472122
     data = np.memmap(os.path.join(data_dir, f'{split}.bin'), dtype=np.uint16, mode='r')
-    g = torch.Generator().manual_seed(hash((seed, seed_offset, split == 'val', index)) & 0x7fffffffffffffff) # int hash: same in every process
+    g = torch.Generator().manual_seed(mix_seed(seed, seed_offset, split == 'val', index))
     ix = torch.randint(len(data) - block_size, (batch_size,), generator=g)
     x = torch.stack([torch.from_numpy((data[i:i+block_size]).astype(np.int64)) for i in ix])
     y = torch.stack([torch.from_numpy((data[i+1:i+1+block_size]).astype(np.int64)) for i in ix])
@@ -233,6 +240,12 @@ elif init_from == 'resume':
     iter_num = checkpoint['iter_num']
     best_val_loss = checkpoint['best_val_loss']
     nonfinite_steps = checkpoint.get('nonfinite_steps', 0)
+# every token id must index the embedding: checked once here (one pass over the data) rather than per batch
+for split in ('train', 'val'):
+    data = np.memmap(os.path.join(data_dir, f'{split}.bin'), dtype=np.uint16, mode='r')
+    top = max(int(data[i:i + 2**26].max()) for i in range(0, len(data), 2**26))
+    if top >= model_args['vocab_size']:
+        fail(f"{os.path.join(data_dir, f'{split}.bin')} holds token id {top}, but the model's vocab_size is {model_args['vocab_size']}")
 model.to(device)
 
 # initialize a GradScaler. If enabled=False scaler is a no-op
@@ -248,7 +261,21 @@ except ValueError as e: # the optimizer validates its own settings
     fail(f"{e} (config: {', '.join(f'{k}={v!r}' for k, v in config.items() if k.startswith('ls_') and v is not None)})")
 if init_from == 'resume':
     optimizer.load_state_dict(checkpoint['optimizer'])
-    ckpt_io.set_rng_state(checkpoint['rng'])
+    # settings that change the algorithm: a change against the checkpoint's run is applied, with a one-line notice
+    for k in ['warmup_iters', 'grad_clip', 'learning_rate', 'lr_decay_iters', 'min_lr', 'decay_lr'] + [k for k, v in config.items() if k.startswith('ls_') and v is not None]:
+        old = optimizer.param_groups[0].get(k[3:], checkpoint['config'].get(k)) if k.startswith('ls_') else checkpoint['config'].get(k)
+        if old is not None and old != config[k]:
+            print(f"note: resuming with {k}={config[k]!r} (the checkpoint's run used {old!r})")
+    # ---- line search ---- load_state_dict restored its settings from the checkpoint: an unset ls_* keeps them, a set one wins
+    for param_group in optimizer.param_groups:
+        param_group.update({k: v for k, v in ls_kwargs.items() if k != 'n_components'})
+    # each rank continues its own dropout RNG stream; on another world size, a documented deterministic reseed
+    rng = checkpoint['rng'] if isinstance(checkpoint['rng'], list) else [checkpoint['rng']] # older checkpoints: rank 0's only
+    if len(rng) == ddp_world_size:
+        ckpt_io.set_rng_state(rng[seed_offset])
+    else:
+        print(f"note: the checkpoint holds the RNG states of {len(rng)} ranks, this run has {ddp_world_size}: dropout reseeded from (seed, rank, iter_num)")
+        torch.manual_seed(mix_seed(seed, seed_offset, iter_num))
 checkpoint = None # free up memory
 
 # compile the model
@@ -282,8 +309,8 @@ def get_lr(it):
     # 1) linear warmup for warmup_iters steps
     if it < warmup_iters:
         return learning_rate * (it + 1) / (warmup_iters + 1)
-    # 2) if it > lr_decay_iters, return min learning rate
-    if it > lr_decay_iters:
+    # 2) from lr_decay_iters on, return min learning rate (>=: lr_decay_iters == warmup_iters would divide by 0)
+    if it >= lr_decay_iters:
         return min_lr
     # 3) in between, use cosine decay down to min learning rate
     decay_ratio = (it - warmup_iters) / (lr_decay_iters - warmup_iters)
@@ -301,13 +328,13 @@ def replay_closure(model, batches, ctx):
     @torch.no_grad()
     def closure():
         saved = ckpt_io.get_rng_state()
-        total = 0.0
+        losses = []
         for X, Y, state in batches:
             ckpt_io.set_rng_state(state)
             with ctx:
-                total = total + model(X, Y)[1].float()
+                losses.append(model(X, Y)[1].float())
         ckpt_io.set_rng_state(saved)
-        return total / len(batches)
+        return torch.stack(losses).mean() # reduced as train_step reduces f(w)
     return closure
 
 def train_step(X, Y, iter_num):
@@ -381,7 +408,8 @@ while __name__ == '__main__': # bench.py and the study run this file under anoth
         for param_group in optimizer.param_groups:
             param_group['lr'] = lr
 
-    # evaluate the loss on train/val sets and write checkpoints
+    # evaluate the loss on train/val sets and write checkpoints (with every rank's RNG state: a collective, all ranks)
+    rng_states = ckpt_io.gather_rng_states() if iter_num % eval_interval == 0 else None
     if iter_num % eval_interval == 0 and master_process:
         losses = estimate_loss()
         print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
@@ -406,7 +434,7 @@ while __name__ == '__main__': # bench.py and the study run this file under anoth
                     'iter_num': iter_num,
                     'best_val_loss': best_val_loss,
                     'config': config,
-                    'rng': ckpt_io.get_rng_state(),
+                    'rng': rng_states, # one per rank
                     'nonfinite_steps': nonfinite_steps,
                 }
                 print(f"saving checkpoint to {out_dir}")
@@ -459,6 +487,7 @@ if ddp and __name__ == '__main__':
     ranks_agree = lo.item() == hi.item()
     if master_process:
         print(f"ddp param checksum: {hi.item():.17g} (ranks agree: {ranks_agree})")
+    torch.distributed.barrier() # every rank is done with the group before any tears it down (gloo aborted at exit now and then)
     destroy_process_group()
     if not ranks_agree:
         fail(f"DDP ranks ended with different parameters (checksums {lo.item():.17g} .. {hi.item():.17g})")

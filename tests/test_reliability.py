@@ -1,6 +1,7 @@
 """Reliability: atomic checkpoints, corrupt checkpoints, bad input (one-line errors, checkpoint untouched),
 non-finite losses."""
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -132,6 +133,40 @@ def empty_dataset(tmp_path):
     return str(d)
 
 
+def small_vocab_dataset(tmp_path):
+    """A char dataset whose meta.pkl claims fewer symbols than its token ids use."""
+    d = tu.write_char_dataset(str(tmp_path / 'small_vocab'), n_chars=5000)
+    with open(os.path.join(d, 'meta.pkl'), 'wb') as f:
+        pickle.dump({'vocab_size': 10}, f)
+    return d
+
+
+class RunsCode:
+    """Unpickling this calls os.makedirs(path): a stand-in for any code a meta.pkl from elsewhere could run."""
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return os.makedirs, (self.path,)
+
+
+def code_meta_dataset(tmp_path):
+    d = tu.write_char_dataset(str(tmp_path / 'code_meta'), n_chars=5000)
+    meta = tu.vocab_of(d)
+    with open(os.path.join(d, 'meta.pkl'), 'wb') as f:
+        pickle.dump({**meta, 'payload': RunsCode(str(tmp_path / 'code_ran'))}, f)
+    return d
+
+
+def code_meta_checkpoint(tmp_path):
+    """out_dir whose checkpoint names a dataset with a code-running meta.pkl (sample.py reads it)."""
+    out = tmp_path / 'out'
+    ck = checkpoint.load(str(out / 'ckpt.pt'))
+    ck['config']['dataset'] = code_meta_dataset(tmp_path)
+    checkpoint.save(ck, str(out / 'ckpt.pt'))
+    return str(out)
+
+
 def write(path, text):
     path.write_text(text)
     return str(path)
@@ -174,6 +209,14 @@ BAD_INPUTS = {
     'dropout_out_of_range': (train_case(dropout=1.5), ['dropout']),
     'n_embd_not_divisible': (train_case(n_embd=33), ['n_embd', 'n_head']),
     'n_components_0': (train_case(optimizer='plasls', ls_n_components=0), ['ls_n_components']),
+    # the finite-difference slope under bfloat16 autocast measures rounding noise
+    'ls_fa_fd_under_bfloat16': (train_case(optimizer='alsals', ls_fa='fd', dtype='bfloat16'), ["ls_fa='fd'", 'float32']),
+    # a token id the embedding cannot index: found when the data is opened, not as a traceback in the embedding
+    'token_id_at_or_above_vocab': (train_case(dataset=small_vocab_dataset), ['train.bin', 'token id', 'vocab_size']),
+    # meta.pkl is read with a plain-values unpickler: one that would run code is refused (and nothing runs)
+    'meta_pkl_runs_code': (train_case(dataset=code_meta_dataset), ['meta.pkl', 'plain']),
+    'sample_meta_pkl_runs_code': (sample_case(lambda tmp: f'--out_dir={code_meta_checkpoint(tmp)}', '--device=cpu',
+                                              '--dtype=float32'), ['meta.pkl', 'plain']),
 }
 if not torch.cuda.is_available():
     BAD_INPUTS['cuda_without_cuda'] = (train_case(device='cuda', dtype='bfloat16'), ['CUDA'])
@@ -203,6 +246,24 @@ def test_bad_input_one_line_error(case, bad_input_runs):
     assert os.listdir(out) == ['ckpt.pt']
 
 
+@pytest.mark.parametrize('case', ['meta_pkl_runs_code', 'sample_meta_pkl_runs_code'])
+def test_meta_pkl_code_never_runs(case, bad_input_runs):
+    out, _, _ = bad_input_runs[case]
+    assert not os.path.exists(os.path.join(os.path.dirname(out), 'code_ran'))
+
+
+def test_load_meta_plain_values(tmp_path):
+    path = tmp_path / 'meta.pkl'
+    meta = {'vocab_size': 3, 'stoi': {'a': 0, 'b': 1, '\n': 2}, 'itos': {0: 'a', 1: 'b', 2: '\n'}, 'extra': [1.5, 'x']}
+    path.write_bytes(pickle.dumps(meta))
+    assert checkpoint.load_meta(str(path)) == meta  # nanoGPT's format reads back unchanged
+    path.write_bytes(pickle.dumps({'vocab_size': 3, 'payload': RunsCode(str(tmp_path / 'ran'))}))
+    with pytest.raises(SystemExit) as e:
+        checkpoint.load_meta(str(path))
+    assert str(path) in e.value.code and '\n' not in e.value.code
+    assert not os.path.exists(tmp_path / 'ran')
+
+
 def test_gradient_accumulation_not_divisible(tiny_dataset, tmp_path):
     """Under torchrun with 2 processes, gradient_accumulation_steps=3 is a one-line error from each rank and a
     non-zero exit (torchrun then adds its own report of the failed workers; train.py itself prints no traceback)."""
@@ -227,9 +288,25 @@ def test_nonfinite_loss_stops_and_keeps_good_checkpoint(tiny_dataset, ckpt_copy)
     tu.check_one_line_error(r, 'non-finite')
     skipped = [line for line in r.stdout.splitlines() if 'update skipped: non-finite loss or gradient' in line]
     assert len(skipped) == 3, r.stdout
+    assert checkpoint.load(ckpt)['nonfinite_steps'] == 0
     assert 'val loss is not finite: not saving a checkpoint' in r.stdout
     ck = checkpoint.load(ckpt)
     assert ck['iter_num'] == 10  # the last good checkpoint (re-saved at the resume's first eval, before any update)
     for k, v in ck['model'].items():
         assert torch.isfinite(v).all(), k
     assert os.listdir(out) == ['ckpt.pt']
+
+
+def test_nonfinite_count_survives_resume(tiny_dataset, ckpt_copy):
+    """The count of consecutive skipped steps is checkpointed: resuming a run that had skipped 2 steps in a row
+    stops at the 3rd (max_nonfinite_steps=3), not after 3 more."""
+    out, ckpt = ckpt_copy
+    ck = checkpoint.load(ckpt)
+    ck['nonfinite_steps'] = 2
+    ck['model']['transformer.ln_f.weight'][0] = float('nan')  # every loss from here on is NaN
+    checkpoint.save(ck, ckpt)
+    r = tu.train(dataset=tiny_dataset, out_dir=out, init_from='resume', max_iters=30, eval_interval=2,
+                 max_nonfinite_steps=3)
+    tu.check_one_line_error(r, 'non-finite', '3 consecutive')
+    skipped = [line for line in r.stdout.splitlines() if 'update skipped: non-finite loss or gradient' in line]
+    assert len(skipped) == 1 and '(3/3 in a row)' in skipped[0], r.stdout

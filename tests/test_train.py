@@ -1,6 +1,7 @@
 """train.py end to end on CPU (subprocesses, tiny model): loss falls, exact resume after kill -9, DDP, eval_only."""
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -91,25 +92,6 @@ def run_until_killed(args, out_dir):
     return ''.join(lines)
 
 
-def assert_same(a, b, path='state'):
-    """Recursive bit-exact equality of checkpoint contents."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, path
-        assert torch.equal(a, b), path
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and set(a) == set(b), (path, set(a) ^ set(b))
-        for k in a:
-            assert_same(a[k], b[k], f'{path}.{k}')
-    elif isinstance(a, (list, tuple)):
-        assert type(a) is type(b) and len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f'{path}[{i}]')
-    elif isinstance(a, float) and math.isnan(a):
-        assert isinstance(b, float) and math.isnan(b), path
-    else:
-        assert a == b, (path, a, b)
-
-
 @pytest.mark.parametrize('optimizer', ['adamw', 'alsals'])
 def test_exact_resume_after_kill(tiny_dataset, tmp_path, optimizer):
     dir_a, dir_b = str(tmp_path / 'A'), str(tmp_path / 'B')
@@ -143,8 +125,8 @@ def test_exact_resume_after_kill(tiny_dataset, tmp_path, optimizer):
     assert set(ca['model']) == set(cb['model'])
     for k in ca['model']:
         assert torch.equal(ca['model'][k], cb['model'][k]), k
-    assert_same(ca['optimizer'], cb['optimizer'], 'optimizer')
-    assert_same(ca['rng'], cb['rng'], 'rng')
+    tu.assert_same(ca['optimizer'], cb['optimizer'], 'optimizer')
+    tu.assert_same(ca['rng'], cb['rng'], 'rng')
     assert ca['best_val_loss'] == cb['best_val_loss']
     if optimizer == 'alsals':
         ls = ca['optimizer']['state']['search']  # torch style: the search state lives in the optimizer's state
@@ -197,3 +179,94 @@ def test_eval_only(tiny_dataset, tmp_path, ckpt_copy):
     assert [s[0] for s in tu.step_losses(resumed.stdout)] == [10]
     assert not tu.iter_losses(resumed.stdout)
     assert tu.file_bytes(ckpt) == before
+
+
+# ----------------------------------------------------------------------------- DDP resume: per-rank RNG
+
+def torchrun(*args, timeout=300):
+    return subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+                           os.path.join(tu.ROOT, 'train.py'), *args], cwd=tu.ROOT, env=tu.env_of(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_ddp_resume_bit_exact_with_dropout(tiny_dataset, tmp_path):
+    """2 gloo ranks, dropout > 0: a run stopped at iter N and resumed ends bit-identical to an uninterrupted one.
+    Each rank's own RNG state is checkpointed and restored (every rank used to restore rank 0's, so after a
+    resume rank 1 replayed rank 0's dropout masks)."""
+    dir_a, dir_b = str(tmp_path / 'A'), str(tmp_path / 'B')
+
+    def args(out, **kw):
+        cfg = dict(dataset=tiny_dataset, out_dir=out, optimizer='alsals', dropout=0.2, batch_size=4,
+                   gradient_accumulation_steps=2, warmup_iters=3, ls_ema_warmup_steps=2, lr_decay_iters=2 * N,
+                   eval_interval=N, max_iters=2 * N)
+        cfg.update(kw)
+        return tu.args_of(**cfg)
+
+    ra, rb1 = tu.parallel(lambda: torchrun(*args(dir_a)), lambda: torchrun(*args(dir_b, max_iters=N)))
+    tu.check_ok(ra)
+    tu.check_ok(rb1)
+    ck = load(os.path.join(dir_b, 'ckpt.pt'))
+    assert ck['iter_num'] == N and len(ck['rng']) == 2  # one RNG state per rank
+    assert not torch.equal(ck['rng'][0]['cpu'], ck['rng'][1]['cpu'])
+    rb = torchrun(*args(dir_b, init_from='resume'))
+    tu.check_ok(rb)
+    assert 'note: the checkpoint holds the RNG states' not in rb.stdout
+    losses_a, losses_b = tu.iter_losses(ra.stdout), tu.iter_losses(rb.stdout)
+    assert sorted(losses_b) == list(range(N, 2 * N + 1))
+    assert [losses_b[i] for i in losses_b] == [losses_a[i] for i in losses_b]
+    ca, cb = load(os.path.join(dir_a, 'ckpt.pt')), load(os.path.join(dir_b, 'ckpt.pt'))
+    assert ca['iter_num'] == cb['iter_num'] == 2 * N
+    for k in ca['model']:
+        assert torch.equal(ca['model'][k], cb['model'][k]), k
+    tu.assert_same(ca['optimizer'], cb['optimizer'], 'optimizer')
+    tu.assert_same(ca['rng'], cb['rng'], 'rng')
+
+
+def test_resume_on_other_world_size_reseeds_with_notice(tiny_dataset, tmp_path):
+    """A 2-rank checkpoint resumed by one process: a one-line notice and a deterministic reseed (two such
+    resumes agree bit for bit)."""
+    out = str(tmp_path / 'ddp')
+    tu.check_ok(torchrun(*tu.args_of(dataset=tiny_dataset, out_dir=out, dropout=0.2, batch_size=4,
+                                     gradient_accumulation_steps=2, max_iters=4, eval_interval=4)))
+    runs = []
+    for name in ('r1', 'r2'):
+        d = tmp_path / name
+        d.mkdir()
+        shutil.copy2(os.path.join(out, 'ckpt.pt'), d / 'ckpt.pt')
+        runs.append(tu.train(dataset=tiny_dataset, out_dir=str(d), init_from='resume', dropout=0.2, batch_size=4,
+                             gradient_accumulation_steps=2, max_iters=8, eval_interval=4))
+    for r in runs:
+        tu.check_ok(r)
+        notes = [line for line in r.stdout.splitlines() if line.startswith('note: the checkpoint holds the RNG states')]
+        assert len(notes) == 1 and 'of 2 ranks, this run has 1' in notes[0]
+    assert tu.iter_losses(runs[0].stdout) == tu.iter_losses(runs[1].stdout)
+
+
+# ----------------------------------------------------------------------------- resume keeps the algorithm
+
+def test_resume_keeps_or_announces_algorithm_settings(tiny_dataset, tmp_path):
+    """The line search's settings live in the checkpoint (param_groups): resuming without ls_c keeps the run's
+    ls_c; a different ls_c or warmup_iters is applied with a one-line notice each."""
+    base = dict(dataset=tiny_dataset, optimizer='alsals', ls_c=0.5, warmup_iters=3, ls_ema_warmup_steps=2,
+                lr_decay_iters=12, eval_interval=6, max_iters=6)
+    first = str(tmp_path / 'first')
+    tu.check_ok(tu.train(out_dir=first, **base))
+    dirs = {}
+    for name in ('same', 'changed'):
+        dirs[name] = tmp_path / name
+        dirs[name].mkdir()
+        shutil.copy2(os.path.join(first, 'ckpt.pt'), dirs[name] / 'ckpt.pt')
+    resume = dict(base, init_from='resume', max_iters=12)
+    same, changed = tu.parallel(
+        lambda: tu.train(**dict(resume, out_dir=str(dirs['same']), ls_c=None)),  # ls_c not given
+        lambda: tu.train(**dict(resume, out_dir=str(dirs['changed']), ls_c=0.3, warmup_iters=4)))
+    tu.check_ok(same)
+    tu.check_ok(changed)
+    assert not [line for line in same.stdout.splitlines() if line.startswith('note:')]
+    notes = [line for line in changed.stdout.splitlines() if line.startswith('note:')]
+    assert notes == ["note: resuming with warmup_iters=4 (the checkpoint's run used 3)",
+                     "note: resuming with ls_c=0.3 (the checkpoint's run used 0.5)"]
+    g_same = load(os.path.join(dirs['same'], 'ckpt.pt'))['optimizer']['param_groups']
+    g_changed = load(os.path.join(dirs['changed'], 'ckpt.pt'))['optimizer']['param_groups']
+    assert all(g['c'] == 0.5 and g['warmup_steps'] == 3 for g in g_same)
+    assert all(g['c'] == 0.3 and g['warmup_steps'] == 4 for g in g_changed)

@@ -3,12 +3,14 @@
 puts tests/ on sys.path; tests/ is deliberately not a package)."""
 import os
 import pickle
+import math
 import random
 import re
 import subprocess
 import sys
 
 import numpy as np
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -127,3 +129,22 @@ def parallel(*thunks, workers=2):
     with ThreadPoolExecutor(max_workers=workers) as ex:
         futures = [ex.submit(t) for t in thunks]
         return [f.result() for f in futures]
+
+
+def assert_same(a, b, path='state'):
+    """Recursive bit-exact equality of checkpoint contents."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, path
+        assert torch.equal(a, b), path
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), (path, set(a) ^ set(b))
+        for k in a:
+            assert_same(a[k], b[k], f'{path}.{k}')
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f'{path}[{i}]')
+    elif isinstance(a, float) and math.isnan(a):
+        assert isinstance(b, float) and math.isnan(b), path
+    else:
+        assert a == b, (path, a, b)

@@ -1,0 +1,175 @@
+"""train.py's own step, in process: its setup run as bench.py and the study run it (runpy with another run_name:
+no loop), then train_step / replay_closure / get_batch / get_lr called directly. Covers the trial closure's
+dropout replay, the non-finite-gradient skip, PLASLS merging as train.py builds it, distinct eval batches and
+the schedule's lr_decay_iters == warmup_iters case."""
+import copy
+import os
+import runpy
+import sys
+
+import pytest
+import torch
+
+import model as model_module
+import trainutil as tu
+
+
+def setup(dataset, out_dir, run_name='bench', **overrides):
+    """train.py's namespace after its setup (TINY + overrides), as bench.py gets it."""
+    argv = sys.argv
+    sys.argv = ['train.py', *tu.args_of(dataset=dataset, out_dir=str(out_dir), **overrides)]
+    cwd = os.getcwd()
+    os.chdir(tu.ROOT)
+    try:
+        return runpy.run_path(os.path.join(tu.ROOT, 'train.py'), run_name=run_name)
+    finally:
+        sys.argv = argv
+        os.chdir(cwd)
+
+
+def params_of(ns):
+    return [p.detach().clone() for p in ns['raw_model'].parameters()]
+
+
+# ----------------------------------------------------------------------------- the trial closure
+
+@pytest.mark.parametrize('accum,trial', [(1, 1), (3, 0), (3, 2)])
+def test_replay_closure_equals_f_w_with_dropout(tiny_dataset, tmp_path, accum, trial):
+    """At unchanged parameters the closure train_step hands the line search equals f(w) of the training forward
+    bit for bit, with dropout on: it replays each micro-batch's RNG state. The caller's RNG state is kept."""
+    ns = setup(tiny_dataset, tmp_path, optimizer='alsals', dropout=0.3, warmup_iters=2, gradient_accumulation_steps=accum,
+               ls_trial_microsteps=trial)
+    opt = ns['optimizer']
+    real_step, seen = opt.step, []
+
+    def recording_step(closure=None, loss=None):
+        rng = torch.get_rng_state()
+        seen.append((closure(), closure(), loss))  # parameters not moved yet: f(w) at the same w, twice
+        assert torch.equal(torch.get_rng_state(), rng)  # the training loop's RNG stream is not disturbed
+        return real_step(closure=closure, loss=loss)
+
+    opt.step = recording_step
+    X, Y = ns['get_batch']('train', 0)
+    for it in range(4):  # 2 AdamW warmup steps, then searched steps
+        X, Y, loss, applied = ns['train_step'](X, Y, it)
+        assert applied
+    assert len(seen) == 4
+    for f_closure, f_again, f_w in seen:
+        assert f_w.dtype == torch.float32 and torch.isfinite(f_w)
+        assert torch.equal(f_closure, f_w) and torch.equal(f_again, f_w)
+    # dropout does change the loss here: without the replay the closure could not match
+    with torch.no_grad():
+        a, b = ns['model'](X, Y)[1], ns['model'](X, Y)[1]
+    assert not torch.equal(a, b)
+
+
+# ----------------------------------------------------------------------------- non-finite gradient, finite loss
+
+class NaNGrad(torch.autograd.Function):
+    """Identity forward, NaN backward: a finite loss whose gradient is not finite."""
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return torch.full_like(g, float('nan'))
+
+
+@pytest.mark.parametrize('optimizer,grad_clip,warmup', [('adamw', 1.0, 0), ('adamw', 0.0, 0), ('alsals', 1.0, 1),
+                                                         ('alsals', 0.0, 1), ('alsals', 1.0, 5)])
+def test_nonfinite_gradient_skips_update(tiny_dataset, tmp_path, optimizer, grad_clip, warmup):
+    """A NaN gradient with a finite loss: train_step reports the update as not applied, and neither the
+    parameters nor the optimizer state change (AdamW: clipped or not; the line search in warmup and after)."""
+    ns = setup(tiny_dataset, tmp_path, optimizer=optimizer, grad_clip=grad_clip, warmup_iters=warmup)
+    X, Y = ns['get_batch']('train', 0)
+    X, Y, loss, applied = ns['train_step'](X, Y, 0)  # one good step: the optimizer has state
+    assert applied and torch.isfinite(loss)
+    before, state = params_of(ns), copy.deepcopy(ns['optimizer'].state_dict())
+    hook = ns['raw_model'].transformer.h[0].mlp.c_fc.weight.register_hook(lambda g: torch.full_like(g, float('nan')))
+    X, Y, loss, applied = ns['train_step'](X, Y, 1)
+    hook.remove()
+    assert torch.isfinite(loss) and not applied
+    for p, q in zip(params_of(ns), before):
+        assert torch.equal(p, q)
+    after = ns['optimizer'].state_dict()
+    if optimizer != 'adamw':  # the search state records the skip itself; moments and everything else unchanged
+        assert after['state']['search']['totals']['skipped'] == state['state']['search']['totals']['skipped'] + 1
+        after['state']['search'] = state['state']['search']
+    tu.assert_same(after, state, 'optimizer')
+    # and the run goes on: the next good step is applied
+    X, Y, loss, applied = ns['train_step'](X, Y, 2)
+    assert applied
+
+
+@pytest.mark.parametrize('optimizer', ['adamw', 'alsals'])
+def test_nonfinite_gradients_counted_and_stop(tiny_dataset, tmp_path, monkeypatch, capsys, optimizer):
+    """The loop counts skipped steps like non-finite losses: max_nonfinite_steps in a row stop the run with a
+    one-line error (here every gradient is NaN while every loss is finite)."""
+    forward = model_module.GPT.forward
+
+    def nan_grad_forward(self, idx, targets=None):
+        logits, loss = forward(self, idx, targets)
+        return logits, (NaNGrad.apply(loss) if loss is not None and torch.is_grad_enabled() else loss)
+
+    monkeypatch.setattr(model_module.GPT, 'forward', nan_grad_forward)
+    with pytest.raises(SystemExit) as e:
+        setup(tiny_dataset, tmp_path, run_name='__main__', optimizer=optimizer, warmup_iters=2, max_nonfinite_steps=3,
+              max_iters=20)
+    assert isinstance(e.value.code, str) and 'non-finite' in e.value.code and '\n' not in e.value.code
+    out = capsys.readouterr().out
+    skipped = [line for line in out.splitlines() if 'update skipped: non-finite loss or gradient' in line]
+    assert [line.split(':')[0] for line in skipped] == ['iter 0', 'iter 1', 'iter 2']
+    losses = tu.iter_losses(out)
+    assert all(float(v) < 10 for v in losses.values())  # the losses were finite all along
+
+
+# ----------------------------------------------------------------------------- PLASLS as train.py builds it
+
+def test_plasls_merges_when_built_by_train_py(tiny_dataset, tmp_path):
+    """train.py passes only the ls_* that are set, so PLASLS keeps its own eta_min = 1e-14 below the merge
+    threshold 1e-12, and components merge (train.py used to pass eta_min=1e-8: eta never reached 1e-12)."""
+    ns = setup(tiny_dataset, tmp_path, optimizer='plasls', learning_rate=1e-12, warmup_iters=0, ls_n_components=3)
+    opt = ns['optimizer']
+    assert opt.param_groups[0]['eta_min'] == 1e-14 and opt.param_groups[0]['merge_threshold'] == 1e-12
+    X, Y = ns['get_batch']('train', 0)
+    counts = []
+    for it in range(4):
+        X, Y, loss, applied = ns['train_step'](X, Y, it)
+        counts.append(len(opt.state['search']['components']))
+    assert counts[-1] < 3, counts  # split into 3 after the first search, then merged
+    assert min(c['eta'] for c in opt.state['search']['components']) < 1e-12
+
+
+def test_ls_settings_reach_the_optimizer(tiny_dataset, tmp_path):
+    """A set ls_* reaches the optimizer under its own name; an unset one is the variant's own default."""
+    ns = setup(tiny_dataset, tmp_path, optimizer='adamsls', ls_c=0.3, ls_skip_stable=2, ls_smooth=True)
+    g = ns['optimizer'].param_groups[0]
+    assert (g['c'], g['skip_stable'], g['smooth']) == (0.3, 2, True)
+    ns = setup(tiny_dataset, tmp_path, optimizer='adamsls')
+    g = ns['optimizer'].param_groups[0]
+    assert (g['c'], g['smooth'], g['eta_min']) == (0.1, False, 1e-8)  # AdamSLS's own defaults
+
+
+# ----------------------------------------------------------------------------- batches and schedule
+
+def test_eval_batches_all_distinct(tiny_dataset, tmp_path):
+    """estimate_loss's eval_iters batches (indices -1 .. -eval_iters) are all different, on both splits, and
+    different from the training batches (python's hash((.., -1)) == hash((.., -2)) made two of them equal)."""
+    ns = setup(tiny_dataset, tmp_path, eval_iters=200, batch_size=2)
+    for split in ('train', 'val'):
+        batches = {tuple(ns['get_batch'](split, -1 - k)[0].flatten().tolist()) for k in range(200)}
+        assert len(batches) == 200, split
+    train = {tuple(ns['get_batch']('train', k)[0].flatten().tolist()) for k in range(50)}
+    assert len(train) == 50 and not train & {tuple(ns['get_batch']('train', -1 - k)[0].flatten().tolist())
+                                            for k in range(200)}
+
+
+def test_lr_schedule_when_decay_ends_with_warmup(tiny_dataset, tmp_path):
+    """lr_decay_iters == warmup_iters: warmup, then min_lr (it divided by zero at it == warmup_iters)."""
+    ns = setup(tiny_dataset, tmp_path, learning_rate=1e-2, min_lr=1e-3, warmup_iters=5, lr_decay_iters=5)
+    get_lr = ns['get_lr']
+    assert [get_lr(i) for i in range(5)] == [1e-2 * (i + 1) / 6 for i in range(5)]
+    assert get_lr(5) == get_lr(6) == 1e-3
+    ns = setup(tiny_dataset, tmp_path, learning_rate=1e-2, min_lr=1e-3, warmup_iters=5, lr_decay_iters=15)
+    assert ns['get_lr'](5) == pytest.approx(1e-2) and ns['get_lr'](15) == 1e-3 and 1e-3 < ns['get_lr'](10) < 1e-2  # cosine as before
