@@ -1,296 +1,290 @@
 """
-Does ALSALS with its defaults beat a tuned AdamW and the learning-rate-free peers? (issue #6, part B)
+Is ALSALS learning-rate-free, and does it beat a tuned AdamW schedule? (issue 10, sections 1-2)
 
-Trains the same small GPT for a fixed number of steps on data/shakespeare_char (char-level) and data/bible
-(GPT-2 BPE) with identical data order (batch i of seed s is the same for every method) and the same model
-init per seed, for:
-  adamw_lr<X>     AdamW + linear warmup + cosine decay to lr/10, an LR grid of log-spaced points, extended
-                  (x3 steps) until the best is interior
-  alsals          ALSALS defaults (alsals.py / train.py defaults: warmup to 6e-4, c=0.6, b=500, beta_s=0.99)
-  adamsls, sgdsls, plasls  the SLS family of paper [F] with their defaults (same warmup)
-  prodigy, dadapt_adam, schedulefree_adamw, salsa   LR-free / schedule-free peers with their authors'
-                  recommended settings (optional extras, requirements-study.txt)
-  named ALSALS variants (diagnosis only, defaults unchanged): alsals_c0.3, alsals_b100, alsals_warmtuned
-                  (warmup target = the tuned AdamW lr instead of 6e-4)
-The warmup is 10% of the run for every method that has one. Adam-family methods share betas (0.9, 0.99),
-weight decay 0.1 and gradient clipping at 1.0 where their definitions allow (SaLSA has no weight decay).
-The training step is train.py's block (f(w) from the training forward, trial closure on the first k
-micro-batches with the RNG replayed), in-process, one micro-batch per step.
+Every AdamW and line-search run is train.py itself, one subprocess per run, on the CPU in float32 with a
+JSON-lines log (--log_file); the study only chooses the overrides and reads the logs, so it measures exactly
+what users run. The base configs are the shipped ones: config/train_shakespeare_char.py for AdamW,
+config/train_shakespeare_char_alsals.py for the line-search family (its ls_* settings as shipped), with the
+corpus, model size, run length and learning rate overridden. Warmup is 10% of the run for every method; AdamW
+decays by cosine to lr/10 at max_iters. A seed fixes both the init and the batch order (train.py's get_batch),
+so seed s sees the same batches with every method.
 
-Per run: results/<corpus>/<method>_<seed>.json with final/best val loss (fixed val batches), train loss
-curve, val curve, wall-clock, forward/backward passes, and step-size trajectory. Existing result files are
-skipped (resumable). Then plots and results/summary.md.
+  lrfree   AdamW peak lr and ALSALS warmup target `learning_rate` over 1e-4 .. 1e-2 (issue 10 section 2). The
+           AdamW grid is extended along 1-3-10 at an edge until its best point is interior.
+  methods  AdamSLS, SGDSLS, PLASLS with the shipped warmup target.
+  peers    Prodigy, D-Adapt Adam, Schedule-Free AdamW, SaLSA with their authors' settings (optional extras,
+           requirements-study.txt; "not run" when missing). They cannot go through train.py's command line,
+           so each runs in its own process on train.py's setup (runpy, run_name='bench': train.py's model,
+           batches, estimate_loss and train_step) with the optimizer global replaced. SaLSA's step takes a
+           closure that runs its own backward, so it uses train.py's model and batches but not train_step.
 
-  python experiments/study.py                 # full study (sized for ~30 min on 2 shared CPU cores)
-  python experiments/study.py --quick --out /tmp/r   # ~1 min smoke version (what the tests run)
-  python experiments/study.py --sizes         # ALSALS defaults across 3 model sizes (char corpus) only
+Sizes: quick (tests, seconds), screen (2 x 64, 16x64 tokens, 600 steps, 3 seeds) and headline (3 x 128,
+32x128 tokens, 1000 steps). Corpora: char = data/shakespeare_char, bible = data/bible_char (character level).
+
+Each run writes results/study/<size>/<corpus>/<run>.json atomically (config, log records, final val, per-step
+cost); a rerun skips the runs that exist, so the study resumes where it stopped. Then per size: summary.md
+(tables), <corpus>_lrfree.png, <corpus>_val.png, <corpus>_eta.png.
+
+  python experiments/study.py --size screen --corpus char --what lrfree
+  python experiments/study.py --size headline --corpus char,bible --seeds 2
+  python experiments/study.py --quick --out /tmp/r        # what tests/test_study.py runs
 """
 import argparse
-import contextlib
-import io
 import json
 import math
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
-import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from model import GPTConfig, GPT  # noqa: E402
-import alsals  # noqa: E402
-import checkpoint  # noqa: E402
-
+ADAMW_CONFIG = 'config/train_shakespeare_char.py'
+LS_CONFIG = 'config/train_shakespeare_char_alsals.py'
+CORPORA = {'char': 'shakespeare_char', 'bible': 'bible_char'}
+LRFREE_LRS = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
 LS_METHODS = ('alsals', 'adamsls', 'sgdsls', 'plasls')
-PEERS = ('prodigy', 'dadapt_adam', 'schedulefree_adamw', 'salsa')
-VARIANTS = {'alsals_c0.3': ('alsals', dict(c=0.3)), 'alsals_b100': ('alsals', dict(b=100.0)),
-            'alsals_warmtuned': ('alsals', {})}
-
-# Sizes of the full study (see /work/shared/cpu-costs.md): a 3-layer/128-dim char model at 32x128 costs
-# ~370 ms a step there; the char model here costs ~25 ms a step on a quiet box (~15 s a run), so ~50 char runs
-# (16 methods x 3 seeds) and ~30 bible runs fit in about 25 minutes with one thread per corpus.
-PROFILES = {
-    'full': dict(
-        char=dict(data='shakespeare_char', n_layer=2, n_head=4, n_embd=64, batch_size=16, block_size=64,
-                  steps=600, eval_interval=60, eval_batches=8, seeds=3,
-                  lrs=[1e-3, 3e-3, 1e-2, 3e-2, 1e-1]),
-        # GPT-2 BPE: the 50257-way output layer dominates (~0.2 s a step even for this tiny model), so the
-        # bible runs are shorter (200 steps) with 1 seed
-        bible=dict(data='bible', n_layer=2, n_head=2, n_embd=32, batch_size=8, block_size=32,
-                   steps=200, eval_interval=40, eval_batches=8, seeds=1,
-                   lrs=[3e-3, 1e-2, 3e-2, 1e-1]),
-        sizes=[dict(n_layer=1, n_head=2, n_embd=32), dict(n_layer=2, n_head=4, n_embd=64),
-               dict(n_layer=3, n_head=4, n_embd=96)]),
-    'quick': dict(
-        char=dict(data='shakespeare_char', n_layer=1, n_head=2, n_embd=32, batch_size=8, block_size=32,
-                  steps=30, eval_interval=10, eval_batches=2, seeds=1, lrs=[3e-3, 1e-2, 3e-2]),
-        sizes=[dict(n_layer=1, n_head=2, n_embd=16)]),
+PEER_LR = {'prodigy': 'lr 1 x schedule', 'dadapt_adam': 'lr 1 x schedule', 'schedulefree_adamw': 'lr 0.0025',
+           'salsa': 'initial step 1'}  # the authors' settings (peer_main)
+PEERS = {'prodigy': 'prodigyopt', 'dadapt_adam': 'dadaptation', 'schedulefree_adamw': 'schedulefree',
+         'salsa': 'salsa.SaLSA'}
+SIZES = {
+    'quick': dict(n_layer=1, n_head=2, n_embd=16, batch_size=4, block_size=16, max_iters=20, eval_interval=10,
+                  eval_iters=2, seeds=2, bracket_rounds=1),
+    'screen': dict(n_layer=2, n_head=4, n_embd=64, batch_size=16, block_size=64, max_iters=600,
+                   eval_interval=150, eval_iters=20, seeds=3, bracket_rounds=3),
+    'headline': dict(n_layer=3, n_head=4, n_embd=128, batch_size=32, block_size=128, max_iters=1000,
+                     eval_interval=250, eval_iters=20, seeds=3, bracket_rounds=3),
 }
-COMMON = dict(weight_decay=0.1, betas=(0.9, 0.99), grad_clip=1.0, warmup_frac=0.1, alsals_lr=6e-4,
-              dropout=0.0, bias=False, ls_trial_microsteps=1, gradient_accumulation_steps=1)
+QUICK_LRS = [1e-3, 1e-2]  # --quick: two points of the lr-free grid
+THREADS = 1  # torch threads per run (--threads)
 
 
 def log(msg):
     print(msg, flush=True)
 
 
-# ---- data ------------------------------------------------------------------------------------------------------
-_DATA = {}
+def fmt_lr(lr):
+    """1e-2 -> '1e-2', 0.00333 -> '3.33e-3' (run names)."""
+    m, e = f"{lr:.2e}".split('e')
+    return f"{m.rstrip('0').rstrip('.')}e{int(e)}"
 
 
-def load_data(name):
-    if name not in _DATA:
-        d = os.path.join(ROOT, 'data', name)
-        arrs = {}
-        for split in ('train', 'val'):
-            p = os.path.join(d, f'{split}.bin')
-            if not os.path.exists(p):
-                raise FileNotFoundError(f"{p} missing: run python data/{name}/prepare.py first")
-            arrs[split] = torch.from_numpy(np.fromfile(p, dtype=np.uint16).astype(np.int64))
-        meta = os.path.join(d, 'meta.pkl')
-        if os.path.exists(meta):
-            import pickle
-            with open(meta, 'rb') as f:
-                arrs['vocab'] = pickle.load(f)['vocab_size']
-        else:
-            arrs['vocab'] = 50257
-        _DATA[name] = arrs
-    return _DATA[name]
+def next_lr(lr, up):
+    """The next point of the 1-3-10 grid above (up) or below lr."""
+    k = math.floor(math.log10(lr) + 1e-9)
+    grid = [float(f'{10.0 ** (k + i) * m:.3g}') for i in (-1, 0, 1) for m in (1, 3)]
+    return min(x for x in grid if x > lr * 1.01) if up else max(x for x in grid if x < lr / 1.01)
 
 
-def get_batch(data, split, index, seed, batch_size, block_size):
-    """Batch `index` of `split`: its own generator from (seed, split, index) => same batches for every method."""
-    arr = data[split]
-    g = torch.Generator().manual_seed((seed * 1_000_003 + (7 if split == 'val' else 0)) * 10_000_019 + index)
-    ix = torch.randint(len(arr) - block_size, (batch_size,), generator=g)
-    x = torch.stack([arr[i:i + block_size] for i in ix])
-    y = torch.stack([arr[i + 1:i + 1 + block_size] for i in ix])
-    return x, y
+def shipped(config_path):
+    """The config values a config file sets (it may exec another config file, by a path relative to ROOT)."""
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        scope = {}
+        exec(open(config_path).read(), scope)
+    finally:
+        os.chdir(cwd)
+    return {k: v for k, v in scope.items() if not k.startswith('_')}
 
 
-# ---- optimizers -------------------------------------------------------------------------------------------------
-def lr_at(it, peak, steps, warmup):
-    """train.py's get_lr: linear warmup, cosine decay to peak/10 at the last step."""
-    if it < warmup:
-        return peak * (it + 1) / (warmup + 1)
-    ratio = min(1.0, (it - warmup) / max(1, steps - warmup))
-    return peak / 10 + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (peak - peak / 10)
+def train_args(size, corpus, method, lr, seed):
+    """train.py's command line for one run (config file first, then overrides)."""
+    s = SIZES[size]
+    warmup = max(1, s['max_iters'] // 10)
+    method, *overrides = method.split('@')  # a variant: alsals@ls_c=0.3@ls_b=100 (train.py overrides)
+    base = ADAMW_CONFIG if method == 'adamw' or method in PEERS else LS_CONFIG
+    args = [base, f"--dataset={CORPORA[corpus]}", f"--seed={1337 + seed}",
+            f"--n_layer={s['n_layer']}", f"--n_head={s['n_head']}", f"--n_embd={s['n_embd']}",
+            f"--batch_size={s['batch_size']}", f"--block_size={s['block_size']}", "--gradient_accumulation_steps=1",
+            f"--max_iters={s['max_iters']}", f"--lr_decay_iters={s['max_iters']}", f"--warmup_iters={warmup}",
+            f"--learning_rate={lr!r}", f"--min_lr={lr / 10!r}",
+            f"--eval_interval={s['eval_interval']}", f"--eval_iters={s['eval_iters']}", "--log_interval=1",
+            "--always_save_checkpoint=False", "--device=cpu", "--compile=False", "--dtype=float32"]
+    if method in LS_METHODS:
+        args.append(f"--optimizer={method}")
+    return args + [f"--{o}" for o in overrides]
 
 
-def make_optimizer(method, model, cfg, tuned_lr=None):
-    """Returns (optimizer, kind, peak_lr): kind in 'adamw', 'ls', 'torch' (peer with a schedule multiplier),
-    'sf' (schedule-free: train()/eval()), 'salsa' (closure with backward)."""
-    wd, betas = COMMON['weight_decay'], COMMON['betas']
-    warmup = cfg['warmup']
-    quiet = contextlib.redirect_stdout(io.StringIO())
-    if method.startswith('adamw_lr'):
-        lr = float(method[len('adamw_lr'):])
-        with quiet:
-            return model.configure_optimizers(wd, lr, betas, 'cpu', 'adamw'), 'adamw', lr
-    base, extra = (method, {}) if method in LS_METHODS else VARIANTS.get(method, (None, None))
-    if base is not None:
-        lr = tuned_lr if method == 'alsals_warmtuned' else COMMON['alsals_lr']
-        kw = dict(warmup_steps=warmup, ema_warmup_steps=min(100, warmup), max_grad_norm=COMMON['grad_clip'],
-                  n_components=10, **extra)
-        with quiet:
-            return model.configure_optimizers(wd, lr, betas, 'cpu', base, **kw), 'ls', lr
-    groups = [{'params': [p for p in model.parameters() if p.dim() >= 2], 'weight_decay': wd},
-              {'params': [p for p in model.parameters() if p.dim() < 2], 'weight_decay': 0.0}]
-    if method == 'prodigy':
-        # authors' README: lr=1.0, cosine annealing, with warmup use safeguard_warmup and bias correction
-        from prodigyopt import Prodigy
-        return Prodigy(groups, lr=1.0, betas=betas, weight_decay=wd, decouple=True, safeguard_warmup=True,
-                       use_bias_correction=True), 'torch', 1.0
-    if method == 'dadapt_adam':
-        # authors' README: lr=1.0 with the schedule one would use for Adam; decouple=True for AdamW-style decay
-        from dadaptation import DAdaptAdam
-        return DAdaptAdam(groups, lr=1.0, betas=betas, weight_decay=wd, decouple=True), 'torch', 1.0
-    if method == 'schedulefree_adamw':
-        # authors' defaults lr=0.0025, warmup recommended, no schedule; beta1 is its interpolation constant
-        import schedulefree
-        return schedulefree.AdamWScheduleFree(groups, lr=0.0025, betas=betas, weight_decay=wd,
-                                              warmup_steps=warmup), 'sf', 0.0025
-    if method == 'salsa':
-        # package defaults (init_step_size=1, c=0.5, speed_up=True); no weight decay in its API
-        from salsa.SaLSA import SaLSA
-        return SaLSA(model.parameters()), 'salsa', 1.0
-    raise ValueError(f"unknown method {method!r}")
+def code_fingerprint():
+    """sha1 of the code a run measures, so a result can be matched to (or found stale against) the code."""
+    import hashlib
+    h = hashlib.sha1()
+    for f in ('train.py', 'alsals.py', 'model.py', ADAMW_CONFIG, LS_CONFIG):
+        with open(os.path.join(ROOT, f), 'rb') as fh:
+            h.update(fh.read())
+    return h.hexdigest()[:12]
 
 
-def effective_lr(opt, kind):
-    if kind == 'ls':
-        return opt.eta
-    if kind == 'salsa':
-        return float(opt.step_size)
-    g = opt.param_groups[0]
-    if 'd' in g:  # Prodigy / D-Adaptation: lr * d
-        return float(g['lr']) * float(g['d'])
-    return float(g['lr'])
+# ---- one run -------------------------------------------------------------------------------------------------
+def read_log(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
-# ---- one run ----------------------------------------------------------------------------------------------------
-def train_run(method, seed, cfg, tuned_lr=None):
-    data = load_data(cfg['data'])
-    torch.manual_seed(1000 + seed)
-    model = GPT(GPTConfig(n_layer=cfg['n_layer'], n_head=cfg['n_head'], n_embd=cfg['n_embd'],
-                          block_size=cfg['block_size'], vocab_size=data['vocab'], dropout=COMMON['dropout'],
-                          bias=COMMON['bias']))
-    optimizer_, kind, peak = make_optimizer(method, model, cfg, tuned_lr)
-    steps, warmup, B, T = cfg['steps'], cfg['warmup'], cfg['batch_size'], cfg['block_size']
-    gradient_accumulation_steps = COMMON['gradient_accumulation_steps']
-    ls_trial_microsteps = COMMON['ls_trial_microsteps']
-    grad_clip = COMMON['grad_clip']
-    line_search = kind == 'ls'
-    ctx = contextlib.nullcontext()
-    val_batches = [get_batch(data, 'val', k, seed, B, T) for k in range(cfg['eval_batches'])]
+def summarize(records, seconds):
+    """Final val, curves and per-step cost from train.py's JSON-lines records."""
+    steps = [r for r in records if 'loss' in r]
+    evals = [r for r in records if 'val_loss' in r]
+    dts = [r['dt_ms'] for r in steps[1:] if not any(e['iter'] == r['iter'] for e in evals)]  # no eval, no warm-up
+    fwd = [1 + r.get('forwards', 0) for r in steps]  # training forward + trial forwards (one micro-batch)
+    final = evals[-1]['val_loss'] if evals else float('nan')
+    return dict(final_val=final, val=[[e['iter'], e['val_loss']] for e in evals],
+                train_loss=[r['loss'] for r in steps], eta=[r['lr'] for r in steps],
+                ms_per_step=float(np.median(dts)) if dts else float('nan'),
+                fwd_per_step=float(np.mean(fwd)) if fwd else float('nan'),
+                backtracks=int(sum(r.get('backtracks', 0) for r in steps)),
+                skipped=int(sum(bool(r.get('skipped')) for r in steps)), iters=len(steps), seconds=seconds,
+                status='ok' if math.isfinite(final) else 'diverged')
 
-    @torch.no_grad()
-    def estimate_val():
-        if kind == 'sf':
-            optimizer_.eval()
-        model.eval()
-        v = float(np.mean([model(x, y)[1].item() for x, y in val_batches]))
-        model.train()
-        if kind == 'sf':
-            optimizer_.train()
-        return v
 
-    if kind == 'sf':
-        optimizer_.train()
-    rec = dict(method=method, seed=seed, corpus=cfg['name'], steps=steps, warmup=warmup, peak_lr=peak,
-               train_loss=[], val=[], eta=[], forwards=0, backwards=0, status='ok')
-    if line_search:
-        rec['ls_hparams'] = dict(optimizer_.hp)
-        rec['ls_hparams'].pop('components', None)
-    train_time = 0.0
-    X, Y = get_batch(data, 'train', 0, seed, B, T)
-    for iter_num in range(steps + 1):
-        if iter_num % cfg['eval_interval'] == 0 or iter_num == steps:
-            rec['val'].append([iter_num, train_time, estimate_val()])
-            if not math.isfinite(rec['val'][-1][2]):
-                rec['status'] = 'diverged'
-                break
-        if iter_num == steps:
-            break
-        t0 = time.perf_counter()
-        if kind in ('adamw', 'ls', 'torch'):
-            lr = lr_at(iter_num, peak, steps, warmup)
-            if not (line_search and not optimizer_.in_warmup):
-                for param_group in optimizer_.param_groups:
-                    param_group['lr'] = lr
-        if kind == 'salsa':
-            # SaLSA's API: closure(backwards) does forward (+ zero_grad, backward, clipping) on the same batch
-            bx, by = X, Y
-
-            def salsa_closure(backwards=False):
-                if backwards:
-                    optimizer_.zero_grad(set_to_none=True)
-                    loss = model(bx, by)[1]
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                    return loss.detach()
-                with torch.no_grad():
-                    return model(bx, by)[1]
-            f0 = optimizer_.state['n_forwards']
-            step_loss = optimizer_.step(salsa_closure)
-            rec['forwards'] += optimizer_.state['n_forwards'] - f0
-            rec['backwards'] += 1
-            X, Y = get_batch(data, 'train', iter_num + 1, seed, B, T)
-        else:
-            # ---- train.py's per-iteration block (one process, no scaler: float32) ----
-            micro_losses = []
-            trial_batches = []
-            n_trial = gradient_accumulation_steps if ls_trial_microsteps == 0 else min(ls_trial_microsteps, gradient_accumulation_steps)
-            for micro_step in range(gradient_accumulation_steps):
-                if line_search and micro_step < n_trial:
-                    trial_batches.append((X, Y, checkpoint.get_rng_state()))
-                logits, loss = model(X, Y)
-                micro_losses.append(loss.detach().float())
-                loss = loss / gradient_accumulation_steps
-                X, Y = get_batch(data, 'train', iter_num * gradient_accumulation_steps + micro_step + 1, seed, B, T)
-                loss.backward()
-            step_loss = torch.stack(micro_losses).mean()
-            rec['forwards'] += gradient_accumulation_steps
-            rec['backwards'] += gradient_accumulation_steps
-            if not math.isfinite(step_loss.item()):
-                rec['status'] = 'diverged'
-                rec['train_loss'].append(float('nan'))
-                break
-            if line_search:
-                f_w = torch.stack(micro_losses[:n_trial]).mean()
-                optimizer_.step(closure=alsals.replay_closure(model, trial_batches), loss=f_w)
-                trial_batches = None
-                rec['forwards'] += optimizer_.last_stats.get('forwards', 0) * n_trial
-            else:
-                if grad_clip != 0.0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                optimizer_.step()
-            optimizer_.zero_grad(set_to_none=True)
-        train_time += time.perf_counter() - t0
-        rec['train_loss'].append(float(step_loss))
-        rec['eta'].append(effective_lr(optimizer_, kind))
-        if not math.isfinite(float(step_loss)):
-            rec['status'] = 'diverged'
-            break
-    vals = [v[2] for v in rec['val']]
-    rec['final_val'] = vals[-1] if rec['status'] == 'ok' else float('nan')
-    finite = [v for v in vals if math.isfinite(v)]
-    rec['best_val'] = min(finite) if finite else float('nan')
-    rec['wall_s'] = train_time
-    if line_search:
-        ls = optimizer_.ls
-        rec['ls_totals'] = dict(forwards=ls['total_forwards'], backtracks=ls['total_backtracks'],
-                                exhausted=ls['total_exhausted'])
+def run_one(out_dir, size, corpus, method, lr, seed):
+    """Run (or load) one run; returns its record. The JSON appears only when the run has finished."""
+    name = f"{method}_lr{fmt_lr(lr)}_s{seed}"
+    path = os.path.join(out_dir, corpus, name + '.json')
+    if os.path.exists(path):
+        log(f"skipped {path} (exists)")
+        with open(path) as f:
+            return json.load(f)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    work = tempfile.mkdtemp(prefix='study_')
+    log_file = os.path.join(work, 'log.jsonl')
+    args = train_args(size, corpus, method, lr, seed) + [f"--out_dir={os.path.join(work, 'out')}",
+                                                         f"--log_file={log_file}"]
+    if method.split('@')[0] in PEERS:
+        cmd = [sys.executable, os.path.abspath(__file__), '--peer', method, '--'] + args
+    else:
+        cmd = [sys.executable, 'train.py'] + args
+    t = time.time()
+    # one thread per run: on a shared 2-core box two threads per process were measured 20x slower (contention)
+    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+    seconds = time.time() - t
+    records = read_log(log_file) if os.path.exists(log_file) else []
+    if p.returncode != 0 and (p.returncode < 0 or not any('loss' in r for r in records)):
+        # killed, or refused to start (bad setting): no result, so a rerun tries again
+        shutil.rmtree(work, ignore_errors=True)
+        sys.exit(f"error: run {name} failed: {p.stderr.strip().splitlines()[-1] if p.stderr.strip() else p.returncode}")
+    rec = dict(name=name, method=method, lr=lr, seed=seed, size=size, corpus=corpus, command=cmd[1:],
+               code=code_fingerprint(), returncode=p.returncode, **summarize(records, seconds))
+    if p.returncode != 0:  # e.g. train.py stopped after max_nonfinite_steps: a diverged run is a result
+        rec.update(final_val=float('nan'), status='failed: ' + (p.stderr.strip().splitlines() or ['?'])[-1])
+    shutil.rmtree(work, ignore_errors=True)
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(rec, f)
+    os.replace(tmp, path)  # atomic: a killed study leaves no half-written result
+    log(f"{size}/{corpus} {name:<28} final val {rec['final_val']:.4f}  {rec['ms_per_step']:.1f} ms/step  "
+        f"{rec['fwd_per_step']:.2f} fwd/step  ({seconds:.0f}s) {rec['status']}")
     return rec
 
 
-# ---- orchestration ------------------------------------------------------------------------------------------------
+# ---- the peers: train.py's setup, another optimizer ---------------------------------------------------------
+def peer_main(method, argv):
+    """One peer run in this process: train.py's setup without its loop, the optimizer global replaced."""
+    import runpy
+    import torch
+    os.chdir(ROOT)
+    sys.path.insert(0, ROOT)
+    cfg = dict(a[2:].split('=', 1) for a in argv if a.startswith('--'))
+    log_file = cfg.pop('log_file')
+    lr = float(cfg['learning_rate'])
+    # train.py's lr schedule becomes the peer's multiplier (Prodigy and D-Adaptation use lr=1 with the schedule
+    # one would use for Adam): warmup to 1, cosine to 0.1
+    argv = [a for a in argv if not a.startswith(('--log_file=', '--learning_rate=', '--min_lr='))]
+    sys.argv = ['train.py'] + argv + ['--learning_rate=1.0', '--min_lr=0.1']
+    ns = runpy.run_path('train.py', run_name='bench')
+    g = ns['train_step'].__globals__  # train.py's own globals: train_step reads the optimizer there
+    opt_key = 'optimizer' if 'optimizer' in ns['train_step'].__code__.co_names else 'optimizer_'
+    model, get_batch, get_lr = g['model'], g['get_batch'], g['get_lr']
+    wd, betas = g['weight_decay'], (g['beta1'], g['beta2'])
+    warmup, max_iters, eval_interval = g['warmup_iters'], g['max_iters'], g['eval_interval']
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{'params': [p for p in params if p.dim() >= 2], 'weight_decay': wd},
+              {'params': [p for p in params if p.dim() < 2], 'weight_decay': 0.0}]
+    scheduled = method in ('prodigy', 'dadapt_adam')
+    if method == 'prodigy':
+        # authors' README: lr=1.0 with a cosine schedule; with warmup use safeguard_warmup and bias correction
+        from prodigyopt import Prodigy
+        opt = Prodigy(groups, lr=1.0, betas=betas, weight_decay=wd, decouple=True, safeguard_warmup=True,
+                      use_bias_correction=True)
+    elif method == 'dadapt_adam':
+        # authors' README: lr=1.0 with the schedule one would use for Adam; decouple=True for AdamW-style decay
+        from dadaptation import DAdaptAdam
+        opt = DAdaptAdam(groups, lr=1.0, betas=betas, weight_decay=wd, decouple=True)
+    elif method == 'schedulefree_adamw':
+        # authors' defaults: lr=0.0025, warmup recommended, no schedule
+        import schedulefree
+        opt = schedulefree.AdamWScheduleFree(groups, lr=0.0025, betas=betas, weight_decay=wd, warmup_steps=warmup)
+    else:
+        # package defaults (init_step_size=1, c=0.5, speed_up=True); its API has no weight decay
+        from salsa.SaLSA import SaLSA
+        opt = SaLSA(params)
+    g[opt_key] = opt
+    sf = method == 'schedulefree_adamw'
+
+    def rate():
+        if method == 'salsa':
+            return float(opt.step_size)
+        grp = opt.param_groups[0]
+        return float(grp['lr']) * float(grp.get('d', 1.0))
+
+    def salsa_step(X, Y, iter_num):
+        # SaLSA's closure(backwards) runs the forward (and the backward when asked) on the step's batch itself
+        def closure(backwards=False):
+            if backwards:
+                opt.zero_grad(set_to_none=True)
+                with g['ctx']:
+                    loss = model(X, Y)[1]
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), g['grad_clip'])
+                return loss.detach()
+            with torch.no_grad(), g['ctx']:
+                return model(X, Y)[1]
+        n0 = opt.state['n_forwards']
+        loss = opt.step(closure)
+        return get_batch('train', iter_num + 1), float(loss), opt.state['n_forwards'] - n0 - 1
+
+    with open(log_file, 'a') as f:
+        def write(rec):
+            f.write(json.dumps(rec) + '\n')
+            f.flush()
+        X, Y = get_batch('train', 0)
+        if sf:
+            opt.train()
+        for iter_num in range(max_iters + 1):
+            if scheduled:
+                for grp in opt.param_groups:
+                    grp['lr'] = get_lr(iter_num)
+            if iter_num % eval_interval == 0 or iter_num == max_iters:
+                if sf:
+                    opt.eval()  # schedule-free evaluates at its averaged point
+                losses = g['estimate_loss']()
+                if sf:
+                    opt.train()
+                write({'iter': iter_num, 'train_loss': losses['train'], 'val_loss': losses['val']})
+                if not math.isfinite(losses['val']):
+                    break
+            if iter_num == max_iters:
+                break
+            t0 = time.perf_counter()
+            if method == 'salsa':
+                (X, Y), loss, extra = salsa_step(X, Y, iter_num)
+            else:
+                X, Y, loss, _ = g['train_step'](X, Y, iter_num)
+                loss, extra = float(loss), 0
+            write({'iter': iter_num, 'loss': loss, 'lr': rate(), 'dt_ms': 1000 * (time.perf_counter() - t0),
+                   'forwards': extra, 'backtracks': 0, 'skipped': not math.isfinite(loss),
+                   'warmup': iter_num < warmup})
+
+
 def peers_available():
     out = {}
-    for m, mod in (('prodigy', 'prodigyopt'), ('dadapt_adam', 'dadaptation'), ('schedulefree_adamw', 'schedulefree'),
-                   ('salsa', 'salsa.SaLSA')):
+    for m, mod in PEERS.items():
         try:
             __import__(mod)
             out[m] = None
@@ -299,241 +293,218 @@ def peers_available():
     return out
 
 
-def run_or_load(out_dir, cfg, method, seed, tuned_lr=None):
-    d = os.path.join(out_dir, cfg['name'])
-    os.makedirs(d, exist_ok=True)
-    path = os.path.join(d, f'{method}_{seed}.json')
-    if os.path.exists(path):
-        log(f"skipped {path} (exists)")
-        with open(path) as f:
-            return json.load(f)
-    t = time.time()
-    rec = train_run(method, seed, cfg, tuned_lr)
-    rec['config'] = {k: v for k, v in cfg.items() if k not in ('lrs', 'methods')}
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(rec, f)
-    os.replace(tmp, path)
-    log(f"{cfg['name']:>6} {method:<22} seed {seed}: final val {rec['final_val']:.4f} best {rec['best_val']:.4f} "
-        f"wall {rec['wall_s']:.1f}s fwd {rec['forwards']} ({time.time() - t:.1f}s) {rec['status']}")
-    return rec
+# ---- orchestration ---------------------------------------------------------------------------------------------
+def mean_final(recs):
+    v = [r['final_val'] for r in recs]
+    return float(np.mean(v)) if all(math.isfinite(x) for x in v) else float('inf')
 
 
-def fmt_lr(lr):
-    return f"{lr:.0e}".replace('e-0', 'e-')
+def run_corpus(out_dir, size, corpus, what, seeds, lrs, peers, only):
+    """Returns {(method, lr): [records over seeds]} and the tuned AdamW lr."""
+    runs = {}
 
+    def runs_of(method, lr):
+        if (method, lr) not in runs:
+            runs[(method, lr)] = [run_one(out_dir, size, corpus, method, lr, s) for s in range(seeds)]
+        return runs[(method, lr)]
 
-def run_corpus(out_dir, cfg, peers, grid_only=False):
-    """AdamW grid (extended until the best is interior), then every other method. Returns {method: [recs]}."""
-    seeds = range(cfg['seeds'])
-    recs = {}
-    lrs = sorted(cfg['lrs'])
-    score = {}
-    for _ in range(4):
-        for lr in lrs:
-            m = f'adamw_lr{fmt_lr(lr)}'
-            if m not in recs:
-                recs[m] = [run_or_load(out_dir, cfg, m, s) for s in seeds]
-                vals = [r['final_val'] for r in recs[m]]
-                score[lr] = float(np.mean(vals)) if all(math.isfinite(v) for v in vals) else float('inf')
-        best = min(lrs, key=lambda lr: score[lr])
-        if best == lrs[0]:
-            lrs.insert(0, lrs[0] / 3)
-        elif best == lrs[-1]:
-            lrs.append(lrs[-1] * 3)
-        else:
+    grid = sorted(lrs)
+    for round_ in range(SIZES[size]['bracket_rounds'] + 1):  # AdamW: extend the grid until the best is interior
+        for lr in grid:
+            runs_of('adamw', lr)
+        best = min(grid, key=lambda lr: mean_final(runs[('adamw', lr)]))
+        if grid[0] < best < grid[-1]:
             break
-        log(f"{cfg['name']}: best AdamW lr {best:g} is at the edge of the grid; extending to {lrs}")
-    tuned = min(lrs, key=lambda lr: score.get(lr, float('inf')))
-    methods = [] if grid_only else list(LS_METHODS) + [p for p in PEERS if peers.get(p) is None] + list(VARIANTS)
-    if cfg.get('methods'):
-        methods = [m for m in methods if m in cfg['methods']]
+        if round_ == SIZES[size]['bracket_rounds']:
+            log(f"{corpus}: warning: best AdamW lr {best:g} is at the edge of the grid (not bracketed)")
+            break
+        grid.insert(0, next_lr(grid[0], False)) if best == grid[0] else grid.append(next_lr(grid[-1], True))
+        log(f"{corpus}: best AdamW lr {best:g} at the edge of the grid; extending to {[f'{x:g}' for x in grid]}")
+    tuned = min((lr for (m, lr) in runs if m == 'adamw'), key=lambda lr: mean_final(runs[('adamw', lr)]))
+    ls_lr = shipped(LS_CONFIG)['learning_rate']
+    if 'lrfree' in what:
+        for lr in sorted(set(lrs) | {ls_lr}):
+            runs_of('alsals', lr)
+    methods = list(LS_METHODS) if 'methods' in what else []
+    methods += [p for p in PEERS if peers[p] is None] if 'peers' in what else []
+    if only:
+        methods = [m for m in only if m in methods or '@' in m]
     for m in methods:
-        recs[m] = [run_or_load(out_dir, cfg, m, s, tuned_lr=tuned) for s in seeds]
-    return recs, tuned, score
+        runs_of(m, 1.0 if m in PEERS else ls_lr)
+    return runs, tuned
 
 
-def mean_std(xs):
-    xs = [x for x in xs]
-    if not all(math.isfinite(x) for x in xs):
-        return 'diverged' if len(xs) == 1 else f"{np.nanmean(xs):.4f} ({sum(not math.isfinite(x) for x in xs)} diverged)"
-    return f"{np.mean(xs):.4f} ± {np.std(xs):.4f}" if len(xs) > 1 else f"{xs[0]:.4f}"
+def spread(recs):
+    v = [r['final_val'] for r in recs]
+    if not all(math.isfinite(x) for x in v):
+        return f"diverged ({sum(not math.isfinite(x) for x in v)}/{len(v)})"
+    return f"{np.mean(v):.4f} ± {np.std(v):.4f}" if len(v) > 1 else f"{v[0]:.4f}"
 
 
-def corpus_table(cfg, recs, tuned, peers):
-    lines = [f"### {cfg['name']} ({cfg['data']}): {cfg['n_layer']} layers x {cfg['n_embd']} dims, batch "
-             f"{cfg['batch_size']}x{cfg['block_size']}, {cfg['steps']} steps, warmup {cfg['warmup']} steps "
-             f"(10%), {cfg['seeds']} seed(s), val loss on {cfg['eval_batches']} fixed batches",
-             "", "| method | final val (mean ± std) | best val | wall-clock s | fwd / bwd passes | final eta / lr |",
-             "|---|---|---|---|---|---|"]
-    order = sorted(recs, key=lambda m: (not m.startswith('adamw'), float(m[8:]) if m.startswith('adamw_lr') else 0))
-    for m in order:
-        rs = recs[m]
-        name = m + (' **(tuned)**' if m == f'adamw_lr{fmt_lr(tuned)}' else '')
-        if m in VARIANTS:
-            name += ' (variant)'
-        eta = np.mean([r['eta'][-1] for r in rs if r['eta']]) if any(r['eta'] for r in rs) else float('nan')
-        lines.append(f"| {name} | {mean_std([r['final_val'] for r in rs])} | {np.nanmin([r['best_val'] for r in rs]):.4f} | "
-                     f"{np.mean([r['wall_s'] for r in rs]):.1f} | {np.mean([r['forwards'] for r in rs]):.0f} / "
-                     f"{np.mean([r['backwards'] for r in rs]):.0f} | {eta:.2e} |")
+def tables(size, corpus, runs, tuned, peers):
+    s = SIZES[size]
+    seeds = len(next(iter(runs.values())))
+    ls_lr = shipped(LS_CONFIG)['learning_rate']
+    out = [f"### {corpus} ({CORPORA[corpus]}), {size}: {s['n_layer']} layers x {s['n_embd']} dims, batch "
+           f"{s['batch_size']}x{s['block_size']}, {s['max_iters']} iterations, warmup {max(1, s['max_iters'] // 10)}, "
+           f"{seeds} seed(s); final val loss over {s['eval_iters']} fixed val batches, mean ± std over seeds", ""]
+    # issue 10 section 2: the one number a user picks
+    lrs = sorted({lr for (m, lr) in runs if m in ('adamw', 'alsals')})
+    if any(m == 'alsals' for (m, _) in runs):
+        best = {m: min(mean_final(runs[(mm, lr)]) for (mm, lr) in runs if mm == m) for m in ('adamw', 'alsals')}
+        out += ["Learning-rate-free test: final val loss against the one number a user picks (AdamW: peak lr; "
+                "ALSALS: warmup target `learning_rate`). In brackets: % above that method's own best.", "",
+                "| lr | AdamW + cosine | ALSALS |", "|---|---|---|"]
+        for lr in lrs:
+            cells = []
+            for m in ('adamw', 'alsals'):
+                r = runs.get((m, lr))
+                if r is None:
+                    cells.append('')
+                    continue
+                pct = 100 * (mean_final(r) / best[m] - 1)
+                cells.append(f"{spread(r)} (+{pct:.1f}%)" if math.isfinite(pct) else spread(r))
+            star = ' (shipped ALSALS)' if lr == ls_lr else ''
+            out.append(f"| {lr:g}{star} | {cells[0]} | {cells[1]} |")
+        within = [lr for lr in LRFREE_LRS if ('alsals', lr) in runs and mean_final(runs[('alsals', lr)]) <= 1.02 * best['alsals']]
+        n = sum(('alsals', lr) in runs for lr in LRFREE_LRS)
+        out += ["", f"ALSALS: {len(within)} of {n} warmup targets within 2% of its own best (goal: all).", ""]
+    base = runs[('adamw', tuned)]
+    b_ms = np.mean([r['ms_per_step'] for r in base])
+    b_fwd = np.mean([r['fwd_per_step'] for r in base])
+    out += ["Every method against the tuned AdamW (best grid point). Cost: median wall-clock per training step "
+            "(no eval; shared CPU, noisy) and forwards per step (exact), each also as a ratio to tuned AdamW's.", "",
+            "| method | lr / warmup target | final val | vs tuned AdamW | ms / step | fwd / step | eta or lr at the end |",
+            "|---|---|---|---|---|---|---|"]
+    rows = [('adamw', tuned, 'AdamW + cosine (tuned)')]
+    rows += [(m, lr, m + (' (shipped config)' if m == 'alsals' and lr == ls_lr else '')) for (m, lr) in runs
+             if m != 'adamw' and not (m == 'alsals' and lr != ls_lr)]
+    for m, lr, label in rows:
+        rs = runs[(m, lr)]
+        ms, fwd = np.mean([r['ms_per_step'] for r in rs]), np.mean([r['fwd_per_step'] for r in rs])
+        eta = np.mean([r['eta'][-1] for r in rs if r['eta']]) if all(r['eta'] for r in rs) else float('nan')
+        d = mean_final(rs) - mean_final(base)
+        out.append(f"| {label} | {PEER_LR.get(m, f'{lr:g}')} | {spread(rs)} | {d:+.4f} | {ms:.1f} ({ms / b_ms:.2f}x) | "
+                   f"{fwd:.2f} ({fwd / b_fwd:.2f}x) | {eta:.2e} |")
     for p, err in peers.items():
         if err is not None:
-            lines.append(f"| {p} | not run: {err} | | | | |")
-    return '\n'.join(lines)
+            out.append(f"| {p} | | not run: {err} | | | | |")
+    return '\n'.join(out) + '\n'
 
 
-COLORS = {'alsals': 'C3', 'adamsls': 'C1', 'sgdsls': 'C5', 'plasls': 'C6', 'prodigy': 'C2', 'dadapt_adam': 'C4',
-          'schedulefree_adamw': 'C8', 'salsa': 'C9', 'alsals_c0.3': 'C7', 'alsals_b100': 'brown',
-          'alsals_warmtuned': 'olive'}
-
-
-def plot_corpus(out_dir, cfg, recs, tuned):
+def plots(out_dir, size, corpus, runs, tuned):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    tuned_m = f'adamw_lr{fmt_lr(tuned)}'
-    show = [tuned_m] + [m for m in recs if not m.startswith('adamw')]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
-    for m in show:
-        rs = recs[m]
-        c = 'k' if m == tuned_m else COLORS.get(m)
-        n = min(len(r['val']) for r in rs)
-        steps = np.array([r['val'][i][0] for i in range(n) for r in rs[:1]])
-        v = np.array([[r['val'][i][2] for i in range(n)] for r in rs])
-        w = np.array([[r['val'][i][1] for i in range(n)] for r in rs]).mean(0)
-        mu = v.mean(0)
-        for ax, x in ((axes[0], steps), (axes[1], w)):
-            ax.plot(x, mu, color=c, label=m + (' (tuned)' if m == tuned_m else ''), lw=2 if m in (tuned_m, 'alsals') else 1)
-            if len(rs) > 1:
-                ax.fill_between(x, v.min(0), v.max(0), color=c, alpha=0.15)
-    lo = min(r['best_val'] for m in show for r in recs[m] if math.isfinite(r['best_val']))
-    for ax, xl in ((axes[0], 'step'), (axes[1], 'wall-clock (s, training only)')):
-        ax.set_xlabel(xl)
-        ax.set_ylabel('val loss')
-        ax.set_ylim(lo - 0.05, lo + 1.5)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"{cfg['name']}: val loss (mean, band = min/max over {cfg['seeds']} seed(s))")
-    fig.tight_layout()
-    p1 = os.path.join(out_dir, f"{cfg['name']}_val_loss.png")
-    fig.savefig(p1, dpi=90)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for m in [m for m in recs if m in LS_METHODS or m in VARIANTS or m in PEERS]:
-        eta = np.array([r['eta'] for r in recs[m]][0])
-        ax.plot(np.arange(len(eta)), eta, color=COLORS.get(m), label=m, lw=2 if m == 'alsals' else 1)
-    sched = [lr_at(i, tuned, cfg['steps'], cfg['warmup']) for i in range(cfg['steps'])]
-    ax.plot(sched, 'k--', lw=1, label=f'tuned AdamW schedule (peak {tuned:g})')
-    ax.axhline(tuned, color='k', lw=1.5, label=f'tuned AdamW peak lr {tuned:g}')
-    ax.set_yscale('log')
-    ax.set_xlabel('step')
-    ax.set_ylabel('step size eta / effective lr')
-    ax.set_title(f"{cfg['name']}: line-search step size vs the tuned AdamW lr (seed 0)")
-    ax.legend(fontsize=7)
+    pngs = []
+    # final val against the one number a user picks
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for m, c, label in (('adamw', 'k', 'AdamW + cosine: peak lr'), ('alsals', 'C3', 'ALSALS: warmup target')):
+        lrs = sorted(lr for (mm, lr) in runs if mm == m)
+        if not lrs:
+            continue
+        v = [[r['final_val'] for r in runs[(m, lr)]] for lr in lrs]
+        mu = np.array([np.mean(x) for x in v])
+        lo, hi = mu - np.array([np.min(x) for x in v]), np.array([np.max(x) for x in v]) - mu
+        ax.errorbar(lrs, mu, yerr=[lo, hi], color=c, marker='o', capsize=3, label=label)
+    ax.set_xscale('log')
+    ax.set_xlabel('the number a user picks')
+    ax.set_ylabel('final val loss (mean, bars = min/max over seeds)')
+    ax.set_title(f'{corpus}, {size}: learning-rate-free test')
     ax.grid(alpha=0.3, which='both')
+    ax.legend()
     fig.tight_layout()
-    p2 = os.path.join(out_dir, f"{cfg['name']}_eta.png")
-    fig.savefig(p2, dpi=90)
+    pngs.append(os.path.join(out_dir, f'{corpus}_lrfree.png'))
+    fig.savefig(pngs[-1], dpi=90)
     plt.close(fig)
-    return [p1, p2]
-
-
-def run_sizes(out_dir, prof, base, tuned):
-    """ALSALS defaults (unchanged) and AdamW at the char-tuned lr across model sizes."""
-    rows, recs_all = [], {}
-    for sz in prof['sizes']:
-        cfg = dict(base, **sz)
-        same = all(base[k] == v for k, v in sz.items())
-        cfg['name'] = base['name'] if same else f"sizes/L{sz['n_layer']}_E{sz['n_embd']}"  # reuse the main runs
-        cfg['seeds'] = 1
-        recs = {m: [run_or_load(out_dir, cfg, m, 0, tuned_lr=tuned)] for m in ('alsals', f'adamw_lr{fmt_lr(tuned)}')}
-        recs_all[cfg['name']] = recs
-        a, w = recs['alsals'][0], recs[f'adamw_lr{fmt_lr(tuned)}'][0]
-        rows.append(f"| {sz['n_layer']} x {sz['n_embd']} | {a['final_val']:.4f} | {w['final_val']:.4f} | "
-                    f"{a['eta'][-1]:.2e} | {a['ls_totals']['backtracks']} |")
-    head = ["### Learning-rate-free check: ALSALS defaults across model sizes (char corpus, seed 0)", "",
-            f"AdamW uses the lr tuned on the middle size ({tuned:g}); ALSALS uses its defaults everywhere.", "",
-            "| layers x dims | ALSALS final val | AdamW (tuned lr) final val | ALSALS final eta | ALSALS backtracks |",
-            "|---|---|---|---|---|"]
-    return '\n'.join(head + rows), recs_all
+    # val curves and step sizes, seed 0
+    ls_lr = shipped(LS_CONFIG)['learning_rate']
+    show = [('adamw', tuned)] + [(m, lr) for (m, lr) in runs if m != 'adamw' and (m != 'alsals' or lr == ls_lr)]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (m, lr) in enumerate(show):
+        v = np.array(runs[(m, lr)][0]['val'])
+        if len(v):
+            ax.plot(v[:, 0], v[:, 1], marker='.', color='k' if m == 'adamw' else f'C{i}', label=f'{m} ({lr:g})')
+    ax.set_xlabel('iteration')
+    ax.set_ylabel('val loss (seed 0)')
+    ax.set_title(f'{corpus}, {size}: validation loss')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    pngs.append(os.path.join(out_dir, f'{corpus}_val.png'))
+    fig.savefig(pngs[-1], dpi=90)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(runs[('adamw', tuned)][0]['eta'], 'k--', label=f'tuned AdamW lr (peak {tuned:g})')
+    for i, lr in enumerate(sorted(lr for (m, lr) in runs if m == 'alsals')):
+        ax.plot(runs[('alsals', lr)][0]['eta'], color=f'C{i}', label=f'ALSALS eta, warmup target {lr:g}')
+    ax.set_yscale('log')
+    ax.set_xlabel('iteration')
+    ax.set_ylabel('step size (seed 0)')
+    ax.set_title(f'{corpus}, {size}: ALSALS step size vs the tuned AdamW lr')
+    ax.grid(alpha=0.3, which='both')
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    pngs.append(os.path.join(out_dir, f'{corpus}_eta.png'))
+    fig.savefig(pngs[-1], dpi=90)
+    plt.close(fig)
+    return pngs
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[1])
-    ap.add_argument('--quick', action='store_true', help='tiny smoke version (~1 min)')
-    ap.add_argument('--out', default=os.path.join(ROOT, 'results'))
-    ap.add_argument('--corpus', default='', help="comma list of corpora (default: all of the profile)")
-    ap.add_argument('--sizes', action='store_true', help='only the model-size check (needs/derives the char tuned lr)')
-    ap.add_argument('--no-sizes', action='store_true', help='skip the model-size check')
-    ap.add_argument('--seeds', type=int, default=0, help='override the number of seeds')
-    ap.add_argument('--steps', type=int, default=0, help='override the number of steps')
-    ap.add_argument('--threads', type=int, default=2)
-    ap.add_argument('--methods', default='', help='comma list: run only these non-AdamW methods (default: all)')
-    ap.add_argument('--lrs', default='', help='comma list: override the AdamW grid')
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ['--peer']:  # internal: one peer run (run_one's subprocess)
+        return peer_main(argv[1], argv[3:])
+    ap = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
+    ap.add_argument('--size', default='screen', choices=list(SIZES))
+    ap.add_argument('--quick', action='store_true', help='--size quick, two lrs (seconds; the tests)')
+    ap.add_argument('--corpus', default='char,bible', help='comma list of char, bible')
+    ap.add_argument('--what', default='lrfree,methods,peers', help='comma list of lrfree, methods, peers')
+    ap.add_argument('--methods', default='', help="comma list: run only these of methods/peers (default all); "
+                    "a variant is method@key=value[@key=value] (train.py overrides), e.g. alsals@ls_c=0.3")
+    ap.add_argument('--seeds', type=int, default=0, help='number of seeds (default: the size\'s)')
+    ap.add_argument('--lrs', default='', help='comma list replacing the lr-free grid 1e-4..1e-2')
+    ap.add_argument('--out', default=os.path.join(ROOT, 'results', 'study'))
+    ap.add_argument('--threads', type=int, default=1, help='torch threads per run (default 1)')
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    prof = PROFILES['quick' if args.quick else 'full']
-    corpora = [c for c in ('char', 'bible') if c in prof]
-    if args.corpus:
-        corpora = [c for c in args.corpus.split(',') if c]
-    if args.sizes:
-        corpora = ['char']
+    global THREADS
+    THREADS = args.threads
+    size = 'quick' if args.quick else args.size
+    corpora = [c for c in args.corpus.split(',') if c]
+    what = {w for w in args.what.split(',') if w}
+    for c in corpora:
+        if c not in CORPORA:
+            sys.exit(f"error: unknown corpus {c!r}; choose from {', '.join(CORPORA)}")
+        d = os.path.join(ROOT, 'data', CORPORA[c])
+        if not os.path.exists(os.path.join(d, 'train.bin')):
+            sys.exit(f"error: {os.path.join('data', CORPORA[c], 'train.bin')} missing: run python "
+                     f"data/{CORPORA[c]}/prepare.py first")
+    lrs = [float(x) for x in args.lrs.split(',') if x] or (QUICK_LRS if args.quick else LRFREE_LRS)
+    seeds = args.seeds or SIZES[size]['seeds']
     peers = peers_available()
     for p, err in peers.items():
         if err:
-            log(f"peer {p} unavailable ({err}): reported as not run")
-    os.makedirs(args.out, exist_ok=True)
-    sections, pngs, tuned_by = [], [], {}
-    t_start = time.time()
+            log(f"peer {p} not run ({err})")
+    out_dir = os.path.join(args.out, size)
+    only = [m for m in args.methods.split(',') if m]
+    t0 = time.time()
     for c in corpora:
-        n_before = len(sections)
-        cfg = dict(prof[c], name=c)
-        if args.seeds:
-            cfg['seeds'] = args.seeds
-        if args.steps:
-            cfg['steps'] = args.steps
-        if args.lrs:
-            cfg['lrs'] = [float(x) for x in args.lrs.split(',')]
-        cfg['methods'] = [m for m in args.methods.split(',') if m]
-        cfg['warmup'] = max(1, int(round(COMMON['warmup_frac'] * cfg['steps'])))
-        if args.sizes:
-            cfg['seeds'] = 1  # only the AdamW grid (reused from the full study when present) to get the tuned lr
-        recs, tuned, score = run_corpus(args.out, cfg, peers, grid_only=args.sizes)
-        tuned_by[c] = tuned
-        if not args.sizes:
-            sections.append(corpus_table(cfg, recs, tuned, peers))
-            pngs += plot_corpus(args.out, cfg, recs, tuned)
-            a = recs['alsals']
-            t = recs[f'adamw_lr{fmt_lr(tuned)}']
-            sections.append(f"ALSALS defaults vs tuned AdamW on {c}: final val {np.mean([r['final_val'] for r in a]):.4f} "
-                            f"vs {np.mean([r['final_val'] for r in t]):.4f}; ALSALS final eta "
-                            f"{np.mean([r['eta'][-1] for r in a]):.2e} vs tuned AdamW peak lr {tuned:g}.")
-        if c == 'char' and (args.sizes or not args.no_sizes):
-            table, _ = run_sizes(args.out, prof, cfg, tuned)
-            sections.append(table)
-        if not args.sizes:  # this corpus' part of summary.md (corpora may run in separate processes)
-            with open(os.path.join(args.out, c, 'section.md'), 'w') as f:
-                f.write('\n\n'.join(sections[n_before:]) + '\n')
-    if not args.sizes:
-        sections = []
-        for c in ('char', 'bible'):
-            p = os.path.join(args.out, c, 'section.md')
-            if os.path.exists(p):
-                with open(p) as f:
-                    sections.append(f.read())
-        md = ["# Optimizer study (experiments/study.py" + (" --quick" if args.quick else "") + ")", "",
-              "Generated by experiments/study.py; per-run JSONs in this folder. Same model init and batch order per "
-              "seed for every method. `fwd / bwd passes`: training forwards + line-search trial forwards / backward "
-              "passes over the whole run. Wall-clock: training steps only (no evaluation), on a shared 2-core CPU.", ""]
-        md += [s + "\n" for s in sections]
-        with open(os.path.join(args.out, 'summary.md'), 'w') as f:
-            f.write('\n'.join(md))
-        log(f"wrote {os.path.join(args.out, 'summary.md')} and {', '.join(pngs)}")
-    else:
-        with open(os.path.join(args.out, 'sizes.md'), 'w') as f:
-            f.write('\n'.join(sections) + '\n')
-    log(f"done in {time.time() - t_start:.0f}s")
+        runs, tuned = run_corpus(out_dir, size, c, what, seeds, lrs, peers, only)
+        with open(os.path.join(out_dir, c, 'section.md'), 'w') as f:
+            f.write(tables(size, c, runs, tuned, peers))
+        pngs = plots(out_dir, size, c, runs, tuned)
+        log(f"{c}: wrote {os.path.join(out_dir, c, 'section.md')} and {', '.join(os.path.basename(p) for p in pngs)}")
+    # summary.md: every corpus this size has results for (corpora may run in separate invocations)
+    md = [f"# Optimizer study, size {size} (experiments/study.py)", "",
+          "Generated by experiments/study.py from train.py's JSON-lines logs; one JSON per run in the corpus "
+          "folders. Wall-clock is on a 2-core CPU shared with other jobs: noisy; forwards per step are exact.", ""]
+    for c in CORPORA:
+        p = os.path.join(out_dir, c, 'section.md')
+        if os.path.exists(p):
+            md.append(open(p).read())
+    with open(os.path.join(out_dir, 'summary.md'), 'w') as f:
+        f.write('\n'.join(md))
+    log(f"wrote {os.path.join(out_dir, 'summary.md')} in {time.time() - t0:.0f}s")
 
 
 if __name__ == '__main__':

@@ -1,36 +1,98 @@
-"""experiments/study.py --quick into tmp_path: result JSONs, plots, summary.md, and resumability."""
+"""experiments/study.py --quick: it runs train.py itself (no copy of the step), its outputs, and resuming."""
 import json
 import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STUDY = os.path.join(ROOT, "experiments", "study.py")
+# short: the lr-free grid is the shipped ALSALS warmup target alone (AdamW's grid is then extended once, to
+# a neighbour on the 1-3-10 grid), and one peer (in-process on train.py's setup); 2 seeds
+ARGS = ["--quick", "--corpus", "char", "--lrs", "3e-3", "--methods", "schedulefree_adamw"]
 
 
-def run(out):
-    p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "study.py"), "--quick", "--out", str(out),
-                        "--threads=1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+def study(out, *extra):
+    return subprocess.run([sys.executable, STUDY, *ARGS, "--out", str(out), *extra], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    p = study(out)
     assert p.returncode == 0, p.stderr[-3000:]
-    return p.stdout
+    return out, p.stdout
 
 
-def test_study_quick_outputs_and_resume(tmp_path):
-    out1 = run(tmp_path)
-    files = sorted((tmp_path / "char").glob("*.json"))
-    names = {f.name for f in files}
-    assert {"alsals_0.json", "adamsls_0.json", "sgdsls_0.json", "plasls_0.json"} <= names
-    assert sum(n.startswith("adamw_lr") for n in names) >= 3
-    r = json.loads((tmp_path / "char" / "alsals_0.json").read_text())
-    for k in ("final_val", "best_val", "train_loss", "val", "wall_s", "forwards", "backwards", "eta"):
-        assert k in r
-    assert len(r["train_loss"]) == r["steps"] and len(r["eta"]) == r["steps"]
-    assert r["forwards"] > r["backwards"]  # trial forwards counted
-    assert r["best_val"] <= r["final_val"]
-    summary = (tmp_path / "summary.md").read_text()
-    assert "| alsals |" in summary and "tuned" in summary
-    assert (tmp_path / "char_val_loss.png").stat().st_size > 0 and (tmp_path / "char_eta.png").stat().st_size > 0
-    assert "skipped" not in out1
+def rec(out, name):
+    return json.loads((out / "quick" / "char" / f"{name}.json").read_text())
+
+
+def test_outputs(quick):
+    out, stdout = quick
+    names = {f.stem for f in (out / "quick" / "char").glob("*.json")}
+    adamw = {n for n in names if n.startswith("adamw_")}
+    assert len(adamw) == 4 and {"adamw_lr3e-3_s0", "adamw_lr3e-3_s1"} <= adamw  # 3e-3 and one neighbour
+    assert adamw & {"adamw_lr1e-3_s0", "adamw_lr1e-2_s0"}
+    assert names - adamw == {"alsals_lr3e-3_s0", "alsals_lr3e-3_s1", "schedulefree_adamw_lr1e0_s0",
+                             "schedulefree_adamw_lr1e0_s1"}
+    r = rec(out, "alsals_lr3e-3_s0")
+    # final val: train.py's eval at iter max_iters, after max_iters updates (nanoGPT's loop then takes one
+    # more, unevaluated step: max_iters + 1 logged iterations)
+    assert r["iters"] == 21 and len(r["eta"]) == 21 and r["status"] == "ok"
+    assert r["val"][-1][0] == 20 and r["final_val"] == r["val"][-1][1]
+    assert r["fwd_per_step"] > 1.0 and rec(out, "adamw_lr3e-3_s0")["fwd_per_step"] == 1.0  # trial forwards counted
+    summary = (out / "quick" / "summary.md").read_text()
+    assert "| 0.003 (shipped ALSALS) |" in summary  # the lr-free table
+    assert "| AdamW + cosine (tuned) |" in summary and "| alsals (shipped config) |" in summary
+    assert "| schedulefree_adamw |" in summary
+    assert "(1.00x)" in summary  # cost against tuned AdamW's
+    for png in ("char_lrfree.png", "char_val.png", "char_eta.png"):
+        assert (out / "quick" / png).stat().st_size > 0
+    assert "skipped" not in stdout
+
+
+def test_runs_are_train_py(quick, tmp_path):
+    """The study's number for a run is what `python train.py <its command>` prints: no second training step."""
+    out, _ = quick
+    r = rec(out, "alsals_lr3e-3_s0")
+    assert r["command"][0] == "train.py"
+    args = [a for a in r["command"][1:] if not a.startswith(("--out_dir=", "--log_file="))]
+    log = tmp_path / "log.jsonl"
+    p = subprocess.run([sys.executable, "train.py", *args, f"--out_dir={tmp_path / 'o'}", f"--log_file={log}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [x["val_loss"] for x in lines if "val_loss" in x][-1] == r["final_val"]
+    assert [x["lr"] for x in lines if "loss" in x] == r["eta"]
+
+
+def test_same_init_and_batches_per_seed(quick):
+    """Seed s gives every method the same init and first batch (train.py's setup, also for the in-process
+    peer): the loss of step 0, before any update, is the same; another seed differs."""
+    out, _ = quick
+    first = {s: {n: rec(out, f"{n}_s{s}")["train_loss"][0] for n in
+                 ("adamw_lr3e-3", "alsals_lr3e-3", "schedulefree_adamw_lr1e0")} for s in (0, 1)}
+    assert len(set(first[0].values())) == 1 and len(set(first[1].values())) == 1, first
+    assert first[0]["adamw_lr3e-3"] != first[1]["adamw_lr3e-3"]
+
+
+def test_resume_skips_finished_runs(quick):
+    out, _ = quick
+    files = sorted((out / "quick" / "char").glob("*.json"))
     mtimes = {f: f.stat().st_mtime_ns for f in files}
-    out2 = run(tmp_path)  # resumable: every run is skipped, no result rewritten
-    assert out2.count("skipped") >= len(files)
+    p = study(out)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.count("skipped") == len(files)
     assert all(f.stat().st_mtime_ns == t for f, t in mtimes.items())
+
+
+def test_bad_setting_is_one_line_error_and_no_result(quick):
+    out, _ = quick
+    p = study(out, "--methods", "alsals@ls_c=2.0")
+    assert p.returncode != 0
+    assert p.stderr.strip().startswith("error: run alsals@ls_c=2.0_lr3e-3_s0 failed") and "c must be" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert not list((out / "quick" / "char").glob("alsals@*.json"))
