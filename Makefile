@@ -13,7 +13,8 @@ venv: $(STAMP)
 
 $(STAMP): requirements.txt requirements-data.txt constraints.txt
 	test -x $(PYTHON) || python3 -m venv .venv
-	$(PIP) install -c constraints.txt -r requirements.txt
+	# setuptools too: tests/test_package.py builds the wheel offline with the venv's own (PEP 639 needs >= 77)
+	$(PIP) install -c constraints.txt setuptools -r requirements.txt
 	$(PIP) install --no-deps -c constraints.txt -r requirements-data.txt
 	touch $@
 
@@ -40,11 +41,11 @@ gpu-check:
 constraints:
 	rm -rf .venv-freeze
 	python3 -m venv .venv-freeze
-	.venv-freeze/bin/pip install -r requirements.txt
+	.venv-freeze/bin/pip install setuptools -r requirements.txt
 	.venv-freeze/bin/pip install --no-deps -r requirements-data.txt
 	.venv-freeze/bin/pip install -r requirements-study.txt
 	grep '^#' constraints.txt > constraints.txt.new
-	.venv-freeze/bin/pip freeze --exclude-editable | sed -E 's/\+[A-Za-z0-9.]+$$//' >> constraints.txt.new
+	.venv-freeze/bin/pip freeze --all --exclude pip --exclude-editable | sed -E 's/\+[A-Za-z0-9.]+$$//' >> constraints.txt.new
 	mv constraints.txt.new constraints.txt
 	rm -rf .venv-freeze
 
