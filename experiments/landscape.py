@@ -273,14 +273,14 @@ def plot(path, title, etas, res, traj, lr_adamw, stages):
         for c, mk in zip(CS, ('^', 's', 'o')):
             ax[2].plot(it, r['rule'][c if isinstance(c, str) else str(c)], mk, color=f'C{i}', ms=7,
                        label=f'rule accepts, c={c}' if i == 0 else None)
-        ra = res['adamw'][str(it)]
-        x = ra['crossing']['0.6']
-        if x is not None and math.isfinite(x):
-            ax[2].plot(it, x, 'x', color='k', ms=8, label='on AdamW\'s path: r = 0.6' if i == 0 else None)
+        for run, c, mk, col in (('alsals', '0.3', 'v', 'C3'), ('alsals', '0.6', '+', 'C3'), ('adamw', '0.6', 'x', 'k')):
+            x = res[run][str(it)]['crossing'][c]
+            if x is not None and math.isfinite(x):
+                ax[2].plot(it, x, mk, color=col, ms=9, label=f"on {run}'s path: E-ratio = {c}" if i == 0 else None)
     ax[2].set_yscale('log')
     ax[2].set_xlabel('iteration')
     ax[2].set_ylabel('step size')
-    ax[2].set_title('(c) accepted eta vs the tuned AdamW lr')
+    ax[2].set_title('(c) eta accepted (one step from each checkpoint) vs AdamW')
     ax[2].legend(fontsize=6)
     ax[2].grid(alpha=0.3, which='both')
     for a in ax[:2]:
@@ -299,7 +299,16 @@ def main(argv=None):
     ap.add_argument('--batches', type=int, default=8, help='batches per checkpoint')
     ap.add_argument('--adamw_lr', type=float, default=0.0, help='AdamW peak lr (default: the study\'s tuned one)')
     ap.add_argument('--out', default=os.path.join(ROOT, 'results', 'landscape'))
+    ap.add_argument('--replot', action='store_true', help='only redraw the PNG from the JSON')
     args = ap.parse_args(argv)
+    if args.replot:
+        base = os.path.join(args.out, f"{args.corpus}_{'quick' if args.quick else args.size}")
+        with open(base + '.json') as f:
+            d = json.load(f)
+        plot(base + '.png', f"{d['corpus']}, {d['size']} ({d['model']}, batch {d['batch']}): the landscape along "
+             f"the Adam direction, {d['batches_per_ckpt']} batches per checkpoint", np.array(d['etas']), d['results'],
+             d['trajectory'], d['adamw_lr'], d['stages'])
+        return
     import torch
     torch.set_num_threads(1)
     size = 'quick' if args.quick else args.size
