@@ -169,7 +169,8 @@ def run_one(out_dir, size, corpus, method, lr, seed):
         # killed, or refused to start (bad setting): no result, so a rerun tries again
         shutil.rmtree(work, ignore_errors=True)
         sys.exit(f"error: run {name} failed: {p.stderr.strip().splitlines()[-1] if p.stderr.strip() else p.returncode}")
-    rec = dict(name=name, method=method, lr=lr, seed=seed, size=size, corpus=corpus, command=cmd[1:],
+    command = [a for a in cmd[1:] if not a.startswith(('--out_dir=', '--log_file='))]  # temp paths: not kept
+    rec = dict(name=name, method=method, lr=lr, seed=seed, size=size, corpus=corpus, command=command,
                code=code_fingerprint(), returncode=p.returncode, **summarize(records, seconds))
     if p.returncode != 0:  # e.g. train.py stopped after max_nonfinite_steps: a diverged run is a result
         rec.update(final_val=float('nan'), status='failed: ' + (p.stderr.strip().splitlines() or ['?'])[-1])

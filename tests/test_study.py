@@ -59,7 +59,8 @@ def test_runs_are_train_py(quick, tmp_path):
     out, _ = quick
     r = rec(out, "alsals_lr3e-3_s0")
     assert r["command"][0] == "train.py"
-    args = [a for a in r["command"][1:] if not a.startswith(("--out_dir=", "--log_file="))]
+    assert not any(a.startswith(("--out_dir=", "--log_file=")) for a in r["command"])  # temp paths not kept
+    args = r["command"][1:]
     log = tmp_path / "log.jsonl"
     p = subprocess.run([sys.executable, "train.py", *args, f"--out_dir={tmp_path / 'o'}", f"--log_file={log}"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
