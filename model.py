@@ -17,7 +17,6 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-
 class LayerNorm(nn.Module):
     """ LayerNorm but with an optional bias. PyTorch doesn't support simply bias=False """
 
@@ -28,7 +27,6 @@ class LayerNorm(nn.Module):
 
     def forward(self, input):
         return F.layer_norm(input, self.weight.shape, self.weight, self.bias, 1e-5)
-
 
 class CausalSelfAttention(nn.Module):
 
@@ -50,20 +48,18 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.size() # batch size, sequence length, embedding dimensionality (n_embd)
 
         # calculate query, key, values for all heads in batch and move head forward to be the batch dim
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        q, k, v  = self.c_attn(x).split(self.n_embd, dim=2)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) # (B, nh, T, hs)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) # (B, nh, T, hs)
 
-        # causal self-attention; flash attention kernels on CUDA (PyTorch >= 2.0)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=None,
-                                           dropout_p=self.dropout if self.training else 0, is_causal=True)
+        # causal self-attention; efficient attention using Flash Attention CUDA kernels (PyTorch >= 2.0)
+        y = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=self.dropout if self.training else 0, is_causal=True)
         y = y.transpose(1, 2).contiguous().view(B, T, C) # re-assemble all head outputs side by side
 
         # output projection
         y = self.resid_dropout(self.c_proj(y))
         return y
-
 
 class MLP(nn.Module):
 
@@ -81,7 +77,6 @@ class MLP(nn.Module):
         x = self.dropout(x)
         return x
 
-
 class Block(nn.Module):
 
     def __init__(self, config):
@@ -96,7 +91,6 @@ class Block(nn.Module):
         x = x + self.mlp(self.ln_2(x))
         return x
 
-
 @dataclass
 class GPTConfig:
     block_size: int = 1024
@@ -106,16 +100,6 @@ class GPTConfig:
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True # True: bias in Linears and LayerNorms, like GPT-2. False: a bit better and faster
-
-
-# the four GPT-2 sizes (OpenAI's hyperparameters); vocab 50257 and block 1024 as released
-GPT2_SIZES = {
-    'gpt2':         dict(n_layer=12, n_head=12, n_embd=768),  # 124M params
-    'gpt2-medium':  dict(n_layer=24, n_head=16, n_embd=1024), # 350M params
-    'gpt2-large':   dict(n_layer=36, n_head=20, n_embd=1280), # 774M params
-    'gpt2-xl':      dict(n_layer=48, n_head=25, n_embd=1600), # 1558M params
-}
-
 
 class GPT(nn.Module):
 
@@ -133,8 +117,11 @@ class GPT(nn.Module):
             ln_f = LayerNorm(config.n_embd, bias=config.bias),
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        # weight tying: https://paperswithcode.com/method/weight-tying
-        self.transformer.wte.weight = self.lm_head.weight
+        # with weight tying when using torch.compile() some warnings get generated:
+        # "UserWarning: functional_call was passed multiple values for tied weights.
+        # This behavior is deprecated and will be an error in future versions"
+        # not 100% sure what this is, so far seems to be harmless. TODO investigate
+        self.transformer.wte.weight = self.lm_head.weight # https://paperswithcode.com/method/weight-tying
 
         # init all weights
         self.apply(self._init_weights)
@@ -143,14 +130,8 @@ class GPT(nn.Module):
             if pn.endswith('c_proj.weight'):
                 torch.nn.init.normal_(p, mean=0.0, std=0.02/math.sqrt(2 * config.n_layer))
 
-    @classmethod
-    def from_size(cls, model_type, **overrides):
-        """A randomly initialised GPT-2 of one of the four released sizes (no weights are downloaded)."""
-        if model_type not in GPT2_SIZES:
-            raise ValueError(f"unknown GPT-2 size {model_type!r}; choose from {sorted(GPT2_SIZES)}")
-        args = dict(vocab_size=50257, block_size=1024, bias=True, **GPT2_SIZES[model_type])
-        args.update(overrides)
-        return cls(GPTConfig(**args))
+        # report number of parameters
+        print("number of parameters: %.2fM" % (self.get_num_params()/1e6,))
 
     def get_num_params(self, non_embedding=True):
         """
@@ -199,12 +180,15 @@ class GPT(nn.Module):
 
     def crop_block_size(self, block_size):
         # model surgery to decrease the block size if necessary
+        # e.g. we may load the GPT2 pretrained model checkpoint (block size 1024)
+        # but want to use a smaller block size for some smaller, simpler model
         assert block_size <= self.config.block_size
         self.config.block_size = block_size
         self.transformer.wpe.weight = nn.Parameter(self.transformer.wpe.weight[:block_size])
 
     def param_components(self, n_components):
-        """Split the parameters into <= n_components contiguous components for PLASLS (seed 004, Sec. III-C):
+        """Split the parameters into <= n_components contiguous components for PLASLS (\"Faster Convergence for
+        Transformer Fine-tuning with Line Search Methods\", Kenneweg, Galli, Kenneweg, Hammer, 2023, Sec. III-C):
         the embeddings, the transformer blocks in contiguous groups, and the final norm (the head is tied to
         the token embedding). Returns a list of lists of parameters, in model order."""
         blocks = [list(b.parameters()) for b in self.transformer.h]
@@ -220,10 +204,13 @@ class GPT(nn.Module):
         return comps
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, optimizer='adamw', n_components=10, **ls_kwargs):
-        """AdamW (nanoGPT) or one of the line-search optimizers of alsals.py, on the same two param groups:
-        every 2D parameter (matmuls, embeddings) decays, biases and layernorm gains don't. ls_kwargs go to
-        the line-search optimizer as given (it validates them); PLASLS gets n_components parameter components."""
-        param_dict = {pn: p for pn, p in self.named_parameters() if p.requires_grad}
+        # AdamW, or a line-search optimizer of alsals.py (given its kwargs, which it validates) on the same groups
+        # start with all of the candidate parameters
+        param_dict = {pn: p for pn, p in self.named_parameters()}
+        # filter out those that do not require grad
+        param_dict = {pn: p for pn, p in param_dict.items() if p.requires_grad}
+        # create optim groups. Any parameters that is 2D will be weight decayed, otherwise no.
+        # i.e. all weight tensors in matmuls + embeddings decay, all biases and layernorms don't.
         decay_params = [p for n, p in param_dict.items() if p.dim() >= 2]
         nodecay_params = [p for n, p in param_dict.items() if p.dim() < 2]
         optim_groups = [
@@ -234,23 +221,24 @@ class GPT(nn.Module):
         num_nodecay_params = sum(p.numel() for p in nodecay_params)
         print(f"num decayed parameter tensors: {len(decay_params)}, with {num_decay_params:,} parameters")
         print(f"num non-decayed parameter tensors: {len(nodecay_params)}, with {num_nodecay_params:,} parameters")
-        if optimizer == 'adamw':
-            # Create AdamW optimizer and use the fused version if it is available
-            fused_available = 'fused' in inspect.signature(torch.optim.AdamW).parameters
-            use_fused = fused_available and device_type == 'cuda'
-            extra_args = dict(fused=True) if use_fused else dict()
-            opt = torch.optim.AdamW(optim_groups, lr=learning_rate, betas=betas, **extra_args)
-            print(f"using fused AdamW: {use_fused}")
-            return opt
-        import alsals
-        if optimizer not in alsals.OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {optimizer!r}; choose from adamw, {', '.join(alsals.OPTIMIZERS)}")
-        if optimizer == 'plasls':
-            ls_kwargs['components'] = self.param_components(n_components)
-        return alsals.OPTIMIZERS[optimizer](optim_groups, lr=learning_rate, betas=betas, **ls_kwargs)
+        if optimizer != 'adamw':
+            import alsals
+            if optimizer not in alsals.OPTIMIZERS:
+                raise ValueError(f"unknown optimizer {optimizer!r}; choose from adamw, {', '.join(alsals.OPTIMIZERS)}")
+            if optimizer == 'plasls':
+                ls_kwargs['components'] = self.param_components(n_components)
+            return alsals.OPTIMIZERS[optimizer](optim_groups, lr=learning_rate, betas=betas, **ls_kwargs)
+        # Create AdamW optimizer and use the fused version if it is available
+        fused_available = 'fused' in inspect.signature(torch.optim.AdamW).parameters
+        use_fused = fused_available and device_type == 'cuda'
+        extra_args = dict(fused=True) if use_fused else dict()
+        optimizer = torch.optim.AdamW(optim_groups, lr=learning_rate, betas=betas, **extra_args)
+        print(f"using fused AdamW: {use_fused}")
+
+        return optimizer
 
     def estimate_mfu(self, fwdbwd_per_iter, dt, extra_forwards=0.0):
-        """ estimate model flops utilization (MFU) in units of A100 bfloat16 peak FLOPS.
+        """ estimate model flops utilization (MFU) in units of the bfloat16 peak FLOPS of the device the model is on.
         extra_forwards counts no-grad forwards per iteration (line-search trials), each ~1/3 of a fwd+bwd. """
         # first estimate the number of flops we do per iteration.
         # see PaLM paper Appendix B as ref: https://arxiv.org/abs/2204.02311
@@ -260,9 +248,9 @@ class GPT(nn.Module):
         flops_per_token = 6*N + 12*L*H*Q*T
         flops_per_fwdbwd = flops_per_token * T
         flops_per_iter = flops_per_fwdbwd * (fwdbwd_per_iter + extra_forwards / 3.0)
-        # express our flops throughput as ratio of A100 bfloat16 peak flops
+        # express our flops throughput as ratio of the device's bfloat16 peak flops
         flops_achieved = flops_per_iter * (1.0/dt) # per second
-        flops_promised = 312e12 # A100 GPU bfloat16 peak flops is 312 TFLOPS
+        flops_promised = peak_bf16_flops(device_name(next(self.parameters()).device))
         mfu = flops_achieved / flops_promised
         return mfu
 
@@ -292,3 +280,22 @@ class GPT(nn.Module):
             idx = torch.cat((idx, idx_next), dim=1)
 
         return idx
+
+
+# dense (no sparsity) bfloat16 peak FLOPS by GPU name, from the vendor datasheets; first match wins
+PEAK_BF16_FLOPS = [('H100 PCIe', 756e12), ('H100', 989e12), ('H200', 989e12), ('A100', 312e12)]
+_noted = set()
+
+def device_name(device):
+    return torch.cuda.get_device_name(device) if device.type == 'cuda' else device.type
+
+def peak_bf16_flops(name):
+    """The bfloat16 peak of the GPU called `name`; any other device (a CPU, an unlisted GPU) gets the A100's
+    312 TFLOPS, said once, so that MFU stays comparable with nanoGPT's figures."""
+    for key, flops in PEAK_BF16_FLOPS:
+        if key in name:
+            return flops
+    if name not in _noted:
+        _noted.add(name)
+        print(f"mfu: no bfloat16 peak known for {name!r}, reporting MFU against the A100's 312 TFLOPS")
+    return 312e12

@@ -13,7 +13,7 @@ from contextlib import nullcontext
 import torch
 
 from model import GPTConfig, GPT
-import checkpoint
+import checkpoint as ckpt_io # checkpoint I/O; nanoGPT's name `checkpoint` stays free for the dict
 
 # -----------------------------------------------------------------------------
 out_dir = 'out' # the checkpoint is out_dir/ckpt.pt
@@ -53,23 +53,23 @@ ctx = nullcontext() if dtype == 'float32' else torch.amp.autocast(device_type=de
 
 # model
 ckpt_path = os.path.join(out_dir, 'ckpt.pt')
-ckpt = checkpoint.load(ckpt_path, device) # exits with a one-line error if missing or corrupt
+checkpoint = ckpt_io.load(ckpt_path, device) # exits with a one-line error if missing or corrupt
 try:
-    gptconf = GPTConfig(**ckpt['model_args'])
+    gptconf = GPTConfig(**checkpoint['model_args'])
     model = GPT(gptconf)
-    model.load_state_dict(checkpoint.strip_compile_prefix(ckpt['model']))
+    model.load_state_dict(ckpt_io.strip_compile_prefix(checkpoint['model']))
 except (KeyError, TypeError, RuntimeError) as e:
     fail(f"checkpoint {ckpt_path} does not hold a GPT model ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]})")
 model.eval()
 model.to(device)
 
 # the codec: the dataset's char vocabulary if it has one (meta.pkl), else GPT-2 BPE
-dataset = ckpt.get('config', {}).get('dataset')
+dataset = checkpoint.get('config', {}).get('dataset')
 meta_path = os.path.join('data', dataset, 'meta.pkl') if dataset else None # dataset may be an absolute path
 vocab_size = gptconf.vocab_size
 if meta_path and os.path.exists(meta_path):
     print(f"Loading meta from {meta_path}...")
-    meta = checkpoint.load_meta(meta_path) # plain values only: a meta.pkl from elsewhere cannot run code
+    meta = ckpt_io.load_meta(meta_path) # plain values only: a meta.pkl from elsewhere cannot run code
     stoi, itos = meta['stoi'], meta['itos']
     if meta['vocab_size'] != vocab_size:
         fail(f"{meta_path} has vocab_size {meta['vocab_size']} but the model in {ckpt_path} has {vocab_size}: "

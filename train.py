@@ -16,7 +16,7 @@ $ torchrun --nproc_per_node=8 --nnodes=2 --node_rank=1 --master_addr=123.456.123
 (If your cluster does not have Infiniband interconnect prepend NCCL_IB_DISABLE=1)
 
 The optimizer is AdamW (nanoGPT) or, with --optimizer=alsals, the ALSALS line search of alsals.py after a
-warmup of warmup_iters AdamW steps (see the block marked "line search" below).
+warmup of warmup_iters AdamW steps: its code sits at the places marked `# ---- line search ----`.
 """
 
 import os
@@ -95,10 +95,6 @@ config = {k: globals()[k] for k in config_keys} # will be useful for logging
 def fail(msg):
     sys.exit(f"error: {msg}") # one line on stderr, exit code 1
 
-line_search = optimizer != 'adamw'
-import alsals
-if line_search and optimizer not in alsals.OPTIMIZERS:
-    fail(f"unknown optimizer {optimizer!r}; choose from adamw, {', '.join(alsals.OPTIMIZERS)}")
 for k in ('batch_size', 'block_size', 'gradient_accumulation_steps', 'n_layer', 'n_head', 'n_embd', 'eval_iters', 'log_interval', 'eval_interval', 'ls_n_components', 'learning_rate'):
     if config[k] <= 0:
         fail(f"{k} must be > 0, got {config[k]}")
@@ -109,10 +105,6 @@ if init_from not in ('scratch', 'resume'):
     fail(f"init_from must be 'scratch' or 'resume', got {init_from!r} (loading OpenAI GPT-2 weights needs a download and is not supported)")
 if dtype not in ('float32', 'bfloat16', 'float16'):
     fail(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
-if line_search and dtype == 'float16':
-    fail("the line-search optimizers need bfloat16 or float32 (GradScaler's loss scaling does not support a closure)")
-if ls_fa == 'fd' and dtype != 'float32':
-    fail(f"ls_fa='fd' needs dtype='float32': under {dtype} autocast the finite difference measures rounding noise")
 if not 0.0 <= dropout < 1.0:
     fail(f"dropout must be in [0, 1), got {dropout}")
 if n_embd % n_head != 0:
@@ -252,23 +244,28 @@ model.to(device)
 scaler = torch.amp.GradScaler(device_type, enabled=(dtype == 'float16'))
 
 # optimizer (the config string `optimizer` names it; from here on `optimizer` is the object, as in nanoGPT)
-# ---- line search ---- the optimizer's kwargs: the ls_* that are set, the warmup and the clipping
+# ---- line search ---- its kwargs: the ls_* that are set (None = the variant's own default), warmup, clipping.
+# The optimizer validates them; on resume, load_state_dict restores the checkpoint's and a set ls_* wins.
+line_search = optimizer != 'adamw'
+if line_search and dtype == 'float16':
+    fail("the line-search optimizers need bfloat16 or float32 (GradScaler's loss scaling does not support a closure)")
+if ls_fa == 'fd' and dtype != 'float32':
+    fail(f"ls_fa='fd' needs dtype='float32': under {dtype} autocast the finite difference measures rounding noise")
 ls_kwargs = {k[3:]: v for k, v in config.items() if k.startswith('ls_') and v is not None and k not in ('ls_trial_microsteps', 'ls_n_components')}
-ls_kwargs = dict(warmup_steps=warmup_iters, max_grad_norm=grad_clip, n_components=ls_n_components, **ls_kwargs) if line_search else {}
+ls_kwargs = dict(warmup_steps=warmup_iters, max_grad_norm=grad_clip, **ls_kwargs) if line_search else {}
 try:
-    optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type, optimizer, **ls_kwargs)
-except ValueError as e: # the optimizer validates its own settings
-    fail(f"{e} (config: {', '.join(f'{k}={v!r}' for k, v in config.items() if k.startswith('ls_') and v is not None)})")
+    optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type, optimizer, ls_n_components, **ls_kwargs)
+except ValueError as e: # the optimizer's own one-line message, and the ls_* that were set
+    fail(f"{e} (set: {', '.join(f'ls_{k}={v!r}' for k, v in ls_kwargs.items() if 'ls_' + k in config) or 'no ls_*'})")
 if init_from == 'resume':
     optimizer.load_state_dict(checkpoint['optimizer'])
+    for param_group in optimizer.param_groups:
+        param_group.update(ls_kwargs)
     # settings that change the algorithm: a change against the checkpoint's run is applied, with a one-line notice
     for k in ['warmup_iters', 'grad_clip', 'learning_rate', 'lr_decay_iters', 'min_lr', 'decay_lr'] + [k for k, v in config.items() if k.startswith('ls_') and v is not None]:
-        old = optimizer.param_groups[0].get(k[3:], checkpoint['config'].get(k)) if k.startswith('ls_') else checkpoint['config'].get(k)
+        old = checkpoint['optimizer']['param_groups'][0].get(k[3:], checkpoint['config'].get(k)) if k.startswith('ls_') else checkpoint['config'].get(k)
         if old is not None and old != config[k]:
             print(f"note: resuming with {k}={config[k]!r} (the checkpoint's run used {old!r})")
-    # ---- line search ---- load_state_dict restored its settings from the checkpoint: an unset ls_* keeps them, a set one wins
-    for param_group in optimizer.param_groups:
-        param_group.update({k: v for k, v in ls_kwargs.items() if k != 'n_components'})
     # each rank continues its own dropout RNG stream; on another world size, a documented deterministic reseed
     rng = checkpoint['rng'] if isinstance(checkpoint['rng'], list) else [checkpoint['rng']] # older checkpoints: rank 0's only
     if len(rng) == ddp_world_size:
@@ -321,19 +318,16 @@ def get_lr(it):
 # ---- line search ---- the trial closure: f(w + eta*d) on the micro-batches just trained on, same dropout masks
 n_trial = gradient_accumulation_steps if ls_trial_microsteps == 0 else min(ls_trial_microsteps, gradient_accumulation_steps)
 def replay_closure(model, batches, ctx):
-    """The closure for the line search's step(): the mean loss over `batches`, a list of (X, Y, RNG state
-    recorded just before that micro-batch's training forward), evaluated without autograd, each under its
-    training forward's RNG state, so that at unchanged parameters it equals f(w) bit for bit even with
-    dropout. The caller's RNG state is restored afterwards."""
+    """The mean loss on `batches`, [(X, Y, RNG state taken just before that micro-batch's training forward)], without
+    autograd, each under its recorded RNG state: at unchanged parameters it equals f(w) bit for bit, dropout and all."""
     @torch.no_grad()
     def closure():
-        saved = ckpt_io.get_rng_state()
-        losses = []
-        for X, Y, state in batches:
-            ckpt_io.set_rng_state(state)
+        saved, losses = ckpt_io.get_rng_state(), []
+        for X, Y, rng_state in batches:
+            ckpt_io.set_rng_state(rng_state)
             with ctx:
                 losses.append(model(X, Y)[1].float())
-        ckpt_io.set_rng_state(saved)
+        ckpt_io.set_rng_state(saved) # the training loop's own RNG stream goes on undisturbed
         return torch.stack(losses).mean() # reduced as train_step reduces f(w)
     return closure
 
@@ -344,8 +338,7 @@ def train_step(X, Y, iter_num):
     non-finite loss or gradient: then parameters and optimizer state are left as they were)."""
     # forward backward update, with optional gradient accumulation to simulate larger batch size
     # and using the GradScaler if data type is float16
-    losses = [] # detached per-micro-batch losses, f(w) of the step
-    trial_batches = [] # ---- line search ---- (X, Y, RNG state) of the micro-batches the trial forward re-evaluates
+    losses, trial_batches = [], [] # detached micro-batch losses (f(w)); the trial's (X, Y, RNG state) micro-batches
     for micro_step in range(gradient_accumulation_steps):
         if ddp:
             # in DDP training we only need to sync gradients at the last micro step.
@@ -353,7 +346,7 @@ def train_step(X, Y, iter_num):
             # I really dislike that this bloats the code and forces us to repeat code
             # looking at the source of that context manager, it just toggles this variable
             model.require_backward_grad_sync = (micro_step == gradient_accumulation_steps - 1)
-        if line_search and micro_step < n_trial:
+        if line_search and micro_step < n_trial: # ---- line search ---- the trial replays this forward's dropout masks
             trial_batches.append((X, Y, ckpt_io.get_rng_state()))
         with ctx:
             logits, loss = model(X, Y)
@@ -404,9 +397,8 @@ while __name__ == '__main__': # bench.py and the study run this file under anoth
 
     # determine and set the learning rate for this iteration
     lr = get_lr(iter_num) if decay_lr else learning_rate
-    if not line_search or optimizer.in_warmup: # ---- line search ---- after its warmup it sets its own step size
-        for param_group in optimizer.param_groups:
-            param_group['lr'] = lr
+    for param_group in optimizer.param_groups:
+        param_group['lr'] = lr # the line search uses it in its warmup only, then chooses its own step size
 
     # evaluate the loss on train/val sets and write checkpoints (with every rank's RNG state: a collective, all ranks)
     rng_states = ckpt_io.gather_rng_states() if iter_num % eval_interval == 0 else None
@@ -458,16 +450,16 @@ while __name__ == '__main__': # bench.py and the study run this file under anoth
     if iter_num % log_interval == 0 and master_process:
         # get loss as float. note: this is a CPU-GPU sync point
         lossf = loss.item()
-        # ---- line search ---- the step size it chose after warmup and the trial forwards (each on n_trial micro-batches)
+        # ---- line search ---- its step size after warmup, its trial forwards (each on n_trial micro-batches)
         st = optimizer.last_stats if line_search else dict(eta=lr, forwards=0, backtracks=0, warmup=iter_num < warmup_iters)
-        lr = lr if st.get('warmup', False) else st['eta']
+        lr = lr if st['warmup'] else st['eta']
         if local_iter_num >= 5: # let the training loop settle a bit
             mfu = raw_model.estimate_mfu(batch_size * gradient_accumulation_steps, dt, extra_forwards=st['forwards'] * n_trial * batch_size)
             running_mfu = mfu if running_mfu == -1.0 else 0.9*running_mfu + 0.1*mfu
-        extra = f", fwd {st['forwards']}, bt {st['backtracks']}" + (" (warmup)" if st.get('warmup') else "") if line_search else ""
+        extra = f", fwd {st['forwards']}, bt {st['backtracks']}" + (" (warmup)" if st['warmup'] else "") if line_search else ""
         print(f"iter {iter_num}: loss {lossf:.4f}, time {dt*1000:.2f}ms, mfu {running_mfu*100:.2f}%, lr {lr:.3e}{extra}")
         log_json(iter=iter_num, loss=lossf, lr=lr, dt_ms=dt*1000, forwards=st['forwards'], backtracks=st['backtracks'],
-                 skipped=not applied, warmup=bool(st.get('warmup', False)))
+                 skipped=not applied, warmup=st['warmup'])
         if wandb_log:
             wandb.log({"iter": iter_num, "train/loss_step": lossf, "lr": lr, "forwards": st['forwards'], "backtracks": st['backtracks']})
     iter_num += 1

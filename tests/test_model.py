@@ -147,3 +147,27 @@ def test_estimate_mfu_positive():
     mfu = model.estimate_mfu(fwdbwd_per_iter=8, dt=0.01)
     assert mfu > 0 and math.isfinite(mfu)
     assert model.estimate_mfu(8, 0.01, extra_forwards=8) > mfu  # line-search trial forwards count
+
+
+def test_estimate_mfu_uses_the_device_peak(monkeypatch, capsys):
+    """MFU against the bfloat16 peak of the device the model runs on: an H100 or H200 (989 TFLOPS) reports
+    312/989 of what an A100 (312 TFLOPS) reports for the same throughput; unknown devices and CPUs use the
+    A100's peak, said once."""
+    import model as model_module
+    monkeypatch.setattr(model_module, '_noted', set())
+    model = tiny()
+    cpu = model.estimate_mfu(8, 0.01)
+    assert model.estimate_mfu(8, 0.01) == cpu
+    out = capsys.readouterr().out
+    assert out.count("no bfloat16 peak known for 'cpu'") == 1  # the note, once
+    mfu = {}
+    for name in ('NVIDIA A100-SXM4-80GB', 'NVIDIA H100 80GB HBM3', 'NVIDIA H200', 'NVIDIA H100 PCIe', 'Tesla T4'):
+        monkeypatch.setattr(model_module, 'device_name', lambda device, name=name: name)
+        mfu[name] = model.estimate_mfu(8, 0.01)
+    assert mfu['NVIDIA A100-SXM4-80GB'] == cpu == mfu['Tesla T4']
+    assert mfu['NVIDIA H100 80GB HBM3'] == mfu['NVIDIA H200'] == pytest.approx(cpu * 312 / 989, rel=1e-12)
+    assert mfu['NVIDIA H100 PCIe'] == pytest.approx(cpu * 312 / 756, rel=1e-12)
+    # the flop count itself: 6N + 12LHQT per token, T tokens a sequence, 8 sequences in 10 ms
+    N, L, H, Q, T = model.get_num_params(), 2, 2, 16, 16
+    assert cpu == pytest.approx((6 * N + 12 * L * H * Q * T) * T * 8 / 0.01 / 312e12, rel=1e-12)
+
