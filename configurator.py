@@ -4,7 +4,9 @@ Poor Man's Configurator, after karpathy/nanoGPT, but strict. Usage from a script
 $ python train.py config/override_file.py --batch_size=32
 
 The config file is executed, then every --key=value overrides a global. Values go through
-ast.literal_eval (so --compile=False is a bool) and keep their type (an int may be given for a float).
+ast.literal_eval (so --compile=False is a bool) and keep their type (an int may be given for a float); a
+setting whose default is None (train.py's ls_*: "the optimizer's own default") takes the literal as given, and
+text that is not a literal stays text (--ls_fa=fd).
 An unknown key, a type mismatch or a missing config file is a one-line error and exit code 1: a typo must
 not silently train with the default for hours.
 """

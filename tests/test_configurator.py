@@ -119,3 +119,21 @@ def test_shipped_config_files_apply(path, monkeypatch):
 def test_train_py_unknown_key_subprocess():
     r = run_script('train.py', '--nonexistent=1')
     check_one_line_error(r, 'nonexistent')
+
+
+def test_none_default_takes_the_literal_given(tmp_path):
+    # a setting whose default is None ("the optimizer's own default") takes whatever literal is given
+    cfg = dict(ls_c=None, ls_smooth=None, ls_fa=None, ls_b=None, ls_eta_min=None)
+    configure(['--ls_c=0.5', '--ls_smooth=True', '--ls_fa=fd', '--ls_b=None'], cfg, list(cfg))
+    assert cfg == dict(ls_c=0.5, ls_smooth=True, ls_fa='fd', ls_b=None, ls_eta_min=None)
+    f = tmp_path / 'cfg.py'
+    f.write_text("ls_eta_min = 1e-12\nls_c = 0.3\n")
+    configure([str(f), '--ls_c=0.4'], cfg, list(cfg))
+    assert cfg['ls_eta_min'] == 1e-12 and cfg['ls_c'] == 0.4
+
+
+def test_train_py_ls_settings_default_to_none():
+    ns, keys = train_py_defaults()
+    ls = {k: ns[k] for k in keys if k.startswith('ls_')}
+    assert ls.pop('ls_trial_microsteps') == 1 and ls.pop('ls_n_components') == 10  # the trainer's own settings
+    assert ls and all(v is None for v in ls.values()), ls  # the optimizer's: its own default unless set
