@@ -30,6 +30,7 @@ cost); a rerun skips the runs that exist, so the study resumes where it stopped.
   python experiments/study.py --quick --out /tmp/r        # what tests/test_study.py runs
 """
 import argparse
+import glob
 import json
 import math
 import os
@@ -61,6 +62,7 @@ SIZES = {
 }
 QUICK_LRS = [1e-3, 1e-2]  # --quick: two points of the lr-free grid
 THREADS = 1  # torch threads per run (--threads)
+BRACKET = None  # --bracket: rounds of AdamW grid extension (default: the size's)
 
 
 def log(msg):
@@ -310,13 +312,14 @@ def run_corpus(out_dir, size, corpus, what, seeds, lrs, peers, only):
         return runs[(method, lr)]
 
     grid = sorted(lrs)
-    for round_ in range(SIZES[size]['bracket_rounds'] + 1):  # AdamW: extend the grid until the best is interior
+    rounds = SIZES[size]['bracket_rounds'] if BRACKET is None else BRACKET
+    for round_ in range(rounds + 1):  # AdamW: extend the grid until the best is interior
         for lr in grid:
             runs_of('adamw', lr)
         best = min(grid, key=lambda lr: mean_final(runs[('adamw', lr)]))
         if grid[0] < best < grid[-1]:
             break
-        if round_ == SIZES[size]['bracket_rounds']:
+        if round_ == rounds:
             log(f"{corpus}: warning: best AdamW lr {best:g} is at the edge of the grid (not bracketed)")
             break
         grid.insert(0, next_lr(grid[0], False)) if best == grid[0] else grid.append(next_lr(grid[-1], True))
@@ -335,20 +338,33 @@ def run_corpus(out_dir, size, corpus, what, seeds, lrs, peers, only):
     return runs, tuned
 
 
+def collect(out_dir, corpus):
+    """Every finished run of this size and corpus, {(method, lr): [records by seed]}: the tables and plots show
+    them all, so a study run in several invocations (more seeds, more lrs) adds up."""
+    runs = {}
+    for f in sorted(glob.glob(os.path.join(out_dir, corpus, '*.json'))):
+        with open(f) as fh:
+            r = json.load(fh)
+        runs.setdefault((r['method'], r['lr']), []).append(r)
+    return {k: sorted(v, key=lambda r: r['seed']) for k, v in runs.items()}
+
+
 def spread(recs):
     v = [r['final_val'] for r in recs]
     if not all(math.isfinite(x) for x in v):
         return f"diverged ({sum(not math.isfinite(x) for x in v)}/{len(v)})"
-    return f"{np.mean(v):.4f} ± {np.std(v):.4f}" if len(v) > 1 else f"{v[0]:.4f}"
+    return f"{np.mean(v):.4f} ± {np.std(v):.4f} (n={len(v)})" if len(v) > 1 else f"{v[0]:.4f} (n=1)"
 
 
 def tables(size, corpus, runs, tuned, peers):
     s = SIZES[size]
-    seeds = len(next(iter(runs.values())))
     ls_lr = shipped(LS_CONFIG)['learning_rate']
+    adamw_lrs = sorted(lr for (m, lr) in runs if m == 'adamw')
+    edge = '' if adamw_lrs[0] < tuned < adamw_lrs[-1] else \
+        " **The best AdamW lr is at the edge of the grid run so far (not bracketed).**"
     out = [f"### {corpus} ({CORPORA[corpus]}), {size}: {s['n_layer']} layers x {s['n_embd']} dims, batch "
-           f"{s['batch_size']}x{s['block_size']}, {s['max_iters']} iterations, warmup {max(1, s['max_iters'] // 10)}, "
-           f"{seeds} seed(s); final val loss over {s['eval_iters']} fixed val batches, mean ± std over seeds", ""]
+           f"{s['batch_size']}x{s['block_size']}, {s['max_iters']} iterations, warmup {max(1, s['max_iters'] // 10)}; "
+           f"final val loss over {s['eval_iters']} fixed val batches, mean ± std over n seeds.{edge}", ""]
     # issue 10 section 2: the one number a user picks
     lrs = sorted({lr for (m, lr) in runs if m in ('adamw', 'alsals')})
     if any(m == 'alsals' for (m, _) in runs):
@@ -467,9 +483,10 @@ def main(argv=None):
     ap.add_argument('--lrs', default='', help='comma list replacing the lr-free grid 1e-4..1e-2')
     ap.add_argument('--out', default=os.path.join(ROOT, 'results', 'study'))
     ap.add_argument('--threads', type=int, default=1, help='torch threads per run (default 1)')
+    ap.add_argument('--bracket', type=int, default=None, help='rounds of AdamW grid extension (default: the size\'s)')
     args = ap.parse_args(argv)
-    global THREADS
-    THREADS = args.threads
+    global THREADS, BRACKET
+    THREADS, BRACKET = args.threads, args.bracket
     size = 'quick' if args.quick else args.size
     corpora = [c for c in args.corpus.split(',') if c]
     what = {w for w in args.what.split(',') if w}
@@ -490,7 +507,9 @@ def main(argv=None):
     only = [m for m in args.methods.split(',') if m]
     t0 = time.time()
     for c in corpora:
-        runs, tuned = run_corpus(out_dir, size, c, what, seeds, lrs, peers, only)
+        run_corpus(out_dir, size, c, what, seeds, lrs, peers, only)
+        runs = collect(out_dir, c)
+        tuned = min((lr for (m, lr) in runs if m == 'adamw'), key=lambda lr: mean_final(runs[('adamw', lr)]))
         with open(os.path.join(out_dir, c, 'section.md'), 'w') as f:
             f.write(tables(size, c, runs, tuned, peers))
         pngs = plots(out_dir, size, c, runs, tuned)
