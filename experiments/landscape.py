@@ -299,6 +299,7 @@ def main(argv=None):
     ap.add_argument('--batches', type=int, default=8, help='batches per checkpoint')
     ap.add_argument('--adamw_lr', type=float, default=0.0, help='AdamW peak lr (default: the study\'s tuned one)')
     ap.add_argument('--out', default=os.path.join(ROOT, 'results', 'landscape'))
+    ap.add_argument('--stages', default='', help='comma list of checkpoint iterations (default: the size\'s)')
     ap.add_argument('--replot', action='store_true', help='only redraw the PNG from the JSON')
     args = ap.parse_args(argv)
     if args.replot:
@@ -316,7 +317,7 @@ def main(argv=None):
     etas = ETAS[::4] if args.quick else ETAS
     lr_adamw = args.adamw_lr or tuned_adamw_lr(os.path.join(ROOT, 'results', 'study', size), args.corpus) or 1e-2
     lr_ls = shipped(LS_CONFIG)['learning_rate']
-    stages = STAGES[size]
+    stages = tuple(int(x) for x in args.stages.split(',') if x) or STAGES[size]
     work = tempfile.mkdtemp(prefix='landscape_')
     res, traj = {}, {}
     try:

@@ -406,6 +406,9 @@ def tables(size, corpus, runs, tuned, peers):
     for p, err in peers.items():
         if err is not None:
             out.append(f"| {p} | | not run: {err} | | | | |")
+    codes = sorted({r['code'] for rs in runs.values() for r in rs})
+    out += ["", f"Code versions among these runs: {len(codes)} (`code` in each JSON: sha1 of train.py, alsals.py, "
+            f"model.py and the two configs; the current one is {code_fingerprint()})."]
     return '\n'.join(out) + '\n'
 
 
