@@ -21,7 +21,7 @@ could see (the batch of the next step and the K-1 after it):
 Writes results/landscape/<corpus>_<size>.json and .png.
 
   python experiments/landscape.py                     # screen size, char corpus (a few minutes on 2 cores)
-  python experiments/landscape.py --quick --out /tmp/l  # seconds (tests/test_landscape.py)
+  python experiments/landscape.py --quick --out out-landscape-quick  # seconds (tests/test_landscape.py)
 """
 import argparse
 import contextlib

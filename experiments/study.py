@@ -27,7 +27,7 @@ cost); a rerun skips the runs that exist, so the study resumes where it stopped.
 
   python experiments/study.py --size screen --corpus char --what lrfree
   python experiments/study.py --size headline --corpus char,bible --seeds 2
-  python experiments/study.py --quick --out /tmp/r        # what tests/test_study.py runs
+  python experiments/study.py --quick --out out-study-quick   # what tests/test_study.py runs
 """
 import argparse
 import glob
