@@ -25,3 +25,4 @@ learning_rate = 6e-4 # the warmup's target; the search starts from it
 warmup_iters = 2000
 ls_ema_warmup_steps = 200 # trial forwards in the last 200 warmup steps warm the criterion's EMAs
 ls_trial_microsteps = 1 # the trial forward re-evaluates the first micro-batch of each rank (f(w) on the same one)
+ls_skip_stable = 3 # after a search accepted at its first trial, the next 3 steps take the grown eta without a trial (cost; loss-neutral in the README's study; 0 = the paper's search on every step)

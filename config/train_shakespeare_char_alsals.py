@@ -6,3 +6,4 @@ exec(open('config/train_shakespeare_char.py').read())
 out_dir = 'out-shakespeare-char-alsals'
 optimizer = 'alsals'
 ls_ema_warmup_steps = 25 # warm the criterion's EMAs during the last half of the warmup
+ls_skip_stable = 3 # after a search accepted at its first trial, the next 3 steps take the grown eta without a trial (cost; loss-neutral in the README's study; 0 = the paper's search on every step)
