@@ -188,6 +188,7 @@ def real_step(g, X, Y, w0, params):
     with g['ctx']:
         loss = model(X, Y)[1]
     loss.backward()
+    opt.state['search']['skip_left'] = 0  # search this step even if skip_stable would skip it: the search is measured
     opt.step(closure=g['replay_closure'](model, [(X, Y, rng)], g['ctx']), loss=loss.detach())
     st = opt.last_stats
     opt.load_state_dict(saved)
