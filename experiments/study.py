@@ -158,7 +158,7 @@ def run_one(out_dir, size, corpus, method, lr, seed):
     args = train_args(size, corpus, method, lr, seed) + [f"--out_dir={os.path.join(work, 'out')}",
                                                          f"--log_file={log_file}"]
     if method.split('@')[0] in PEERS:
-        cmd = [sys.executable, os.path.abspath(__file__), '--peer', method, '--'] + args
+        cmd = [sys.executable, os.path.relpath(os.path.abspath(__file__), ROOT), '--peer', method, '--'] + args
     else:
         cmd = [sys.executable, 'train.py'] + args
     t = time.time()
