@@ -11,10 +11,11 @@ CHAR_DATA := data/shakespeare_char/train.bin
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements-data.txt constraints.txt
+$(STAMP): requirements.txt requirements-data.txt requirements-study.txt constraints.txt
 	test -x $(PYTHON) || python3 -m venv .venv
-	# setuptools too: tests/test_package.py builds the wheel offline with the venv's own (PEP 639 needs >= 77)
-	$(PIP) install -c constraints.txt setuptools -r requirements.txt
+	# setuptools too: tests/test_package.py builds the wheel offline with the venv's own (PEP 639 needs >= 77);
+	# the study's learning-rate-free peers (small, pure Python): tests/test_study.py runs one of them
+	$(PIP) install -c constraints.txt setuptools -r requirements.txt -r requirements-study.txt
 	$(PIP) install --no-deps -c constraints.txt -r requirements-data.txt
 	touch $@
 
