@@ -479,7 +479,14 @@ if ddp and __name__ == '__main__':
     ranks_agree = lo.item() == hi.item()
     if master_process:
         print(f"ddp param checksum: {hi.item():.17g} (ranks agree: {ranks_agree})")
-    torch.distributed.barrier() # every rank is done with the group before any tears it down (gloo aborted at exit now and then)
+    torch.distributed.barrier() # every rank is done with the group before any tears it down
     destroy_process_group()
     if not ranks_agree:
         fail(f"DDP ranks ended with different parameters (checksums {lo.item():.17g} .. {hi.item():.17g})")
+    # gloo's worker threads can still abort the interpreter's own teardown afterwards ("terminate called without
+    # an active exception", exit code 1, seen now and then on CPU after a complete run): the run is done and its
+    # files are closed, so leave without that teardown
+    if wandb_log and master_process:
+        wandb.finish()
+    sys.stdout.flush(); sys.stderr.flush()
+    os._exit(0)
