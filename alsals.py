@@ -67,6 +67,7 @@ Usage (the fast path: f(w) from the training forward; see README for a complete 
     opt.step(closure)    # torch.optim style: f(w) from one extra no-grad call of the closure
 """
 
+import copy
 import math
 
 import torch
@@ -535,7 +536,7 @@ def _merge_smallest(comps, threshold):
 def _own_search_state(optimizer):
     """load_state_dict copies non-parameter state by reference: take a private copy, so that stepping this
     optimizer never changes the dict it was loaded from."""
-    optimizer.state['search'] = _copy(optimizer.state['search'])
+    optimizer.state['search'] = copy.deepcopy(optimizer.state['search'])
 
 
 def _upgrade_old_state_dict(optimizer, state_dict):
@@ -559,14 +560,6 @@ def _upgrade_old_state_dict(optimizer, state_dict):
                     exhausted=old.get('total_exhausted', 0), skipped=0), last={})
     state_dict['state'] = state
     return state_dict
-
-
-def _copy(x):
-    if isinstance(x, dict):
-        return {k: _copy(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_copy(v) for v in x]
-    return x
 
 
 class ALSALS(LineSearchOptimizer):
