@@ -366,6 +366,19 @@ class LineSearchOptimizer(torch.optim.Optimizer):
             self._move(part, eta, trial=False)
             self._decay(part, eta)
 
+    def _accept(self, part, eta):
+        """From the accepted trial point w + eta*d_trial to the update w*(1 - eta*wd) + eta*d_final."""
+        if not self.momentum_trial:                                    # [F]: the update uses the momentum
+            self._move(part, -eta, trial=True)
+            self._move(part, eta, trial=False)
+        self._decay(part, eta)
+
+    def _fa(self, parts, closure, f_w, stats):
+        """The slope along d_trial: exact (-g.d, no forward) or [A] Eq. 6's finite difference."""
+        if self.param_groups[0]['fa'] == 'exact':
+            return self._slope(parts)
+        return self._fd_slope(parts, closure, f_w, stats)
+
     def _slope(self, parts):
         """f_a = -g.d_trial with the unclipped gradient g, as a float64 device tensor (no sync here: it is
         fetched together with the first trial loss). One float32 dot per tensor (no float64 copies of the
@@ -408,10 +421,9 @@ class LineSearchOptimizer(torch.optim.Optimizer):
                     and search['step'] > hp['warmup_steps'] - hp['ema_warmup_steps'])
         if not warm_ema:
             for part in parts:
-                self._move(part, part.group['lr'], trial=False)
-                self._decay(part, part.group['lr'])
+                self._update([part], part.group['lr'])
             return
-        f_a = self._slope(parts) if hp['fa'] == 'exact' else self._fd_slope(parts, closure, f_w, stats)
+        f_a = self._fa(parts, closure, f_w, stats)
         for part in parts:
             self._move(part, part.group['lr'], trial=True)
         f_t, f_a = self._reduce([closure(), f_a])
@@ -421,10 +433,7 @@ class LineSearchOptimizer(torch.optim.Optimizer):
             comp['D'] = beta_s * comp['D'] + (1 - beta_s) * (f_w - f_t)
             comp['G'] = beta_s * comp['G'] + (1 - beta_s) * f_a
         for part in parts:
-            if not self.momentum_trial:                                 # trial and final directions differ
-                self._move(part, -part.group['lr'], trial=True)
-                self._move(part, part.group['lr'], trial=False)
-            self._decay(part, part.group['lr'])
+            self._accept(part, part.group['lr'])
 
     def _component_parts(self, parts, flat_index, comps):
         """For each component, its gathered tensors split by param group (a list of _Part)."""
@@ -465,7 +474,7 @@ class LineSearchOptimizer(torch.optim.Optimizer):
         hp = self.param_groups[0]
         beta_s, c, smooth = hp['beta_s'], hp['c'], hp['smooth']
         eta_start = comp['eta']
-        f_a = self._slope(parts) if hp['fa'] == 'exact' else self._fd_slope(parts, closure, f_w, stats)
+        f_a = self._fa(parts, closure, f_w, stats)
         if smooth and comp['D'] < 0:
             # beta_s*D < 0: no eta passes the smoothed test (module docstring); restart the EMAs
             comp['D'] = comp['G'] = 0.0
@@ -504,10 +513,7 @@ class LineSearchOptimizer(torch.optim.Optimizer):
             return
         comp.update(eta=eta, D=D_new, G=G_new, exhausted=False)
         for part in parts:
-            if not self.momentum_trial:                                # [F]: the update uses the momentum
-                self._move(part, -eta, trial=True)
-                self._move(part, eta, trial=False)
-            self._decay(part, eta)
+            self._accept(part, eta)
         search['skip_left'] = hp['skip_stable'] if stats['backtracks'] == 0 else 0
 
     def _flat_params(self):
