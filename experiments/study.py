@@ -202,7 +202,6 @@ def peer_main(method, argv):
     sys.argv = ['train.py'] + argv + ['--learning_rate=1.0', '--min_lr=0.1']
     ns = runpy.run_path('train.py', run_name='bench')
     g = ns['train_step'].__globals__  # train.py's own globals: train_step reads the optimizer there
-    opt_key = 'optimizer' if 'optimizer' in ns['train_step'].__code__.co_names else 'optimizer_'
     model, get_batch, get_lr = g['model'], g['get_batch'], g['get_lr']
     wd, betas = g['weight_decay'], (g['beta1'], g['beta2'])
     warmup, max_iters, eval_interval = g['warmup_iters'], g['max_iters'], g['eval_interval']
@@ -227,7 +226,7 @@ def peer_main(method, argv):
         # package defaults (init_step_size=1, c=0.5, speed_up=True); its API has no weight decay
         from salsa.SaLSA import SaLSA
         opt = SaLSA(params)
-    g[opt_key] = opt
+    g['optimizer'] = opt
     sf = method == 'schedulefree_adamw'
 
     def rate():
