@@ -17,7 +17,10 @@ One Armijo core (LineSearchOptimizer) is shared by every variant. Each step afte
            c_h = c if G' > 0 else 1/c                           [A] Eq. 8
            accept if D' >= c_h * eta * G'                       [A] Eq. 9 (smoothed)
            else eta <- max(backtrack*eta, eta_min)              at most max_backtracks times
-    w     <- w*(1 - eta*wd) + eta * d_final                     decoupled weight decay, AdamW form
+    w     <- w*(1 - s*eta*wd) + s*eta * d_final                 decoupled weight decay, AdamW form
+
+s is the group's step_scale (1 unless a training script anneals the applied step; the search keeps its own
+eta, so annealing never feeds back into the test's scale).
 
 The variants differ only in their directions (the slope is always f_a = -g.d_trial, so the
 "gradient-magnitude term" follows from the direction):
@@ -54,6 +57,10 @@ Project choices (not in the papers), each for a stated reason:
   * Gradient clipping (max_grad_norm) is done here, not by the caller: the clipped gradient feeds the
     moments (as with clip_grad_norm_ + AdamW), but f_a uses the unclipped gradient, because the slope of the
     loss along d is -grad f(w).d whatever the clipping.
+  * Annealing (step_scale, not in the papers): a constant-eta search misses the end-of-run bonus that a decay
+    schedule gives AdamW. The training script may lower group['step_scale'] from 1 towards 0 at the end of a
+    run, as a scheduler lowers lr; the update then moves s*eta along d_final while the search still tests and
+    keeps eta itself (train.py: ls_anneal_frac).
   * A non-finite f(w) or gradient norm skips the step: neither moments nor parameters change.
   * DDP: every decision reads only all-reduced numbers, each decision's inputs in one collective:
     [f(w), gradient norm] (skip? clip coefficient), [f_trial, f_a] (first trial), [f_trial] (each further
@@ -107,6 +114,8 @@ class LineSearchOptimizer(torch.optim.Optimizer):
         eta_min (1e-8), eta_max (1.0): bounds on eta.
         warmup_steps (0): steps of plain AdamW/SGD with group['lr'] before the search starts.
         ema_warmup_steps (100): the last this-many warmup steps evaluate the closure to warm D and G.
+        step_scale (1.0): the update after warmup moves step_scale*eta (the search tests eta itself); a training
+            script anneals it at the end of a run, as it would lr. Per param group; ignored in warmup.
         skip_stable (0): after a search accepted on its first trial, this many following steps take the grown
             eta without a trial forward (the authors' later SaLSA code skips searches once eta is stable).
         max_grad_norm (0 = off): clip the total gradient norm for the moments; f_a uses the raw gradient.
@@ -127,8 +136,8 @@ class LineSearchOptimizer(torch.optim.Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, c=0.6, smooth=True,
                  beta_s=0.99, b=500.0, backtrack=0.9, max_backtracks=20, eta_min=1e-8, eta_max=1.0,
-                 warmup_steps=0, ema_warmup_steps=100, skip_stable=0, max_grad_norm=0.0, fa='exact', fd_eps=1e-5,
-                 reduce_losses=True, components=None, merge_threshold=1e-12):
+                 warmup_steps=0, ema_warmup_steps=100, step_scale=1.0, skip_stable=0, max_grad_norm=0.0, fa='exact',
+                 fd_eps=1e-5, reduce_losses=True, components=None, merge_threshold=1e-12):
         name = type(self).__name__
         _require(lr > 0, f"{name}: lr must be > 0, got {lr}")
         _require(0 <= betas[0] < 1 and 0 <= betas[1] < 1, f"{name}: betas must be in [0, 1), got {betas}")
@@ -143,6 +152,7 @@ class LineSearchOptimizer(torch.optim.Optimizer):
         _require(0 <= eta_min < eta_max, f"{name}: need 0 <= eta_min < eta_max, got {eta_min}, {eta_max}")
         _require(warmup_steps >= 0, f"{name}: warmup_steps must be >= 0, got {warmup_steps}")
         _require(ema_warmup_steps >= 0, f"{name}: ema_warmup_steps must be >= 0, got {ema_warmup_steps}")
+        _require(step_scale >= 0, f"{name}: step_scale must be >= 0, got {step_scale}")
         _require(skip_stable >= 0, f"{name}: skip_stable must be >= 0, got {skip_stable}")
         _require(max_grad_norm >= 0, f"{name}: max_grad_norm must be >= 0, got {max_grad_norm}")
         _require(fa in ('exact', 'fd'), f"{name}: fa must be 'exact' or 'fd', got {fa!r}")
@@ -150,7 +160,8 @@ class LineSearchOptimizer(torch.optim.Optimizer):
         _require(merge_threshold >= 0, f"{name}: merge_threshold must be >= 0, got {merge_threshold}")
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, c=c, smooth=smooth, beta_s=beta_s,
                         b=b, backtrack=backtrack, max_backtracks=max_backtracks, eta_min=eta_min, eta_max=eta_max,
-                        warmup_steps=warmup_steps, ema_warmup_steps=ema_warmup_steps, skip_stable=skip_stable,
+                        warmup_steps=warmup_steps, ema_warmup_steps=ema_warmup_steps, step_scale=step_scale,
+                        skip_stable=skip_stable,
                         max_grad_norm=max_grad_norm, fa=fa, fd_eps=fd_eps, reduce_losses=reduce_losses,
                         merge_threshold=merge_threshold)
         super().__init__(params, defaults)
@@ -263,14 +274,14 @@ class LineSearchOptimizer(torch.optim.Optimizer):
         if comp_parts[searched]:
             if search['skip_left'] > 0:
                 search['skip_left'] -= 1
-                self._update(comp_parts[searched], comp['eta'])
+                self._update(comp_parts[searched], comp['eta'], scaled=True)
             else:
                 self._search(comp, comp_parts[searched], closure, f_w, stats)
 
         # 6. the other components step with their own eta ([F] update rule after Eq. 7)
         for k, other in enumerate(comps):
             if k != searched:
-                self._update(comp_parts[k], other['eta'])
+                self._update(comp_parts[k], other['eta'], scaled=True)
 
         # 7. PLASLS merge ([F] Algorithm 1)
         if len(comps) > 1:
@@ -360,18 +371,21 @@ class LineSearchOptimizer(torch.optim.Optimizer):
             torch._foreach_mul_(part.params, 1.0 - eta * wd)
             self._move(part, eta * eta * wd, trial=False)
 
-    def _update(self, parts, eta):
-        """The plain update w <- w*(1 - eta*wd) + eta*d_final (no search)."""
+    def _update(self, parts, eta, scaled=False):
+        """The plain update w <- w*(1 - a*wd) + a*d_final (no search), a = eta (scaled: step_scale*eta)."""
         for part in parts:
-            self._move(part, eta, trial=False)
-            self._decay(part, eta)
+            applied = eta * part.group['step_scale'] if scaled else eta
+            self._move(part, applied, trial=False)
+            self._decay(part, applied)
 
-    def _accept(self, part, eta):
-        """From the accepted trial point w + eta*d_trial to the update w*(1 - eta*wd) + eta*d_final."""
+    def _accept(self, part, eta, applied):
+        """From the accepted trial point w + eta*d_trial to the update w*(1 - a*wd) + a*d_final, a = applied."""
         if not self.momentum_trial:                                    # [F]: the update uses the momentum
             self._move(part, -eta, trial=True)
-            self._move(part, eta, trial=False)
-        self._decay(part, eta)
+            self._move(part, applied, trial=False)
+        elif applied != eta:                                           # annealing: d_final == d_trial here
+            self._move(part, applied - eta, trial=False)
+        self._decay(part, applied)
 
     def _fa(self, parts, closure, f_w, stats):
         """The slope along d_trial: exact (-g.d, no forward) or [A] Eq. 6's finite difference."""
@@ -433,7 +447,7 @@ class LineSearchOptimizer(torch.optim.Optimizer):
             comp['D'] = beta_s * comp['D'] + (1 - beta_s) * (f_w - f_t)
             comp['G'] = beta_s * comp['G'] + (1 - beta_s) * f_a
         for part in parts:
-            self._accept(part, part.group['lr'])
+            self._accept(part, part.group['lr'], part.group['lr'])
 
     def _component_parts(self, parts, flat_index, comps):
         """For each component, its gathered tensors split by param group (a list of _Part)."""
@@ -513,7 +527,7 @@ class LineSearchOptimizer(torch.optim.Optimizer):
             return
         comp.update(eta=eta, D=D_new, G=G_new, exhausted=False)
         for part in parts:
-            self._accept(part, eta)
+            self._accept(part, eta, eta * part.group['step_scale'])
         search['skip_left'] = hp['skip_stable'] if stats['backtracks'] == 0 else 0
 
     def _flat_params(self):
@@ -548,14 +562,18 @@ def _own_search_state(optimizer):
 def _upgrade_old_state_dict(optimizer, state_dict):
     """Checkpoints written before the search state moved into optimizer.state (keys 'line_search' and
     'line_search_hp') load with their search state and settings."""
+    current = optimizer.param_groups[0]
     if 'line_search' not in state_dict:
         _require('search' in state_dict['state'], f"{type(optimizer).__name__}: state_dict has no line-search "
                  f"state (was it saved by another optimizer?)")
+        if all('step_scale' in g for g in state_dict['param_groups']):
+            return state_dict
+        state_dict = dict(state_dict)          # saved before step_scale existed: the update was unscaled
+        state_dict['param_groups'] = [{'step_scale': 1.0, **g} for g in state_dict['param_groups']]
         return state_dict
     state_dict = dict(state_dict)
     old, old_hp = state_dict.pop('line_search'), state_dict.pop('line_search_hp', {})
-    current = optimizer.param_groups[0]
-    state_dict['param_groups'] = [{**{k: old_hp.get(k, current[k]) for k in _SEARCH_KEYS}, **g}
+    state_dict['param_groups'] = [{**{k: old_hp.get(k, current[k]) for k in _SEARCH_KEYS}, 'step_scale': 1.0, **g}
                                   for g in state_dict['param_groups']]
     state = {k: (dict(v, step=old['step']) if 'exp_avg' in v else v) for k, v in state_dict['state'].items()}
     state['search'] = dict(

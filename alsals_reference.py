@@ -30,9 +30,10 @@ VARIANTS = {
 class LineSearchReference(torch.optim.Optimizer):
     def __init__(self, params, variant='alsals', lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  c=None, smooth=None, beta_s=0.99, b=500.0, backtrack=0.9, max_backtracks=20, eta_min=None,
-                 eta_max=1.0, warmup_steps=0, ema_warmup_steps=100, skip_stable=0, max_grad_norm=0.0,
+                 eta_max=1.0, warmup_steps=0, ema_warmup_steps=100, step_scale=1.0, skip_stable=0, max_grad_norm=0.0,
                  components=None, merge_threshold=1e-12):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+        # step_scale: after warmup the update moves step_scale*eta; the search tests and keeps eta (annealing)
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, step_scale=step_scale))
         self.trial_dir, self.final_dir, c0, smooth0, eta_min0 = VARIANTS[variant]
         self.c = c0 if c is None else c
         self.smooth = smooth0 if smooth is None else smooth
@@ -96,9 +97,10 @@ class LineSearchReference(torch.optim.Optimizer):
             for p in params:
                 p.copy_(w[p] + eta * d[p])
 
-        def update(params, eta):                      # p = w*(1 - eta*wd) + eta*d_final (AdamW form)
+        def update(params, eta):                      # p = w*(1 - a*wd) + a*d_final, a = step_scale*eta (AdamW form)
             for p in params:
-                p.copy_(w[p] * (1 - eta * group_of[p]['weight_decay']) + eta * d_final[p])
+                a = group_of[p]['step_scale'] * eta
+                p.copy_(w[p] * (1 - a * group_of[p]['weight_decay']) + a * d_final[p])
 
         def slope(params):                            # f_a = -g . d_trial, unclipped g
             return -sum(float((raw[p].double() * d_trial[p].double()).sum()) for p in params)

@@ -78,6 +78,7 @@ ls_c = ls_smooth = ls_beta_s = ls_b = ls_backtrack = ls_max_backtracks = ls_eta_
 ls_ema_warmup_steps = ls_skip_stable = ls_fa = None
 ls_trial_microsteps = 1 # trial forward on the first k micro-batches (f(w) on the same k); 0 = all
 ls_n_components = 10 # PLASLS: parameter components, each with its own step size
+ls_anneal_frac = 0.0 # anneal the applied step linearly to min_lr/learning_rate of eta over this last fraction of lr_decay_iters (the search keeps its eta); 0 = the paper
 max_nonfinite_steps = 10 # stop after this many consecutive steps with a non-finite loss or gradient
 log_file = '' # JSON lines (one record per logged iter and per eval) appended here; '' = off
 # DDP settings
@@ -101,6 +102,8 @@ for k in ('batch_size', 'block_size', 'gradient_accumulation_steps', 'n_layer', 
 for k in ('max_iters', 'warmup_iters', 'min_lr', 'grad_clip', 'ls_trial_microsteps', 'max_nonfinite_steps'):
     if config[k] < 0:
         fail(f"{k} must be >= 0, got {config[k]}")
+if not 0.0 <= ls_anneal_frac <= 1.0:
+    fail(f"ls_anneal_frac must be in [0, 1], got {ls_anneal_frac}")
 if init_from not in ('scratch', 'resume'):
     fail(f"init_from must be 'scratch' or 'resume', got {init_from!r} (loading OpenAI GPT-2 weights needs a download and is not supported)")
 if dtype not in ('float32', 'bfloat16', 'float16'):
@@ -251,7 +254,7 @@ if line_search and dtype == 'float16':
     fail("the line-search optimizers need bfloat16 or float32 (GradScaler's loss scaling does not support a closure)")
 if ls_fa == 'fd' and dtype != 'float32':
     fail(f"ls_fa='fd' needs dtype='float32': under {dtype} autocast the finite difference measures rounding noise")
-ls_kwargs = {k[3:]: v for k, v in config.items() if k.startswith('ls_') and v is not None and k not in ('ls_trial_microsteps', 'ls_n_components')}
+ls_kwargs = {k[3:]: v for k, v in config.items() if k.startswith('ls_') and v is not None and k not in ('ls_trial_microsteps', 'ls_n_components', 'ls_anneal_frac')}
 ls_kwargs = dict(warmup_steps=warmup_iters, max_grad_norm=grad_clip, **ls_kwargs) if line_search else {}
 try:
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type, optimizer, ls_n_components, **ls_kwargs)
@@ -314,6 +317,15 @@ def get_lr(it):
     assert 0 <= decay_ratio <= 1
     coeff = 0.5 * (1.0 + math.cos(math.pi * decay_ratio)) # coeff ranges 0..1
     return min_lr + coeff * (learning_rate - min_lr)
+
+# ---- line search ---- annealing: the factor of the applied step, 1 until the last ls_anneal_frac of
+# lr_decay_iters, then linear down to min_lr/learning_rate (AdamW's floor), where it stays (warmup-stable-decay)
+def get_step_scale(it):
+    start = max(warmup_iters, (1.0 - ls_anneal_frac) * lr_decay_iters)
+    if ls_anneal_frac == 0 or it < start:
+        return 1.0
+    progress = min(1.0, (it - start) / max(1.0, lr_decay_iters - start))
+    return 1.0 - progress * (1.0 - min(1.0, min_lr / learning_rate))
 
 # ---- line search ---- the trial closure: f(w + eta*d) on the micro-batches just trained on, same dropout masks
 n_trial = gradient_accumulation_steps if ls_trial_microsteps == 0 else min(ls_trial_microsteps, gradient_accumulation_steps)
@@ -399,6 +411,8 @@ while __name__ == '__main__': # bench.py and the study run this file under anoth
     lr = get_lr(iter_num) if decay_lr else learning_rate
     for param_group in optimizer.param_groups:
         param_group['lr'] = lr # the line search uses it in its warmup only, then chooses its own step size
+        if line_search: # ---- line search ---- and applies step_scale * its eta
+            param_group['step_scale'] = get_step_scale(iter_num)
 
     # evaluate the loss on train/val sets and write checkpoints (with every rank's RNG state: a collective, all ranks)
     rng_states = ckpt_io.gather_rng_states() if iter_num % eval_interval == 0 else None
@@ -459,7 +473,7 @@ while __name__ == '__main__': # bench.py and the study run this file under anoth
         extra = f", fwd {st['forwards']}, bt {st['backtracks']}" + (" (warmup)" if st['warmup'] else "") if line_search else ""
         print(f"iter {iter_num}: loss {lossf:.4f}, time {dt*1000:.2f}ms, mfu {running_mfu*100:.2f}%, lr {lr:.3e}{extra}")
         log_json(iter=iter_num, loss=lossf, lr=lr, dt_ms=dt*1000, forwards=st['forwards'], backtracks=st['backtracks'],
-                 skipped=not applied, warmup=st['warmup'])
+                 skipped=not applied, warmup=st['warmup'], **({'step_scale': get_step_scale(iter_num)} if line_search else {}))
         if wandb_log:
             wandb.log({"iter": iter_num, "train/loss_step": lossf, "lr": lr, "forwards": st['forwards'], "backtracks": st['backtracks']})
     iter_num += 1

@@ -301,8 +301,9 @@ def mean_final(recs):
     return float(np.mean(v)) if all(math.isfinite(x) for x in v) else float('inf')
 
 
-def run_corpus(out_dir, size, corpus, what, seeds, lrs, peers, only):
-    """Returns {(method, lr): [records over seeds]} and the tuned AdamW lr."""
+def run_corpus(out_dir, size, corpus, what, seeds, lrs, peers, only, variant_lrs=None):
+    """Returns {(method, lr): [records over seeds]} and the tuned AdamW lr. A variant (method@key=value) runs
+    at each of variant_lrs (default: the shipped warmup target)."""
     runs = {}
 
     def runs_of(method, lr):
@@ -333,7 +334,8 @@ def run_corpus(out_dir, size, corpus, what, seeds, lrs, peers, only):
     if only:
         methods = [m for m in only if m in methods or '@' in m]
     for m in methods:
-        runs_of(m, 1.0 if m in PEERS else ls_lr)
+        for lr in [1.0] if m in PEERS else (variant_lrs or [ls_lr]) if '@' in m else [ls_lr]:
+            runs_of(m, lr)
     return runs, tuned
 
 
@@ -482,7 +484,8 @@ def main(argv=None):
     ap.add_argument('--methods', default='', help="comma list: run only these of methods/peers (default all); "
                     "a variant is method@key=value[@key=value] (train.py overrides), e.g. alsals@ls_c=0.3")
     ap.add_argument('--seeds', type=int, default=0, help='number of seeds (default: the size\'s)')
-    ap.add_argument('--lrs', default='', help='comma list replacing the lr-free grid 1e-4..1e-2')
+    ap.add_argument('--lrs', default='', help='comma list replacing the lr-free grid 1e-4..1e-2 (and the '
+                    'warmup targets of the --methods variants, which otherwise run at the shipped one)')
     ap.add_argument('--out', default=os.path.join(ROOT, 'results', 'study'))
     ap.add_argument('--threads', type=int, default=1, help='torch threads per run (default 1)')
     ap.add_argument('--bracket', type=int, default=None, help='rounds of AdamW grid extension (default: the size\'s)')
@@ -509,7 +512,7 @@ def main(argv=None):
     only = [m for m in args.methods.split(',') if m]
     t0 = time.time()
     for c in corpora:
-        run_corpus(out_dir, size, c, what, seeds, lrs, peers, only)
+        run_corpus(out_dir, size, c, what, seeds, lrs, peers, only, variant_lrs=lrs if args.lrs else None)
         runs = collect(out_dir, c)
         tuned = min((lr for (m, lr) in runs if m == 'adamw'), key=lambda lr: mean_final(runs[('adamw', lr)]))
         with open(os.path.join(out_dir, c, 'section.md'), 'w') as f:

@@ -47,7 +47,7 @@ def data(seed=0, n=64, dtype=torch.float32):
     return X, Y
 
 
-def run(m, opt, steps, warmup=0, lr=0.05, batch=16, seed=0, record=None):
+def run(m, opt, steps, warmup=0, lr=0.05, batch=16, seed=0, record=None, step_scale=None):
     X, Y = data(seed)
     for it in range(steps):
         i = (it * batch) % len(X)
@@ -55,6 +55,9 @@ def run(m, opt, steps, warmup=0, lr=0.05, batch=16, seed=0, record=None):
         if it < warmup:
             for g in opt.param_groups:
                 g['lr'] = lr * (it + 1) / warmup
+        if step_scale is not None:   # an annealing schedule, set as train.py sets it
+            for g in opt.param_groups:
+                g['step_scale'] = step_scale(it)
         loss = F.mse_loss(m(xb), yb)
         opt.zero_grad()
         loss.backward()
@@ -73,20 +76,65 @@ def run(m, opt, steps, warmup=0, lr=0.05, batch=16, seed=0, record=None):
                                         comps=[dict(c) for c in search_state(opt)['components']])))
 
 
+@pytest.mark.parametrize('anneal', [False, True])
 @pytest.mark.parametrize('variant', VARIANTS)
-def test_fast_matches_reference(variant):
+def test_fast_matches_reference(variant, anneal):
     """The foreach, in-place optimizer and its plain twin (explicit copies of w) agree on the same gradients,
-    through warmup with EMA warming, hand-off, backtracking, weight decay, clipping and skip_stable."""
+    through warmup with EMA warming, hand-off, backtracking, weight decay, clipping and skip_stable; with
+    anneal, step_scale falls linearly from 1 to 0.1 over steps 30-60 (and is 0.5 in warmup, where it must be
+    ignored)."""
     lr = 5.0 if variant == 'sgdsls' else 0.3  # large enough to backtrack
     kw = dict(lr=lr, weight_decay=0.1, warmup_steps=5, ema_warmup_steps=3, max_grad_norm=1.0, skip_stable=2)
+    scale = (lambda it: 0.5 if it < 5 else 1.0 - 0.9 * max(0, it - 30) / 30) if anneal else None
     m1, m2 = mlp(), mlp()
     o1, o2 = make_opt(variant, m1, **kw), make_opt(variant, m2, reference=True, **kw)
-    run(m1, o1, 60, warmup=5, lr=lr)
-    run(m2, o2, 60, warmup=5, lr=lr)
+    run(m1, o1, 60, warmup=5, lr=lr, step_scale=scale)
+    run(m2, o2, 60, warmup=5, lr=lr, step_scale=scale)
     assert search_state(o1)['totals']['backtracks'] > 0, "the test must exercise backtracking"
     for a, b in zip(m1.parameters(), m2.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     assert o1.eta == pytest.approx(o2.eta, rel=1e-6)
+
+
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_step_scale_applies_a_fraction_of_the_accepted_step(variant):
+    """Annealing: from the same state and batch, a step with step_scale s runs the same search (same trials,
+    same accepted eta, same EMAs) and lands at w*(1 - s*eta*wd) + s*eta*d_final, where d_final is read off
+    the unscaled step: p1 = w*(1 - eta*wd) + eta*d_final."""
+    import copy
+    lr = 5.0 if variant == 'sgdsls' else 0.3
+    m = mlp()
+    opt = make_opt(variant, m, lr=lr, weight_decay=0.1, warmup_steps=3, ema_warmup_steps=2)
+    run(m, opt, 25, warmup=3, lr=lr)
+    w = [p.detach().clone() for p in m.parameters()]
+    wd = {id(p): g['weight_decay'] for g in opt.param_groups for p in g['params']}
+
+    def step_from_here(s, xb, yb):
+        mm, oo = copy.deepcopy((m, opt))
+        for g in oo.param_groups:
+            g['step_scale'] = s
+        loss = F.mse_loss(mm(xb), yb)
+        oo.zero_grad()
+        loss.backward()
+        oo.step(closure=lambda: F.mse_loss(mm(xb), yb), loss=loss.detach())
+        return [p.detach().clone() for p in mm.parameters()], oo.last_stats, search_state(oo)['components']
+
+    for seed in range(7, 30):   # a batch on which the search accepts
+        X, Y = data(seed)
+        p1, st1, comps1 = step_from_here(1.0, X[:16], Y[:16])
+        if st1['accepted']:
+            break
+    ps, sts, compss = step_from_here(0.3, X[:16], Y[:16])
+    assert st1['accepted'] and st1['forwards'] >= 1
+    assert {k: v for k, v in st1.items()} == sts and comps1 == compss   # the search does not see the scale
+    for k, p in enumerate(m.parameters()):
+        # each parameter's own eta (PLASLS: its component's; every component steps every step)
+        comp = next(c for c in comps1 if k in c['params'])
+        eta, lam = comp['eta'], wd[id(p)]
+        d_final = (p1[k].double() - w[k].double() * (1 - eta * lam)) / eta
+        expected = w[k].double() * (1 - 0.3 * eta * lam) + 0.3 * eta * d_final
+        torch.testing.assert_close(ps[k].double(), expected, rtol=1e-5, atol=1e-6)
+        assert not torch.equal(ps[k], p1[k])
 
 
 def test_warmup_is_adamw():
@@ -589,6 +637,12 @@ def test_state_dict_of_earlier_versions_loads(tmp_path):
     run(m2, o2, 5, seed=3)
     for a, b in zip(m1.parameters(), m2.parameters()):
         assert torch.equal(a, b)
+    # saved after the move, before step_scale existed: loads with step_scale 1 (the update it had)
+    no_scale = o1.state_dict()
+    no_scale['param_groups'] = [{k: v for k, v in g.items() if k != 'step_scale'} for g in no_scale['param_groups']]
+    o3 = make_opt('alsals', mlp(), lr=0.3, step_scale=0.5)
+    o3.load_state_dict(no_scale)
+    assert [g['step_scale'] for g in o3.param_groups] == [1.0, 1.0]
     with pytest.raises(ValueError, match='no line-search state'):
         make_opt('alsals', mlp()).load_state_dict(torch.optim.AdamW(groups(mlp())).state_dict())
 

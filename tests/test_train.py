@@ -1,4 +1,5 @@
 """train.py end to end on CPU (subprocesses, tiny model): loss falls, exact resume after kill -9, DDP, eval_only."""
+import json
 import math
 import os
 import shutil
@@ -270,3 +271,21 @@ def test_resume_keeps_or_announces_algorithm_settings(tiny_dataset, tmp_path):
     g_changed = load(os.path.join(dirs['changed'], 'ckpt.pt'))['optimizer']['param_groups']
     assert all(g['c'] == 0.5 and g['warmup_steps'] == 3 for g in g_same)
     assert all(g['c'] == 0.3 and g['warmup_steps'] == 4 for g in g_changed)
+
+
+# ----------------------------------------------------------------------------- annealing reaches the optimizer
+
+def test_anneal_reaches_the_optimizer(tiny_dataset, tmp_path):
+    """With ls_anneal_frac the loop sets step_scale on every param group each iteration: the JSON log records
+    get_step_scale's value (1, then linear to min_lr/learning_rate), and the final checkpoint's groups hold the
+    value of its iteration."""
+    log = tmp_path / 'log.jsonl'
+    tu.check_ok(tu.train(dataset=tiny_dataset, out_dir=str(tmp_path / 'out'), optimizer='alsals', max_iters=20,
+                         eval_interval=20, warmup_iters=4, ls_ema_warmup_steps=2, lr_decay_iters=20,
+                         learning_rate=1e-2, min_lr=1e-3, ls_anneal_frac=0.5, log_interval=1, log_file=str(log)))
+    recs = [json.loads(line) for line in open(log) if '"loss"' in line]
+    scale = {r['iter']: r['step_scale'] for r in recs}
+    assert [scale[i] for i in range(11)] == [1.0] * 11
+    assert scale[15] == pytest.approx(1 - 0.5 * 0.9) and scale[20] == pytest.approx(0.1)
+    groups = load(os.path.join(tmp_path, 'out', 'ckpt.pt'))['optimizer']['param_groups']
+    assert all(g['step_scale'] == pytest.approx(0.1) for g in groups)

@@ -173,3 +173,19 @@ def test_lr_schedule_when_decay_ends_with_warmup(tiny_dataset, tmp_path):
     assert get_lr(5) == get_lr(6) == 1e-3
     ns = setup(tiny_dataset, tmp_path, learning_rate=1e-2, min_lr=1e-3, warmup_iters=5, lr_decay_iters=15)
     assert ns['get_lr'](5) == pytest.approx(1e-2) and ns['get_lr'](15) == 1e-3 and 1e-3 < ns['get_lr'](10) < 1e-2  # cosine as before
+
+
+def test_anneal_schedule(tiny_dataset, tmp_path):
+    """ls_anneal_frac: the factor of the line search's applied step is 1 until the last ls_anneal_frac of
+    lr_decay_iters, then falls linearly to min_lr/learning_rate at lr_decay_iters and stays there; 0 = off.
+    The optimizer receives it as step_scale through the loop (checked here on the function the loop calls)."""
+    ns = setup(tiny_dataset, tmp_path, optimizer='alsals', learning_rate=1e-2, min_lr=1e-3, warmup_iters=10,
+               lr_decay_iters=100, ls_anneal_frac=0.2)
+    f = ns['get_step_scale']
+    assert [f(i) for i in (0, 10, 79, 80)] == [1.0, 1.0, 1.0, 1.0]
+    assert f(90) == pytest.approx(1.0 - 0.5 * 0.9) and f(100) == pytest.approx(0.1) and f(150) == pytest.approx(0.1)
+    assert all(f(i) > f(i + 1) for i in range(80, 100))
+    ns = setup(tiny_dataset, tmp_path, optimizer='alsals', learning_rate=1e-2, min_lr=1e-3, warmup_iters=10,
+               lr_decay_iters=100)
+    assert all(ns['get_step_scale'](i) == 1.0 for i in range(0, 200, 7))   # the default: the paper's algorithm
+
