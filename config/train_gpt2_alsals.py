@@ -1,5 +1,6 @@
 # GPT-2 (124M) on OpenWebText with ALSALS: 2000 AdamW warmup steps to 6e-4 (as in the ALSALS paper, Sec. IV-A),
-# then the Armijo line search on the Adam-with-momentum direction sets the step size; no decay schedule.
+# then the Armijo line search on the Adam-with-momentum direction sets the step size; over the last 20% of the run the
+# applied step anneals to 1/10 (ls_anneal_frac; ls_anneal_frac=0 is the paper's constant step).
 # $ torchrun --standalone --nproc_per_node=8 train.py config/train_gpt2_alsals.py
 
 wandb_log = False
@@ -12,7 +13,7 @@ block_size = 1024
 gradient_accumulation_steps = 5 * 8
 
 max_iters = 600000
-lr_decay_iters = 600000 # unused after warmup: the line search replaces the schedule
+lr_decay_iters = 600000 # the end of the annealing (ls_anneal_frac); the line search replaces the schedule before it
 
 eval_interval = 1000
 eval_iters = 200
@@ -26,3 +27,4 @@ warmup_iters = 2000
 ls_ema_warmup_steps = 200 # trial forwards in the last 200 warmup steps warm the criterion's EMAs
 ls_trial_microsteps = 1 # the trial forward re-evaluates the first micro-batch of each rank (f(w) on the same one)
 ls_skip_stable = 3 # after a search accepted at its first trial, the next 3 steps take the grown eta without a trial (cost; loss-neutral in the README's study; 0 = the paper's search on every step)
+ls_anneal_frac = 0.2 # anneal the applied step (the search keeps its eta) linearly to min_lr/learning_rate over the last 20% of lr_decay_iters: warmup-stable-decay on top of the search (README: Annealing); 0 = the paper's constant step

@@ -48,6 +48,8 @@ LS_CONFIG = 'config/train_shakespeare_char_alsals.py'
 CORPORA = {'char': 'shakespeare_char', 'bible': 'bible_char'}
 LRFREE_LRS = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
 LS_METHODS = ('alsals', 'adamsls', 'sgdsls', 'plasls')
+# the ALSALS of the paper beside the shipped config: a search on every step, constant eta (no annealing)
+PAPER = 'alsals@ls_skip_stable=0@ls_anneal_frac=0'
 PEER_LR = {'prodigy': 'lr 1 x schedule', 'dadapt_adam': 'lr 1 x schedule', 'schedulefree_adamw': 'lr 0.0025',
            'salsa': 'initial step 1'}  # the authors' settings (peer_main)
 PEERS = {'prodigy': 'prodigyopt', 'dadapt_adam': 'dadaptation', 'schedulefree_adamw': 'schedulefree',
@@ -301,7 +303,7 @@ def mean_final(recs):
     return float(np.mean(v)) if all(math.isfinite(x) for x in v) else float('inf')
 
 
-def run_corpus(out_dir, size, corpus, what, seeds, lrs, peers, only, variant_lrs=None):
+def run_corpus(out_dir, size, corpus, what, seeds, lrs, peers, only, variant_lrs=None, adamw_lrs=None):
     """Returns {(method, lr): [records over seeds]} and the tuned AdamW lr. A variant (method@key=value) runs
     at each of variant_lrs (default: the shipped warmup target)."""
     runs = {}
@@ -311,7 +313,7 @@ def run_corpus(out_dir, size, corpus, what, seeds, lrs, peers, only, variant_lrs
             runs[(method, lr)] = [run_one(out_dir, size, corpus, method, lr, s) for s in range(seeds)]
         return runs[(method, lr)]
 
-    grid = sorted(lrs)
+    grid = sorted(adamw_lrs or lrs)
     rounds = SIZES[size]['bracket_rounds'] if BRACKET is None else BRACKET
     for round_ in range(rounds + 1):  # AdamW: extend the grid until the best is interior
         for lr in grid:
@@ -367,15 +369,20 @@ def tables(size, corpus, runs, tuned, peers):
            f"{s['batch_size']}x{s['block_size']}, {s['max_iters']} iterations, warmup {max(1, s['max_iters'] // 10)}; "
            f"final val loss over {s['eval_iters']} fixed val batches, mean ± std over n seeds.{edge}", ""]
     # issue 10 section 2: the one number a user picks
-    lrs = sorted({lr for (m, lr) in runs if m in ('adamw', 'alsals')})
-    if any(m == 'alsals' for (m, _) in runs):
-        best = {m: min(mean_final(runs[(mm, lr)]) for (mm, lr) in runs if mm == m) for m in ('adamw', 'alsals')}
+    cols = [m for m in ('adamw', 'alsals', PAPER) if any(mm == m for (mm, _) in runs)]
+    lrs = sorted({lr for (m, lr) in runs if m in cols})
+    if 'alsals' in cols:
+        best = {m: min(mean_final(runs[(mm, lr)]) for (mm, lr) in runs if mm == m) for m in cols}
         out += ["Learning-rate-free test: final val loss against the one number a user picks (AdamW: peak lr; "
-                "ALSALS: warmup target `learning_rate`). In brackets: % above that method's own best.", "",
-                "| lr | AdamW + cosine | ALSALS |", "|---|---|---|"]
+                "ALSALS: warmup target `learning_rate`). ALSALS is the shipped config (annealed); the paper's form "
+                f"(`{PAPER}`: a search every step, constant eta) where it was run. In brackets: % above that "
+                "method's own best.", "",
+                "| lr | " + " | ".join({'adamw': 'AdamW + cosine', 'alsals': 'ALSALS (shipped config)',
+                                        PAPER: "ALSALS (paper's form)"}[m] for m in cols) + " |",
+                "|---" * (len(cols) + 1) + "|"]
         for lr in lrs:
             cells = []
-            for m in ('adamw', 'alsals'):
+            for m in cols:
                 r = runs.get((m, lr))
                 if r is None:
                     cells.append('')
@@ -383,7 +390,7 @@ def tables(size, corpus, runs, tuned, peers):
                 pct = 100 * (mean_final(r) / best[m] - 1)
                 cells.append(f"{spread(r)} (+{pct:.1f}%)" if math.isfinite(pct) else spread(r))
             star = ' (shipped ALSALS)' if lr == ls_lr else ''
-            out.append(f"| {lr:g}{star} | {cells[0]} | {cells[1]} |")
+            out.append(f"| {lr:g}{star} | " + " | ".join(cells) + " |")
         within = [lr for lr in LRFREE_LRS if ('alsals', lr) in runs and mean_final(runs[('alsals', lr)]) <= 1.02 * best['alsals']]
         n = sum(('alsals', lr) in runs for lr in LRFREE_LRS)
         out += ["", f"ALSALS: {len(within)} of {n} warmup targets within 2% of its own best (goal: all).", ""]
@@ -395,8 +402,8 @@ def tables(size, corpus, runs, tuned, peers):
             "| method | lr / warmup target | final val | vs tuned AdamW | ms / step | fwd / step | eta or lr at the end |",
             "|---|---|---|---|---|---|---|"]
     rows = [('adamw', tuned, 'AdamW + cosine (tuned)')]
-    rows += [(m, lr, m + (' (shipped config)' if m == 'alsals' and lr == ls_lr else '')) for (m, lr) in runs
-             if m != 'adamw' and not (m == 'alsals' and lr != ls_lr)]
+    rows += [(m, lr, m + (' (shipped config)' if m == 'alsals' and lr == ls_lr else '')) for (m, lr) in sorted(runs)
+             if m != 'adamw' and not (m in ('alsals', PAPER) and lr != ls_lr)]
     for m, lr, label in rows:
         rs = runs[(m, lr)]
         ms, fwd = np.mean([r['ms_per_step'] for r in rs]), np.mean([r['fwd_per_step'] for r in rs])
@@ -420,7 +427,8 @@ def plots(out_dir, size, corpus, runs, tuned):
     pngs = []
     # final val against the one number a user picks
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for m, c, label in (('adamw', 'k', 'AdamW + cosine: peak lr'), ('alsals', 'C3', 'ALSALS: warmup target')):
+    for m, c, label in (('adamw', 'k', 'AdamW + cosine: peak lr'), ('alsals', 'C3', 'ALSALS (shipped): warmup target'),
+                        (PAPER, 'C0', "ALSALS (paper's form): warmup target")):
         lrs = sorted(lr for (mm, lr) in runs if mm == m)
         if not lrs:
             continue
@@ -440,7 +448,8 @@ def plots(out_dir, size, corpus, runs, tuned):
     plt.close(fig)
     # val curves and step sizes, seed 0
     ls_lr = shipped(LS_CONFIG)['learning_rate']
-    show = [('adamw', tuned)] + [(m, lr) for (m, lr) in runs if m != 'adamw' and (m != 'alsals' or lr == ls_lr)]
+    show = [('adamw', tuned)] + [(m, lr) for (m, lr) in sorted(runs) if lr == ls_lr and m in ('alsals', PAPER)
+                                 or m.split('@')[0] in PEERS]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, (m, lr) in enumerate(show):
         v = np.array(runs[(m, lr)][0]['val'])
@@ -486,6 +495,8 @@ def main(argv=None):
     ap.add_argument('--seeds', type=int, default=0, help='number of seeds (default: the size\'s)')
     ap.add_argument('--lrs', default='', help='comma list replacing the lr-free grid 1e-4..1e-2 (and the '
                     'warmup targets of the --methods variants, which otherwise run at the shipped one)')
+    ap.add_argument('--adamw-lrs', default='', help='comma list: the AdamW grid to start from (default: the '
+                    'lr-free grid or --lrs); with --bracket 0 exactly these')
     ap.add_argument('--out', default=os.path.join(ROOT, 'results', 'study'))
     ap.add_argument('--threads', type=int, default=1, help='torch threads per run (default 1)')
     ap.add_argument('--bracket', type=int, default=None, help='rounds of AdamW grid extension (default: the size\'s)')
@@ -512,7 +523,8 @@ def main(argv=None):
     only = [m for m in args.methods.split(',') if m]
     t0 = time.time()
     for c in corpora:
-        run_corpus(out_dir, size, c, what, seeds, lrs, peers, only, variant_lrs=lrs if args.lrs else None)
+        run_corpus(out_dir, size, c, what, seeds, lrs, peers, only, variant_lrs=lrs if args.lrs else None,
+                   adamw_lrs=[float(x) for x in args.adamw_lrs.split(',') if x])
         runs = collect(out_dir, c)
         tuned = min((lr for (m, lr) in runs if m == 'adamw'), key=lambda lr: mean_final(runs[('adamw', lr)]))
         with open(os.path.join(out_dir, c, 'section.md'), 'w') as f:
