@@ -3,8 +3,9 @@ What sets ALSALS's step size? The one-batch landscape along the Adam direction (
 style of Figs. 2-4 of "Improving Line Search Methods for Large Scale Neural Network Training" (Kenneweg,
 Kenneweg, Hammer, 2024).
 
-Two runs of train.py itself (the study's seed-0 runs: experiments/study.py's command line): ALSALS with the
-shipped config, and AdamW at its tuned peak lr (the best grid point of results/study/<size>/<corpus>, or
+Two runs of train.py itself (the study's seed-0 runs: experiments/study.py's command line): ALSALS in the
+paper's form (study.PAPER: a search on every step and a constant applied step, so that every step shows what
+the search accepts), and AdamW at its tuned peak lr (the best grid point of results/study/<size>/<corpus>, or
 --adamw_lr). Each runs in stages (max_iters = each checkpoint iteration, then init_from=resume), and the
 checkpoint of each stage is kept: early (just after the hand-off), mid and late. For each checkpoint,
 loaded through train.py's own setup (init_from=resume, run_name='bench'), and each of K batches the next step
@@ -42,7 +43,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(1, ROOT)  # train.py imports model, checkpoint, alsals
-from study import CORPORA, LS_CONFIG, SIZES, shipped, train_args  # noqa: E402
+from study import CORPORA, LS_CONFIG, PAPER, SIZES, shipped, train_args  # noqa: E402
 
 ETAS = np.logspace(-5, -1, 25)
 CS = (0.3, 0.5, 0.6)
@@ -267,7 +268,7 @@ def plot(path, title, etas, res, traj, lr_adamw, stages):
     ax[1].set_ylabel('decrease / (eta * slope)')
     ax[1].set_title('(b) the ratio the test compares with c (dotted: c = 0.3, 0.5, 0.6)')
     ax[1].legend(fontsize=6)
-    ax[2].plot(traj['alsals'], color='C3', label='ALSALS eta (shipped config)')
+    ax[2].plot(traj['alsals'], color='C3', label="ALSALS eta (the paper's form)")
     ax[2].plot(traj['adamw'], 'k--', label=f'tuned AdamW lr (peak {lr_adamw:g})')
     for i, it in enumerate(stages):
         r = res['alsals'][str(it)]
@@ -322,11 +323,11 @@ def main(argv=None):
     work = tempfile.mkdtemp(prefix='landscape_')
     res, traj = {}, {}
     try:
-        for run, lr in (('alsals', lr_ls), ('adamw', lr_adamw)):
-            dirs, traj[run] = train_in_stages(work, size, args.corpus, run, lr, stages)
+        for run, method, lr in (('alsals', PAPER, lr_ls), ('adamw', 'adamw', lr_adamw)):
+            dirs, traj[run] = train_in_stages(work, size, args.corpus, method, lr, stages)
             res[run] = {}
             for it, d in dirs.items():
-                g = load(size, args.corpus, run, lr, d)
+                g = load(size, args.corpus, method, lr, d)
                 recs = probe(g, n_batches, etas)
                 comp = g['optimizer'].state['search']['components'][0] if g['line_search'] else None
                 res[run][str(it)] = dict(analyse(recs, etas, comp, g['optimizer'].param_groups[0]), batches=recs,

@@ -11,7 +11,10 @@ so seed s sees the same batches with every method.
 
   lrfree   AdamW peak lr and ALSALS warmup target `learning_rate` over 1e-4 .. 1e-2 (issue 10 section 2). The
            AdamW grid is extended along 1-3-10 at an edge until its best point is interior.
-  methods  AdamSLS, SGDSLS, PLASLS with the shipped warmup target.
+           ALSALS here is the shipped config (annealed, ls_anneal_frac=0.2); the paper's form is the variant
+           PAPER (alsals@ls_skip_stable=0@ls_anneal_frac=0), shown beside it where it was run.
+  methods  AdamSLS, SGDSLS, PLASLS with the shipped warmup target; variants method@key=value (train.py
+           overrides) at the shipped target or at each of --lrs.
   peers    Prodigy, D-Adapt Adam, Schedule-Free AdamW, SaLSA with their authors' settings (optional extras,
            requirements-study.txt; "not run" when missing). They cannot go through train.py's command line,
            so each runs in its own process on train.py's setup (runpy, run_name='bench': train.py's model,
