@@ -19,8 +19,8 @@ One Armijo core (LineSearchOptimizer) is shared by every variant. Each step afte
            else eta <- max(backtrack*eta, eta_min)              at most max_backtracks times
     w     <- w*(1 - s*eta*wd) + s*eta * d_final                 decoupled weight decay, AdamW form
 
-s is the group's step_scale (1 unless a training script anneals the applied step; the search keeps its own
-eta, so annealing never feeds back into the test's scale).
+s is the group's step_scale (1 unless a training script anneals the applied step; the search tests and
+keeps eta itself, so annealing does not shrink the eta the search carries forward).
 
 The variants differ only in their directions (the slope is always f_a = -g.d_trial, so the
 "gradient-magnitude term" follows from the direction):
