@@ -409,10 +409,11 @@ while __name__ == '__main__': # bench.py and the study run this file under anoth
 
     # determine and set the learning rate for this iteration
     lr = get_lr(iter_num) if decay_lr else learning_rate
+    step_scale = get_step_scale(iter_num) # ---- line search ---- the factor of its applied step (1 = the paper)
     for param_group in optimizer.param_groups:
         param_group['lr'] = lr # the line search uses it in its warmup only, then chooses its own step size
         if line_search: # ---- line search ---- and applies step_scale * its eta
-            param_group['step_scale'] = get_step_scale(iter_num)
+            param_group['step_scale'] = step_scale
 
     # evaluate the loss on train/val sets and write checkpoints (with every rank's RNG state: a collective, all ranks)
     rng_states = ckpt_io.gather_rng_states() if iter_num % eval_interval == 0 else None
@@ -473,7 +474,7 @@ while __name__ == '__main__': # bench.py and the study run this file under anoth
         extra = f", fwd {st['forwards']}, bt {st['backtracks']}" + (" (warmup)" if st['warmup'] else "") if line_search else ""
         print(f"iter {iter_num}: loss {lossf:.4f}, time {dt*1000:.2f}ms, mfu {running_mfu*100:.2f}%, lr {lr:.3e}{extra}")
         log_json(iter=iter_num, loss=lossf, lr=lr, dt_ms=dt*1000, forwards=st['forwards'], backtracks=st['backtracks'],
-                 skipped=not applied, warmup=st['warmup'], **({'step_scale': get_step_scale(iter_num)} if line_search else {}))
+                 skipped=not applied, warmup=st['warmup'], **({'step_scale': step_scale} if line_search else {}))
         if wandb_log:
             wandb.log({"iter": iter_num, "train/loss_step": lossf, "lr": lr, "forwards": st['forwards'], "backtracks": st['backtracks']})
     iter_num += 1

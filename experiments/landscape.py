@@ -27,7 +27,6 @@ Writes results/landscape/<corpus>_<size>.json and .png.
 import argparse
 import contextlib
 import copy
-import glob
 import io
 import json
 import math
@@ -43,7 +42,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(1, ROOT)  # train.py imports model, checkpoint, alsals
-from study import CORPORA, LS_CONFIG, PAPER, SIZES, shipped, train_args  # noqa: E402
+from study import CORPORA, LS_CONFIG, PAPER, SIZES, collect, mean_final, shipped, train_args, tuned_lr  # noqa: E402
 
 ETAS = np.logspace(-5, -1, 25)
 CS = (0.3, 0.5, 0.6)
@@ -51,14 +50,10 @@ STAGES = {'quick': (10, 20), 'screen': (100, 300, 600), 'headline': (200, 500, 1
 
 
 def tuned_adamw_lr(study_dir, corpus):
-    """The best AdamW grid point of the study (mean final val over seeds), or None."""
-    best = {}
-    for f in glob.glob(os.path.join(study_dir, corpus, 'adamw_lr*_s*.json')):
-        with open(f) as fh:
-            r = json.load(fh)
-        best.setdefault(r['lr'], []).append(r['final_val'])
-    best = {lr: np.mean(v) for lr, v in best.items() if all(math.isfinite(x) for x in v)}
-    return min(best, key=best.get) if best else None
+    """The best AdamW grid point of the study (mean final val over seeds), or None (no finite AdamW run)."""
+    runs = collect(study_dir, corpus)
+    lr = tuned_lr(runs)
+    return lr if lr is not None and math.isfinite(mean_final(runs[('adamw', lr)])) else None
 
 
 def train_in_stages(work, size, corpus, method, lr, stages):

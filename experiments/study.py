@@ -307,8 +307,8 @@ def mean_final(recs):
 
 
 def run_corpus(out_dir, size, corpus, what, seeds, lrs, peers, only, variant_lrs=None, adamw_lrs=None):
-    """Returns {(method, lr): [records over seeds]} and the tuned AdamW lr. A variant (method@key=value) runs
-    at each of variant_lrs (default: the shipped warmup target)."""
+    """Runs (or finds) the AdamW grid, bracketed, and the parts asked for. A variant (method@key=value) runs at
+    each of variant_lrs (default: the shipped warmup target). The tables read every finished run (collect)."""
     runs = {}
 
     def runs_of(method, lr):
@@ -329,7 +329,6 @@ def run_corpus(out_dir, size, corpus, what, seeds, lrs, peers, only, variant_lrs
             break
         grid.insert(0, next_lr(grid[0], False)) if best == grid[0] else grid.append(next_lr(grid[-1], True))
         log(f"{corpus}: best AdamW lr {best:g} at the edge of the grid; extending to {[f'{x:g}' for x in grid]}")
-    tuned = min((lr for (m, lr) in runs if m == 'adamw'), key=lambda lr: mean_final(runs[('adamw', lr)]))
     ls_lr = shipped(LS_CONFIG)['learning_rate']
     if 'lrfree' in what:
         for lr in sorted(set(lrs) | {ls_lr}):
@@ -341,7 +340,6 @@ def run_corpus(out_dir, size, corpus, what, seeds, lrs, peers, only, variant_lrs
     for m in methods:
         for lr in [1.0] if m in PEERS else (variant_lrs or [ls_lr]) if '@' in m else [ls_lr]:
             runs_of(m, lr)
-    return runs, tuned
 
 
 def collect(out_dir, corpus):
@@ -353,6 +351,12 @@ def collect(out_dir, corpus):
             r = json.load(fh)
         runs.setdefault((r['method'], r['lr']), []).append(r)
     return {k: sorted(v, key=lambda r: r['seed']) for k, v in runs.items()}
+
+
+def tuned_lr(runs):
+    """The best AdamW grid point (mean final val over seeds) among runs, or None without AdamW runs."""
+    lrs = [lr for (m, lr) in runs if m == 'adamw']
+    return min(lrs, key=lambda lr: mean_final(runs[('adamw', lr)])) if lrs else None
 
 
 def spread(recs):
@@ -529,7 +533,7 @@ def main(argv=None):
         run_corpus(out_dir, size, c, what, seeds, lrs, peers, only, variant_lrs=lrs if args.lrs else None,
                    adamw_lrs=[float(x) for x in args.adamw_lrs.split(',') if x])
         runs = collect(out_dir, c)
-        tuned = min((lr for (m, lr) in runs if m == 'adamw'), key=lambda lr: mean_final(runs[('adamw', lr)]))
+        tuned = tuned_lr(runs)
         with open(os.path.join(out_dir, c, 'section.md'), 'w') as f:
             f.write(tables(size, c, runs, tuned, peers))
         pngs = plots(out_dir, size, c, runs, tuned)
