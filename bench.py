@@ -2,10 +2,10 @@
 Per-step cost of the line search against AdamW, after nanoGPT's bench.py, on train.py's own training step.
 
 Each setting is an optimizer name plus train.py overrides; settings are separated by ';'. For each one this
-script runs train.py's setup (runpy under another name: config, data checks, model, optimizer, compile, no
-loop) with sys.argv = ['train.py', *bench defaults, *this script's other arguments, *the setting's overrides,
---optimizer=name], so every setting starts from the same init and draws the same batches, then times
-train.py's train_step. The learning rate stays at learning_rate: a schedule costs nothing.
+script runs train.py's setup (train_setup.py: config, data checks, model, optimizer, compile, no loop) with the
+command line [*bench defaults, *this script's other arguments, *the setting's overrides, --optimizer=name], so
+every setting starts from the same init and draws the same batches, then times train.py's train_step. The
+learning rate stays at learning_rate: a schedule costs nothing.
 
 Timing: `burnin` untimed steps per setting (they contain the line search's AdamW warmup of warmup_iters
 steps, so every timed step of a line-search setting is a searched step), then `timed_steps` rounds, one step
@@ -27,7 +27,6 @@ import gc
 import json
 import os
 import resource
-import runpy
 import shlex
 import subprocess
 import sys
@@ -38,6 +37,8 @@ from io import StringIO
 import numpy as np
 import torch
 
+import train_setup # train.py's setup without its loop: the names it returns are listed in its docstring
+
 # -----------------------------------------------------------------------------
 settings = 'adamw; alsals; alsals --ls_skip_stable=3; alsals --ls_trial_microsteps=0' # optimizer + train.py overrides
 burnin = 5 # untimed steps per setting (must pass warmup_iters)
@@ -46,7 +47,8 @@ mem_steps = 3 # steps after the burnin in a memory probe
 num_threads = 2 # torch intra-op threads on CPU, fixed for comparable timings
 out = 'bench.json' # JSON report (e.g. results/bench.json); '' = none
 mem_probe = -1 # internal: index of the one setting whose peak memory this process measures
-# train.py overrides before this script's other arguments: a small CPU model (a config file or --key=value after them wins)
+# train.py overrides before this script's other arguments: a small CPU model (a config file or --key=value after
+# them wins)
 train_defaults = ['--dataset=shakespeare_char', '--device=cpu', '--dtype=float32', '--compile=False', '--n_layer=4',
                   '--n_head=4', '--n_embd=128', '--block_size=128', '--batch_size=8', '--gradient_accumulation_steps=8',
                   '--dropout=0.0', '--warmup_iters=2']
@@ -54,14 +56,10 @@ train_defaults = ['--dataset=shakespeare_char', '--device=cpu', '--dtype=float32
 config_keys = [k for k, v in globals().items() if not k.startswith('_') and isinstance(v, (int, str))]
 own = [a for a in sys.argv[1:] if a.startswith('--') and a[2:].split('=', 1)[0] in config_keys]
 train_args = [a for a in sys.argv[1:] if a not in own] # config files and --key=value for train.py
-from configurator import configure
+from configurator import configure, fail # fail: one line on stderr, exit code 1
 with redirect_stdout(StringIO()):
     configure(own, globals(), config_keys)
 config = {k: globals()[k] for k in config_keys}
-TRAIN_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train.py')
-
-def fail(msg):
-    sys.exit(f"error: {msg}")
 
 if timed_steps < 20 and mem_probe < 0:
     fail(f"timed_steps must be >= 20 (got {timed_steps}): fewer gives no usable spread")
@@ -74,47 +72,40 @@ labels = [' '.join(s) for s in specs]
 if len(set(labels)) != len(labels):
     fail(f"settings repeat: {settings!r}")
 
-def setup(spec):
-    """train.py's setup for one setting: its namespace (train_step, model, optimizer, ...)."""
-    argv = ['train.py', *train_defaults, *train_args, *spec[1:], f'--optimizer={spec[0]}',
-            '--wandb_log=False', '--log_file='] # a bench never logs a run
-    sys.argv, saved = argv, sys.argv
-    try:
-        with redirect_stdout(StringIO()): # train.py's config echo and notices
-            return runpy.run_path(TRAIN_PY, run_name='bench')
-    finally:
-        sys.argv = saved
-
 class Setting:
     def __init__(self, spec):
-        self.label, self.ns = ' '.join(spec), setup(spec)
+        """spec: [optimizer, *train.py overrides]. self.train: train.py's setup for it (train_setup.setup)."""
+        args = [*train_defaults, *train_args, *spec[1:], f'--optimizer={spec[0]}',
+                '--wandb_log=False', '--log_file='] # a bench never logs a run
+        self.label, self.train = ' '.join(spec), train_setup.setup(args, quiet=True) # quiet: config echo, notices
         self.it, self.times, self.fwds = 0, [], []
-        self.X, self.Y = self.ns['get_batch']('train', 0)
-        self.cuda = 'cuda' in self.ns['device']
+        self.X, self.Y = self.train.get_batch('train', 0)
+        self.cuda = 'cuda' in self.train.device
 
     def step(self):
         """One train_step; returns (seconds, forwards in units of the step's training forward)."""
-        ns = self.ns
+        train = self.train
         if self.cuda:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        self.X, self.Y, loss, applied = ns['train_step'](self.X, self.Y, self.it)
+        self.X, self.Y, loss, applied = train.train_step(self.X, self.Y, self.it)
         if self.cuda:
             torch.cuda.synchronize()
         dt = time.perf_counter() - t0
         if not applied:
             fail(f"{self.label}: update skipped (non-finite loss or gradient) at step {self.it}")
         fwd = 1.0
-        if ns['line_search']:
-            fwd += ns['optimizer'].last_stats['forwards'] * ns['n_trial'] / ns['gradient_accumulation_steps']
+        if train.line_search:
+            fwd += train.optimizer.last_stats['forwards'] * train.n_trial / train.gradient_accumulation_steps
         self.it += 1
         return dt, fwd
 
     def burn(self):
         for _ in range(burnin):
             self.step()
-        if self.ns['line_search'] and self.ns['optimizer'].in_warmup:
-            fail(f"{self.label}: still in the AdamW warmup after burnin={burnin} steps; raise burnin or lower --warmup_iters")
+        if self.train.line_search and self.train.optimizer.in_warmup:
+            fail(f"{self.label}: still in the AdamW warmup after burnin={burnin} steps; raise burnin or lower "
+                 f"--warmup_iters")
 
 def rss_bytes():
     with open('/proc/self/statm') as f:
@@ -130,7 +121,8 @@ def probe_memory(i):
     s.burn()
     for _ in range(mem_steps):
         s.step()
-    peak = torch.cuda.max_memory_allocated() if s.cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    peak = (torch.cuda.max_memory_allocated() if s.cuda else
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base)
     print(f"MEM_PEAK {peak}")
 
 def measure_memory(i):
@@ -158,27 +150,30 @@ def main():
             s.fwds.append(fwd)
     results = {}
     for s in runs:
-        ns, med = s.ns, float(np.median(s.times))
-        accum, fwd = ns['gradient_accumulation_steps'], float(np.mean(s.fwds))
+        train, med = s.train, float(np.median(s.times))
+        accum, fwd = train.gradient_accumulation_steps, float(np.mean(s.fwds))
         mfu = None
         if s.cuda: # extra_forwards in sequences: the trial forwards beyond the training forward
-            mfu = ns['raw_model'].estimate_mfu(ns['batch_size'] * accum, med, extra_forwards=(fwd - 1.0) * ns['batch_size'] * accum)
-        hp = {k: v for k, v in ns['optimizer'].param_groups[0].items() if isinstance(v, (int, float, bool, str))}
-        results[s.label] = dict(optimizer=ns['config']['optimizer'], gradient_accumulation_steps=accum,
-                                tokens_per_step=ns['tokens_per_iter'], n_trial=ns['n_trial'] if ns['line_search'] else None,
+            mfu = train.raw_model.estimate_mfu(train.batch_size * accum, med,
+                                               extra_forwards=(fwd - 1.0) * train.batch_size * accum)
+        hp = {k: v for k, v in train.optimizer.param_groups[0].items() if isinstance(v, (int, float, bool, str))}
+        results[s.label] = dict(optimizer=train.config['optimizer'], gradient_accumulation_steps=accum,
+                                tokens_per_step=train.tokens_per_iter,
+                                n_trial=train.n_trial if train.line_search else None,
                                 step_time_s=med, step_time_p10_s=pct(s.times, 10), step_time_p90_s=pct(s.times, 90),
-                                tokens_per_s=ns['tokens_per_iter'] / med, mfu=mfu, forwards_per_step=fwd,
-                                final_eta=ns['optimizer'].eta if ns['line_search'] else None, hparams=hp,
+                                tokens_per_s=train.tokens_per_iter / med, mfu=mfu, forwards_per_step=fwd,
+                                final_eta=train.optimizer.eta if train.line_search else None, hparams=hp,
                                 step_times_s=s.times)
-    device = runs[0].ns['device']
-    del runs, s # free the models before the probes (train.py's functions hold its globals: a cycle for gc)
+    device = runs[0].train.device
+    del runs, s, train # free the models before the probes (train.py's functions hold its globals: a cycle for gc)
     gc.collect()
     if 'cuda' in device:
         torch.cuda.empty_cache()
     for i, label in enumerate(labels):
         results[label]['peak_mem_bytes'] = measure_memory(i)
     for v in results.values(): # against the first adamw setting with the same tokens per step (accumulation)
-        base = next((b for b in results.values() if b['optimizer'] == 'adamw' and b['tokens_per_step'] == v['tokens_per_step']), None)
+        base = next((b for b in results.values()
+                     if b['optimizer'] == 'adamw' and b['tokens_per_step'] == v['tokens_per_step']), None)
         v['step_time_ratio_vs_adamw'] = v['step_time_s'] / base['step_time_s'] if base else None
         v['peak_mem_ratio_vs_adamw'] = v['peak_mem_bytes'] / base['peak_mem_bytes'] if base else None
     report = dict(results=results, settings=labels, train_args=[*train_defaults, *train_args], config=config,
@@ -192,9 +187,10 @@ def main():
     print(f"{'setting':<36} {'ms/step':>8} {'p10':>8} {'p90':>8} {'x adamw':>8} {'tok/s':>9} {'mfu %':>6} "
           f"{'peak MiB':>9} {'mem x':>6} {'fwd/step':>8}")
     for label, v in results.items():
-        print(f"{label:<36} {v['step_time_s']*1e3:8.1f} {v['step_time_p10_s']*1e3:8.1f} {v['step_time_p90_s']*1e3:8.1f} "
-              f"{f(v['step_time_ratio_vs_adamw'], '%.3f'):>8} {v['tokens_per_s']:9.0f} {f(v['mfu'] and v['mfu']*100, '%.2f'):>6} "
-              f"{v['peak_mem_bytes']/2**20:9.1f} {f(v['peak_mem_ratio_vs_adamw'], '%.3f'):>6} {v['forwards_per_step']:8.3f}")
+        print(f"{label:<36} {v['step_time_s']*1e3:8.1f} {v['step_time_p10_s']*1e3:8.1f} "
+              f"{v['step_time_p90_s']*1e3:8.1f} {f(v['step_time_ratio_vs_adamw'], '%.3f'):>8} "
+              f"{v['tokens_per_s']:9.0f} {f(v['mfu'] and v['mfu']*100, '%.2f'):>6} {v['peak_mem_bytes']/2**20:9.1f} "
+              f"{f(v['peak_mem_ratio_vs_adamw'], '%.3f'):>6} {v['forwards_per_step']:8.3f}")
     if out:
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         with open(out, 'w') as fh:

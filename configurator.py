@@ -9,13 +9,21 @@ setting whose default is None (train.py's ls_*: "the optimizer's own default") t
 text that is not a literal stays text (--ls_fa=fd).
 An unknown key, a type mismatch or a missing config file is a one-line error and exit code 1: a typo must
 not silently train with the default for hours.
+
+Also here, for every script: fail(), the one way they report a bad setting or input, and train.py's checks of
+its settings (check_train_config).
 """
 import sys
 from ast import literal_eval
 
 
-def _fail(msg):
-    sys.exit(f"config error: {msg}")  # SystemExit with a string: printed to stderr, exit code 1
+CONFIG_ERROR = 'config error'
+
+
+def fail(msg, kind='error'):
+    """Exit with one line on stderr, '<kind>: <msg>', and exit code 1 (a SystemExit with a string: no traceback).
+    Every script reports a bad setting or input this way; the configurator's own messages say 'config error'."""
+    sys.exit(f"{kind}: {msg}")
 
 
 def _coerce(key, value, default):
@@ -23,8 +31,8 @@ def _coerce(key, value, default):
         return value
     if type(default) == float and type(value) == int:
         return float(value)
-    _fail(f"{key}={value!r} has type {type(value).__name__}, expected {type(default).__name__} "
-          f"(default {default!r})")
+    fail(f"{key}={value!r} has type {type(value).__name__}, expected {type(default).__name__} "
+         f"(default {default!r})", CONFIG_ERROR)
 
 
 def configure(argv, config, keys):
@@ -39,28 +47,28 @@ def configure(argv, config, keys):
                 with open(arg) as f:
                     src = f.read()
             except OSError as e:
-                _fail(f"cannot read config file {arg!r}: {e.strerror}")
+                fail(f"cannot read config file {arg!r}: {e.strerror}", CONFIG_ERROR)
             print(f"Overriding config with {arg}:")
             print(src)
             scope = {}
             try:
                 exec(compile(src, arg, 'exec'), scope)
             except Exception as e:
-                _fail(f"config file {arg!r} failed: {type(e).__name__}: {e}")
+                fail(f"config file {arg!r} failed: {type(e).__name__}: {e}", CONFIG_ERROR)
             for key, value in scope.items():
                 if key.startswith('_') or type(value).__name__ == 'module':
                     continue
                 if key not in keys:
-                    _fail(f"unknown config key {key!r} in {arg}")
+                    fail(f"unknown config key {key!r} in {arg}", CONFIG_ERROR)
                 config[key] = _coerce(key, value, config[key])
             files.append(arg)
         else:
             # assume it's a --key=value argument
             if '=' not in arg:
-                _fail(f"expected --key=value, got {arg!r}")
+                fail(f"expected --key=value, got {arg!r}", CONFIG_ERROR)
             key, val = arg[2:].split('=', 1)
             if key not in keys:
-                _fail(f"unknown config key {key!r}")
+                fail(f"unknown config key {key!r}", CONFIG_ERROR)
             try:
                 # attempt to eval it it (e.g. if bool, number, or etc)
                 attempt = literal_eval(val)
@@ -72,3 +80,36 @@ def configure(argv, config, keys):
             config[key] = _coerce(key, attempt, config[key])
             print(f"Overriding: {key} = {config[key]}")
     return files
+
+
+def check_train_config(config):
+    """train.py's settings (its dict `config`) that would fail deep inside torch, or train with nonsense: a
+    one-line error naming the setting."""
+    for k in ('batch_size', 'block_size', 'gradient_accumulation_steps', 'n_layer', 'n_head', 'n_embd', 'eval_iters',
+              'log_interval', 'eval_interval', 'ls_n_components', 'learning_rate'):
+        if config[k] <= 0:
+            fail(f"{k} must be > 0, got {config[k]}")
+    for k in ('max_iters', 'warmup_iters', 'min_lr', 'grad_clip', 'ls_trial_microsteps', 'max_nonfinite_steps'):
+        if config[k] < 0:
+            fail(f"{k} must be >= 0, got {config[k]}")
+    if not 0.0 <= config['ls_anneal_frac'] <= 1.0:
+        fail(f"ls_anneal_frac must be in [0, 1], got {config['ls_anneal_frac']}")
+    if config['init_from'] not in ('scratch', 'resume'):
+        fail(f"init_from must be 'scratch' or 'resume', got {config['init_from']!r} (loading OpenAI GPT-2 weights "
+             f"needs a download and is not supported)")
+    dtype, device = config['dtype'], config['device']
+    if dtype not in ('float32', 'bfloat16', 'float16'):
+        fail(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
+    if not 0.0 <= config['dropout'] < 1.0:
+        fail(f"dropout must be in [0, 1), got {config['dropout']}")
+    if config['n_embd'] % config['n_head'] != 0:
+        fail(f"n_embd={config['n_embd']} must be divisible by n_head={config['n_head']}")
+    import torch
+    if 'cuda' in device and not torch.cuda.is_available():
+        fail(f"device={device!r} but CUDA is not available; use --device=cpu --dtype=float32")
+    # the line search (optimizer other than 'adamw')
+    if config['optimizer'] != 'adamw' and dtype == 'float16':
+        fail("the line-search optimizers need bfloat16 or float32 (GradScaler's loss scaling does not support a "
+             "closure)")
+    if config['ls_fa'] == 'fd' and dtype != 'float32':
+        fail(f"ls_fa='fd' needs dtype='float32': under {dtype} autocast the finite difference measures rounding noise")

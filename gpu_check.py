@@ -29,16 +29,15 @@ import json
 import math
 import os
 import re
-import runpy
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import redirect_stdout
-from io import StringIO
 
 import numpy as np
 import torch
+
+import train_setup # train.py's setup without its loop: the names it returns are listed in its docstring
 
 # -----------------------------------------------------------------------------
 smoke = False # CPU, a 1-layer model, few steps, inductor too: the plumbing, not the figures
@@ -54,13 +53,10 @@ timeout = 300 # seconds for each subprocess (bench, train run)
 parts = 'bench,recompiles,offset' # which parts to run (a rerun of one part, say)
 # -----------------------------------------------------------------------------
 config_keys = [k for k, v in globals().items() if not k.startswith('_') and isinstance(v, (int, float, bool, str))]
-from configurator import configure
+from configurator import configure, fail # fail: one line on stderr, exit code 1
 configure(sys.argv[1:], globals(), config_keys)
 config = {k: globals()[k] for k in config_keys}
 ROOT = os.path.dirname(os.path.abspath(__file__))
-
-def fail(msg):
-    sys.exit(f"error: {msg}")
 
 PARTS = [p.strip() for p in parts.split(',') if p.strip()]
 if not PARTS or set(PARTS) - {'bench', 'recompiles', 'offset'}:
@@ -115,8 +111,8 @@ def part_bench(tmp):
         rep = json.load(f)
     keep = ('step_time_s', 'step_time_p10_s', 'step_time_p90_s', 'tokens_per_s', 'mfu', 'peak_mem_bytes',
             'forwards_per_step', 'step_time_ratio_vs_adamw', 'peak_mem_ratio_vs_adamw', 'final_eta')
-    return dict(command=' '.join(cmd[1:]).replace(tmp, '$TMP'), device=rep['device'], memory_method=rep['memory_method'],
-                gradient_accumulation_steps=bench_accum,
+    return dict(command=' '.join(cmd[1:]).replace(tmp, '$TMP'), device=rep['device'],
+                memory_method=rep['memory_method'], gradient_accumulation_steps=bench_accum,
                 results={k: {f: v[f] for f in keep} for k, v in rep['results'].items()},
                 table=[l for l in text.splitlines() if l.startswith(('setting', 'adamw', 'alsals'))])
 
@@ -143,9 +139,10 @@ def part_recompiles(tmp):
     steps = [r for r in recs if 'loss' in r]
     search = [r for r in steps if not r['warmup']]
     evals = [dict(iter=r['iter'], val_loss=r['val_loss']) for r in recs if 'val_loss' in r]
+    recompiles_after = sum(bool(RECOMPILE.search(l)) for l in after)
     return dict(command=' '.join(cmd[1:]).replace(tmp, '$TMP'), handoff=handoff, searched_steps=len(search),
-                recompiles_before_handoff=before, recompiles_after_handoff=sum(bool(RECOMPILE.search(l)) for l in after),
-                recompile_log_after_handoff=after[:40], ok=not any(RECOMPILE.search(l) for l in after) and len(search) == searched,
+                recompiles_before_handoff=before, recompiles_after_handoff=recompiles_after,
+                recompile_log_after_handoff=after[:40], ok=recompiles_after == 0 and len(search) == searched,
                 loss_at_handoff=steps[handoff - 1]['loss'], loss_last=steps[-1]['loss'], evals=evals,
                 eta_first=search[0]['lr'], eta_last=search[-1]['lr'],
                 trial_forwards_per_step=float(np.mean([r['forwards'] for r in search])),
@@ -155,14 +152,9 @@ def part_recompiles(tmp):
 
 def part_offset(tmp):
     import torch._dynamo.utils
-    argv = ['train.py', *BASE, *WARM, '--gradient_accumulation_steps=1', f'--out_dir={os.path.join(tmp, "out_offset")}']
-    saved, sys.argv = sys.argv, argv
-    try:
-        with redirect_stdout(StringIO()):
-            ns = runpy.run_path(os.path.join(ROOT, 'train.py'), run_name='gpu_check')
-    finally:
-        sys.argv = saved
-    opt, rows = ns['optimizer'], []
+    train = train_setup.setup([*BASE, *WARM, '--gradient_accumulation_steps=1',
+                               f'--out_dir={os.path.join(tmp, "out_offset")}'], quiet=True)
+    opt, rows = train.optimizer, []
     real_step = opt.step
 
     def step(closure=None, loss=None):
@@ -177,12 +169,12 @@ def part_offset(tmp):
                          decrease=f_w - st['f_trial'] if st['f_trial'] is not None else None))
         return f_w
     opt.step = step
-    X, Y = ns['get_batch']('train', 0)
+    X, Y = train.get_batch('train', 0)
     graphs_at_handoff = None
     for it in range(handoff + offset_steps):
         if it == handoff:
             graphs_at_handoff = torch._dynamo.utils.counters['stats']['unique_graphs']
-        X, Y, loss, applied = ns['train_step'](X, Y, it)
+        X, Y, loss, applied = train.train_step(X, Y, it)
         if not applied:
             raise RuntimeError(f"step {it} skipped: non-finite loss or gradient")
     new_graphs = torch._dynamo.utils.counters['stats']['unique_graphs'] - graphs_at_handoff

@@ -405,7 +405,7 @@ local_iter_num = 0 # number of iterations in the lifetime of this process
 raw_model = model.module if ddp else model # unwrap DDP container if needed
 raw_model = getattr(raw_model, '_orig_mod', raw_model) # and torch.compile's wrapper
 running_mfu = -1.0
-while __name__ == '__main__': # bench.py and the study run this file under another name: the setup above, no loop
+while __name__ == '__main__': # train_setup.py runs this file under another name: the setup above, no loop
 
     # determine and set the learning rate for this iteration
     lr = get_lr(iter_num) if decay_lr else learning_rate

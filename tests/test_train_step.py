@@ -1,34 +1,36 @@
-"""train.py's own step, in process: its setup run as bench.py and the study run it (runpy with another run_name:
-no loop), then train_step / replay_closure / get_batch / get_lr called directly. Covers the trial closure's
-dropout replay, the non-finite-gradient skip, PLASLS merging as train.py builds it, distinct eval batches and
-the schedule's lr_decay_iters == warmup_iters case."""
+"""train.py's own step, in process: its setup as bench.py and the study get it (train_setup.setup: no loop), then
+train_step / replay_closure / get_batch / get_lr called directly. Covers the trial closure's dropout replay, the
+non-finite-gradient skip, PLASLS merging as train.py builds it, distinct eval batches and the schedule's
+lr_decay_iters == warmup_iters case; and that train_setup documents every name it returns."""
 import copy
-import os
-import runpy
-import sys
+import re
 
 import pytest
 import torch
 
 import model as model_module
+import train_setup
 import trainutil as tu
 
 
-def setup(dataset, out_dir, run_name='bench', **overrides):
-    """train.py's namespace after its setup (TINY + overrides), as bench.py gets it."""
-    argv = sys.argv
-    sys.argv = ['train.py', *tu.args_of(dataset=dataset, out_dir=str(out_dir), **overrides)]
-    cwd = os.getcwd()
-    os.chdir(tu.ROOT)
-    try:
-        return runpy.run_path(os.path.join(tu.ROOT, 'train.py'), run_name=run_name)
-    finally:
-        sys.argv = argv
-        os.chdir(cwd)
+def setup(dataset, out_dir, run_name='train_setup', **overrides):
+    """train.py's setup (TINY + overrides), as bench.py gets it: train_setup's namespace."""
+    return train_setup.setup(tu.args_of(dataset=dataset, out_dir=str(out_dir), **overrides), run_name=run_name,
+                             cwd=tu.ROOT)
+
+
+def test_setup_names_documented(tiny_dataset, tmp_path):
+    """Every name train_setup returns is described in its docstring (the one place they are listed), and no
+    other; `globals` is train.py's live module dict."""
+    documented = re.findall(r'^  (\w+) ', train_setup.__doc__, re.M)
+    assert documented == [*train_setup.NAMES, 'globals']
+    ns = setup(tiny_dataset, tmp_path)
+    assert sorted(vars(ns)) == sorted(documented)
+    assert ns.globals['optimizer'] is ns.optimizer and ns.train_step.__globals__ is ns.globals
 
 
 def params_of(ns):
-    return [p.detach().clone() for p in ns['raw_model'].parameters()]
+    return [p.detach().clone() for p in ns.raw_model.parameters()]
 
 
 # ----------------------------------------------------------------------------- the trial closure
@@ -39,7 +41,7 @@ def test_replay_closure_equals_f_w_with_dropout(tiny_dataset, tmp_path, accum, t
     bit for bit, with dropout on: it replays each micro-batch's RNG state. The caller's RNG state is kept."""
     ns = setup(tiny_dataset, tmp_path, optimizer='alsals', dropout=0.3, warmup_iters=2, gradient_accumulation_steps=accum,
                ls_trial_microsteps=trial)
-    opt = ns['optimizer']
+    opt = ns.optimizer
     real_step, seen = opt.step, []
 
     def recording_step(closure=None, loss=None):
@@ -49,9 +51,9 @@ def test_replay_closure_equals_f_w_with_dropout(tiny_dataset, tmp_path, accum, t
         return real_step(closure=closure, loss=loss)
 
     opt.step = recording_step
-    X, Y = ns['get_batch']('train', 0)
+    X, Y = ns.get_batch('train', 0)
     for it in range(4):  # 2 AdamW warmup steps, then searched steps
-        X, Y, loss, applied = ns['train_step'](X, Y, it)
+        X, Y, loss, applied = ns.train_step(X, Y, it)
         assert applied
     assert len(seen) == 4
     for f_closure, f_again, f_w in seen:
@@ -59,7 +61,7 @@ def test_replay_closure_equals_f_w_with_dropout(tiny_dataset, tmp_path, accum, t
         assert torch.equal(f_closure, f_w) and torch.equal(f_again, f_w)
     # dropout does change the loss here: without the replay the closure could not match
     with torch.no_grad():
-        a, b = ns['model'](X, Y)[1], ns['model'](X, Y)[1]
+        a, b = ns.model(X, Y)[1], ns.model(X, Y)[1]
     assert not torch.equal(a, b)
 
 
@@ -82,23 +84,23 @@ def test_nonfinite_gradient_skips_update(tiny_dataset, tmp_path, optimizer, grad
     """A NaN gradient with a finite loss: train_step reports the update as not applied, and neither the
     parameters nor the optimizer state change (AdamW: clipped or not; the line search in warmup and after)."""
     ns = setup(tiny_dataset, tmp_path, optimizer=optimizer, grad_clip=grad_clip, warmup_iters=warmup)
-    X, Y = ns['get_batch']('train', 0)
-    X, Y, loss, applied = ns['train_step'](X, Y, 0)  # one good step: the optimizer has state
+    X, Y = ns.get_batch('train', 0)
+    X, Y, loss, applied = ns.train_step(X, Y, 0)  # one good step: the optimizer has state
     assert applied and torch.isfinite(loss)
-    before, state = params_of(ns), copy.deepcopy(ns['optimizer'].state_dict())
-    hook = ns['raw_model'].transformer.h[0].mlp.c_fc.weight.register_hook(lambda g: torch.full_like(g, float('nan')))
-    X, Y, loss, applied = ns['train_step'](X, Y, 1)
+    before, state = params_of(ns), copy.deepcopy(ns.optimizer.state_dict())
+    hook = ns.raw_model.transformer.h[0].mlp.c_fc.weight.register_hook(lambda g: torch.full_like(g, float('nan')))
+    X, Y, loss, applied = ns.train_step(X, Y, 1)
     hook.remove()
     assert torch.isfinite(loss) and not applied
     for p, q in zip(params_of(ns), before):
         assert torch.equal(p, q)
-    after = ns['optimizer'].state_dict()
+    after = ns.optimizer.state_dict()
     if optimizer != 'adamw':  # the search state records the skip itself; moments and everything else unchanged
         assert after['state']['search']['totals']['skipped'] == state['state']['search']['totals']['skipped'] + 1
         after['state']['search'] = state['state']['search']
     tu.assert_same(after, state, 'optimizer')
     # and the run goes on: the next good step is applied
-    X, Y, loss, applied = ns['train_step'](X, Y, 2)
+    X, Y, loss, applied = ns.train_step(X, Y, 2)
     assert applied
 
 
@@ -130,12 +132,12 @@ def test_plasls_merges_when_built_by_train_py(tiny_dataset, tmp_path):
     """train.py passes only the ls_* that are set, so PLASLS keeps its own eta_min = 1e-14 below the merge
     threshold 1e-12, and components merge (train.py used to pass eta_min=1e-8: eta never reached 1e-12)."""
     ns = setup(tiny_dataset, tmp_path, optimizer='plasls', learning_rate=1e-12, warmup_iters=0, ls_n_components=3)
-    opt = ns['optimizer']
+    opt = ns.optimizer
     assert opt.param_groups[0]['eta_min'] == 1e-14 and opt.param_groups[0]['merge_threshold'] == 1e-12
-    X, Y = ns['get_batch']('train', 0)
+    X, Y = ns.get_batch('train', 0)
     counts = []
     for it in range(4):
-        X, Y, loss, applied = ns['train_step'](X, Y, it)
+        X, Y, loss, applied = ns.train_step(X, Y, it)
         counts.append(len(opt.state['search']['components']))
     assert counts[-1] < 3, counts  # split into 3 after the first search, then merged
     assert min(c['eta'] for c in opt.state['search']['components']) < 1e-12
@@ -144,10 +146,10 @@ def test_plasls_merges_when_built_by_train_py(tiny_dataset, tmp_path):
 def test_ls_settings_reach_the_optimizer(tiny_dataset, tmp_path):
     """A set ls_* reaches the optimizer under its own name; an unset one is the variant's own default."""
     ns = setup(tiny_dataset, tmp_path, optimizer='adamsls', ls_c=0.3, ls_skip_stable=2, ls_smooth=True)
-    g = ns['optimizer'].param_groups[0]
+    g = ns.optimizer.param_groups[0]
     assert (g['c'], g['skip_stable'], g['smooth']) == (0.3, 2, True)
     ns = setup(tiny_dataset, tmp_path, optimizer='adamsls')
-    g = ns['optimizer'].param_groups[0]
+    g = ns.optimizer.param_groups[0]
     assert (g['c'], g['smooth'], g['eta_min']) == (0.1, False, 1e-8)  # AdamSLS's own defaults
 
 
@@ -158,21 +160,21 @@ def test_eval_batches_all_distinct(tiny_dataset, tmp_path):
     different from the training batches (python's hash((.., -1)) == hash((.., -2)) made two of them equal)."""
     ns = setup(tiny_dataset, tmp_path, eval_iters=200, batch_size=2)
     for split in ('train', 'val'):
-        batches = {tuple(ns['get_batch'](split, -1 - k)[0].flatten().tolist()) for k in range(200)}
+        batches = {tuple(ns.get_batch(split, -1 - k)[0].flatten().tolist()) for k in range(200)}
         assert len(batches) == 200, split
-    train = {tuple(ns['get_batch']('train', k)[0].flatten().tolist()) for k in range(50)}
-    assert len(train) == 50 and not train & {tuple(ns['get_batch']('train', -1 - k)[0].flatten().tolist())
+    train = {tuple(ns.get_batch('train', k)[0].flatten().tolist()) for k in range(50)}
+    assert len(train) == 50 and not train & {tuple(ns.get_batch('train', -1 - k)[0].flatten().tolist())
                                             for k in range(200)}
 
 
 def test_lr_schedule_when_decay_ends_with_warmup(tiny_dataset, tmp_path):
     """lr_decay_iters == warmup_iters: warmup, then min_lr (it divided by zero at it == warmup_iters)."""
     ns = setup(tiny_dataset, tmp_path, learning_rate=1e-2, min_lr=1e-3, warmup_iters=5, lr_decay_iters=5)
-    get_lr = ns['get_lr']
+    get_lr = ns.get_lr
     assert [get_lr(i) for i in range(5)] == [1e-2 * (i + 1) / 6 for i in range(5)]
     assert get_lr(5) == get_lr(6) == 1e-3
     ns = setup(tiny_dataset, tmp_path, learning_rate=1e-2, min_lr=1e-3, warmup_iters=5, lr_decay_iters=15)
-    assert ns['get_lr'](5) == pytest.approx(1e-2) and ns['get_lr'](15) == 1e-3 and 1e-3 < ns['get_lr'](10) < 1e-2  # cosine as before
+    assert ns.get_lr(5) == pytest.approx(1e-2) and ns.get_lr(15) == 1e-3 and 1e-3 < ns.get_lr(10) < 1e-2  # cosine as before
 
 
 def test_anneal_schedule(tiny_dataset, tmp_path):
@@ -181,11 +183,11 @@ def test_anneal_schedule(tiny_dataset, tmp_path):
     The optimizer receives it as step_scale through the loop (checked here on the function the loop calls)."""
     ns = setup(tiny_dataset, tmp_path, optimizer='alsals', learning_rate=1e-2, min_lr=1e-3, warmup_iters=10,
                lr_decay_iters=100, ls_anneal_frac=0.2)
-    f = ns['get_step_scale']
+    f = ns.get_step_scale
     assert [f(i) for i in (0, 10, 79, 80)] == [1.0, 1.0, 1.0, 1.0]
     assert f(90) == pytest.approx(1.0 - 0.5 * 0.9) and f(100) == pytest.approx(0.1) and f(150) == pytest.approx(0.1)
     assert all(f(i) > f(i + 1) for i in range(80, 100))
     ns = setup(tiny_dataset, tmp_path, optimizer='alsals', learning_rate=1e-2, min_lr=1e-3, warmup_iters=10,
                lr_decay_iters=100)
-    assert all(ns['get_step_scale'](i) == 1.0 for i in range(0, 200, 7))   # the default: the paper's algorithm
+    assert all(ns.get_step_scale(i) == 1.0 for i in range(0, 200, 7))   # the default: the paper's algorithm
 
