@@ -1,19 +1,21 @@
 """
-Checkpoint I/O shared by train.py, sample.py and bench.py, and the RNG state that checkpoints and the line
-search's trial closure (train.py's replay_closure) save and restore.
+Checkpoint I/O shared by train.py and sample.py; the RNG state that checkpoints and the line search's trial
+closure (train.py's replay_closure) save and restore; and what train.py does on resume besides loading the
+model and optimizer (notices of changed settings, every rank's RNG stream).
 
 Writes are atomic (temp file in the same directory, fsync, os.replace), so a kill -9 while saving leaves the
 previous checkpoint intact. Reads use torch.load(weights_only=True): checkpoints hold only tensors and plain
-python values (config, RNG states as uint8 tensors), so loading one never executes pickled code. A
-dataset's meta.pkl (nanoGPT's format, written by the prepare scripts) is read the same way: plain values only.
+python values (config, RNG states as uint8 tensors), so loading one never executes pickled code (a dataset's
+meta.pkl is read the same way: data/loader.py's load_meta).
 """
 import glob
 import os
-import pickle
-import sys
 import tempfile
 
 import torch
+
+from configurator import fail
+from data.loader import mix_seed
 
 
 def save(obj, path):
@@ -46,12 +48,12 @@ def save(obj, path):
 def load(path, map_location='cpu'):
     """The checkpoint at `path`, or exit with a one-line error naming the file."""
     if not os.path.exists(path):
-        sys.exit(f"error: no checkpoint at {path} (train one first, or check out_dir)")
+        fail(f"no checkpoint at {path} (train one first, or check out_dir)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        sys.exit(f"error: checkpoint {path} is corrupt or unreadable ({msg[:200]})")
+        fail(f"checkpoint {path} is corrupt or unreadable ({msg[:200]})")
 
 
 def strip_compile_prefix(state_dict):
@@ -73,7 +75,8 @@ def set_rng_state(state):
     torch.set_rng_state(state['cpu'].cpu())
     cuda = state.get('cuda')
     if isinstance(cuda, (list, tuple)): # older checkpoints: every visible device's state
-        cuda = cuda[torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.current_device() < len(cuda) else None
+        here = torch.cuda.current_device() if torch.cuda.is_available() else len(cuda)
+        cuda = cuda[here] if here < len(cuda) else None
     if cuda is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state(cuda.cpu())
 
@@ -88,19 +91,26 @@ def gather_rng_states():
     return states
 
 
-class _PlainUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):  # called for every class or function a pickle names: allow none
-        raise pickle.UnpicklingError(f"{module}.{name} is not a plain value")
+def restore_rng_states(states, rank, world_size, seed, iter_num):
+    """On resume: each rank continues its own dropout RNG stream (`states`: a checkpoint's 'rng', one per rank);
+    on another world size, a documented deterministic reseed from (seed, rank, iter_num)."""
+    states = states if isinstance(states, list) else [states] # older checkpoints: rank 0's only
+    if len(states) == world_size:
+        set_rng_state(states[rank])
+    else:
+        print(f"note: the checkpoint holds the RNG states of {len(states)} ranks, this run has {world_size}: "
+              f"dropout reseeded from (seed, rank, iter_num)")
+        torch.manual_seed(mix_seed(seed, rank, iter_num))
 
 
-def load_meta(path):
-    """A dataset's meta.pkl (vocab_size, stoi, itos): dicts, lists, str, int and float only, or exit with a
-    one-line error naming the file. A pickle that would import anything (and so could run code) is refused."""
-    try:
-        with open(path, 'rb') as f:
-            meta = _PlainUnpickler(f).load()
-    except Exception as e:
-        sys.exit(f"error: {path} is not a plain-values meta.pkl ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})")
-    if not isinstance(meta, dict) or not isinstance(meta.get('vocab_size'), int) or meta['vocab_size'] <= 0:
-        sys.exit(f"error: {path} has no positive int 'vocab_size'")
-    return meta
+def print_changed_settings(checkpoint, config):
+    """On resume, a one-line notice for each setting that changes the algorithm and differs from the checkpoint's
+    run (the new value applies): the schedule's, and every ls_* that is set (against the optimizer's saved one)."""
+    keys = ['warmup_iters', 'grad_clip', 'learning_rate', 'lr_decay_iters', 'min_lr', 'decay_lr']
+    for k in keys + [k for k, v in config.items() if k.startswith('ls_') and v is not None]:
+        if k.startswith('ls_'):
+            old = checkpoint['optimizer']['param_groups'][0].get(k[3:], checkpoint['config'].get(k))
+        else:
+            old = checkpoint['config'].get(k)
+        if old is not None and old != config[k]:
+            print(f"note: resuming with {k}={config[k]!r} (the checkpoint's run used {old!r})")

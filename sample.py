@@ -14,6 +14,7 @@ import torch
 
 from model import GPTConfig, GPT
 import checkpoint as ckpt_io # checkpoint I/O; nanoGPT's name `checkpoint` stays free for the dict
+from data.loader import load_meta # a dataset's meta.pkl, plain values only
 
 # -----------------------------------------------------------------------------
 out_dir = 'out' # the checkpoint is out_dir/ckpt.pt
@@ -28,12 +29,9 @@ dtype = ('bfloat16' if torch.cuda.is_bf16_supported() else 'float16') if torch.c
 compile = False # use PyTorch 2.0 to compile the model to be faster
 # -----------------------------------------------------------------------------
 config_keys = [k for k,v in globals().items() if not k.startswith('_') and isinstance(v, (int, float, bool, str))]
-from configurator import configure
+from configurator import configure, fail # fail: one line on stderr, exit code 1
 configure(sys.argv[1:], globals(), config_keys) # overrides from command line or config file
 # -----------------------------------------------------------------------------
-def fail(msg):
-    sys.exit(f"error: {msg}") # one line on stderr, exit code 1
-
 if num_samples <= 0 or max_new_tokens <= 0:
     fail(f"num_samples and max_new_tokens must be > 0, got {num_samples} and {max_new_tokens}")
 if not temperature > 0:
@@ -69,7 +67,7 @@ meta_path = os.path.join('data', dataset, 'meta.pkl') if dataset else None # dat
 vocab_size = gptconf.vocab_size
 if meta_path and os.path.exists(meta_path):
     print(f"Loading meta from {meta_path}...")
-    meta = ckpt_io.load_meta(meta_path) # plain values only: a meta.pkl from elsewhere cannot run code
+    meta = load_meta(meta_path) # plain values only: a meta.pkl from elsewhere cannot run code
     stoi, itos = meta['stoi'], meta['itos']
     if meta['vocab_size'] != vocab_size:
         fail(f"{meta_path} has vocab_size {meta['vocab_size']} but the model in {ckpt_path} has {vocab_size}: "

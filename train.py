@@ -26,13 +26,14 @@ import math
 import json
 from contextlib import nullcontext
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.distributed import init_process_group, destroy_process_group
+from torch.distributed import init_process_group
 
 from model import GPTConfig, GPT
 import checkpoint as ckpt_io # checkpoint I/O; nanoGPT's own name `checkpoint` stays free for the dict
+from data import loader # the dataset's checks, seeded batches and meta.pkl
+import parallel # DDP's end-of-run check and exit
 
 # -----------------------------------------------------------------------------
 # default config values designed to train a gpt2 (124M) on OpenWebText
@@ -78,42 +79,24 @@ ls_c = ls_smooth = ls_beta_s = ls_b = ls_backtrack = ls_max_backtracks = ls_eta_
 ls_ema_warmup_steps = ls_skip_stable = ls_fa = None
 ls_trial_microsteps = 1 # trial forward on the first k micro-batches (f(w) on the same k); 0 = all
 ls_n_components = 10 # PLASLS: parameter components, each with its own step size
-ls_anneal_frac = 0.0 # anneal the applied step linearly to min_lr/learning_rate of eta over this last fraction of lr_decay_iters (the search keeps its eta); 0 = the paper
+ls_anneal_frac = 0.0 # anneal the applied step to min_lr/learning_rate over this last part of lr_decay_iters; 0 = paper
 max_nonfinite_steps = 10 # stop after this many consecutive steps with a non-finite loss or gradient
 log_file = '' # JSON lines (one record per logged iter and per eval) appended here; '' = off
 # DDP settings
 backend = 'nccl' # 'nccl', 'gloo', etc. (gloo is used automatically on CPU)
 # system
 device = 'cuda' # examples: 'cpu', 'cuda', 'cuda:0', 'cuda:1' etc., or try 'mps' on macbooks
-dtype = 'bfloat16' if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else 'float16' # 'float32', 'bfloat16', or 'float16', the latter will auto implement a GradScaler
+# 'float32', 'bfloat16', or 'float16', the latter will auto implement a GradScaler
+dtype = 'bfloat16' if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else 'float16'
 compile = True # use PyTorch 2.0 to compile the model to be faster
 # -----------------------------------------------------------------------------
-config_keys = [k for k,v in globals().items() if not k.startswith('_') and isinstance(v, (int, float, bool, str, type(None)))]
-from configurator import configure
+config_keys = [k for k,v in globals().items()
+               if not k.startswith('_') and isinstance(v, (int, float, bool, str, type(None)))]
+from configurator import configure, check_train_config, fail
 configure(sys.argv[1:], globals(), config_keys) # overrides from command line or config file
 config = {k: globals()[k] for k in config_keys} # will be useful for logging
+check_train_config(config) # a setting that would fail inside torch or train with nonsense: a one-line error
 # -----------------------------------------------------------------------------
-def fail(msg):
-    sys.exit(f"error: {msg}") # one line on stderr, exit code 1
-
-for k in ('batch_size', 'block_size', 'gradient_accumulation_steps', 'n_layer', 'n_head', 'n_embd', 'eval_iters', 'log_interval', 'eval_interval', 'ls_n_components', 'learning_rate'):
-    if config[k] <= 0:
-        fail(f"{k} must be > 0, got {config[k]}")
-for k in ('max_iters', 'warmup_iters', 'min_lr', 'grad_clip', 'ls_trial_microsteps', 'max_nonfinite_steps'):
-    if config[k] < 0:
-        fail(f"{k} must be >= 0, got {config[k]}")
-if not 0.0 <= ls_anneal_frac <= 1.0:
-    fail(f"ls_anneal_frac must be in [0, 1], got {ls_anneal_frac}")
-if init_from not in ('scratch', 'resume'):
-    fail(f"init_from must be 'scratch' or 'resume', got {init_from!r} (loading OpenAI GPT-2 weights needs a download and is not supported)")
-if dtype not in ('float32', 'bfloat16', 'float16'):
-    fail(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
-if not 0.0 <= dropout < 1.0:
-    fail(f"dropout must be in [0, 1), got {dropout}")
-if n_embd % n_head != 0:
-    fail(f"n_embd={n_embd} must be divisible by n_head={n_head}")
-if 'cuda' in device and not torch.cuda.is_available():
-    fail(f"device={device!r} but CUDA is not available; use --device=cpu --dtype=float32")
 
 # various inits, derived attributes, I/O setup
 ddp = int(os.environ.get('RANK', -1)) != -1 # is this a ddp run?
@@ -132,7 +115,8 @@ if ddp:
     # world_size number of processes will be training simultaneously, so we can scale
     # down the desired gradient accumulation iterations per process proportionally
     if gradient_accumulation_steps % ddp_world_size != 0:
-        fail(f"gradient_accumulation_steps={gradient_accumulation_steps} must be divisible by the number of processes ({ddp_world_size})")
+        fail(f"gradient_accumulation_steps={gradient_accumulation_steps} must be divisible by the number of "
+             f"processes ({ddp_world_size})")
     gradient_accumulation_steps //= ddp_world_size
 else:
     # if not ddp, we are running on a single gpu, and one process
@@ -154,42 +138,17 @@ device_type = 'cuda' if 'cuda' in device else 'cpu' # for later use in torch.aut
 ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
 ctx = nullcontext() if dtype == 'float32' else torch.amp.autocast(device_type=device_type, dtype=ptdtype)
 
-def log_json(**record):
+def log_json(**record): # the JSON-lines log (log_file), from the master process
     if log_file and master_process:
         with open(log_file, 'a') as f:
             f.write(json.dumps(record) + '\n')
 
-# data loader
+# data loader: batch number `index` of a split, drawn by its own generator seeded from (seed, rank, split, index),
+# so data order is reproducible and resuming needs no sampler state (data/loader.py)
 data_dir = os.path.join('data', dataset)
-for split in ('train', 'val'):
-    path = os.path.join(data_dir, f'{split}.bin')
-    if not os.path.exists(path):
-        fail(f"no data file {path}; prepare the dataset first (see README, e.g. python {os.path.join(data_dir, 'prepare.py')})")
-    n_tokens = os.path.getsize(path) // 2
-    if n_tokens <= block_size:
-        fail(f"{path} holds {n_tokens} tokens, not more than block_size={block_size}")
-
-def mix_seed(*key):
-    """A 63-bit seed from a tuple of ints, distinct keys giving unrelated seeds (numpy's SeedSequence; python's
-    hash() would not do: hash((s, r, 1, -1)) == hash((s, r, 1, -2)) since hash(-1) == hash(-2))."""
-    return int(np.random.SeedSequence([k % 2**64 for k in key]).generate_state(1, np.uint64)[0]) >> 1
-
+loader.check_data(data_dir, block_size) # both splits there, each longer than block_size
 def get_batch(split, index):
-    """Batch number `index` of `split`. Each batch has its own generator seeded from (seed, rank, split,
-    index), so data order is reproducible and resuming needs no sampler state."""
-    # We recreate np.memmap every batch to avoid a memory leak, as per
-    # https://stackoverflow.com/questions/45132940/numpy-memmap-memory-usage-want-to-iterate-once/61472122#61472122
-    data = np.memmap(os.path.join(data_dir, f'{split}.bin'), dtype=np.uint16, mode='r')
-    g = torch.Generator().manual_seed(mix_seed(seed, seed_offset, split == 'val', index))
-    ix = torch.randint(len(data) - block_size, (batch_size,), generator=g)
-    x = torch.stack([torch.from_numpy((data[i:i+block_size]).astype(np.int64)) for i in ix])
-    y = torch.stack([torch.from_numpy((data[i+1:i+1+block_size]).astype(np.int64)) for i in ix])
-    if device_type == 'cuda':
-        # pin arrays x,y, which allows us to move them to GPU asynchronously (non_blocking=True)
-        x, y = x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
-    else:
-        x, y = x.to(device), y.to(device)
-    return x, y
+    return loader.get_batch(data_dir, split, index, block_size, batch_size, device, seed, seed_offset)
 
 # init these up here, can override if init_from='resume' (i.e. from a checkpoint)
 iter_num = 0
@@ -200,7 +159,7 @@ nonfinite_steps = 0 # consecutive steps whose update was skipped (non-finite los
 meta_path = os.path.join(data_dir, 'meta.pkl')
 meta_vocab_size = None
 if os.path.exists(meta_path):
-    meta = ckpt_io.load_meta(meta_path) # plain values only: a meta.pkl from elsewhere cannot run code
+    meta = loader.load_meta(meta_path) # plain values only: a meta.pkl from elsewhere cannot run code
     meta_vocab_size = meta['vocab_size']
     print(f"found vocab_size = {meta_vocab_size} (inside {meta_path})")
 
@@ -227,7 +186,8 @@ elif init_from == 'resume':
     for k in ['n_layer', 'n_head', 'n_embd', 'block_size', 'bias', 'vocab_size']:
         model_args[k] = checkpoint_model_args[k]
     if checkpoint['config'].get('optimizer', 'adamw') != optimizer:
-        fail(f"{ckpt_path} was trained with optimizer={checkpoint['config'].get('optimizer')!r}, not {optimizer!r}")
+        fail(f"{ckpt_path} was trained with optimizer={checkpoint['config'].get('optimizer')!r}, "
+             f"not {optimizer!r}")
     # create the model
     gptconf = GPTConfig(**model_args)
     model = GPT(gptconf)
@@ -235,12 +195,7 @@ elif init_from == 'resume':
     iter_num = checkpoint['iter_num']
     best_val_loss = checkpoint['best_val_loss']
     nonfinite_steps = checkpoint.get('nonfinite_steps', 0)
-# every token id must index the embedding: checked once here (one pass over the data) rather than per batch
-for split in ('train', 'val'):
-    data = np.memmap(os.path.join(data_dir, f'{split}.bin'), dtype=np.uint16, mode='r')
-    top = max(int(data[i:i + 2**26].max()) for i in range(0, len(data), 2**26))
-    if top >= model_args['vocab_size']:
-        fail(f"{os.path.join(data_dir, f'{split}.bin')} holds token id {top}, but the model's vocab_size is {model_args['vocab_size']}")
+loader.check_vocab(data_dir, model_args['vocab_size']) # every token id indexes the embedding (one pass)
 model.to(device)
 
 # initialize a GradScaler. If enabled=False scaler is a no-op
@@ -250,32 +205,21 @@ scaler = torch.amp.GradScaler(device_type, enabled=(dtype == 'float16'))
 # ---- line search ---- its kwargs: the ls_* that are set (None = the variant's own default), warmup, clipping.
 # The optimizer validates them; on resume, load_state_dict restores the checkpoint's and a set ls_* wins.
 line_search = optimizer != 'adamw'
-if line_search and dtype == 'float16':
-    fail("the line-search optimizers need bfloat16 or float32 (GradScaler's loss scaling does not support a closure)")
-if ls_fa == 'fd' and dtype != 'float32':
-    fail(f"ls_fa='fd' needs dtype='float32': under {dtype} autocast the finite difference measures rounding noise")
-ls_kwargs = {k[3:]: v for k, v in config.items() if k.startswith('ls_') and v is not None and k not in ('ls_trial_microsteps', 'ls_n_components', 'ls_anneal_frac')}
+trainer_only = ('ls_trial_microsteps', 'ls_n_components', 'ls_anneal_frac') # train.py's, not the optimizer's
+ls_kwargs = {k[3:]: v for k, v in config.items() if k.startswith('ls_') and v is not None and k not in trainer_only}
 ls_kwargs = dict(warmup_steps=warmup_iters, max_grad_norm=grad_clip, **ls_kwargs) if line_search else {}
 try:
-    optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type, optimizer, ls_n_components, **ls_kwargs)
+    optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type, optimizer,
+                                           ls_n_components, **ls_kwargs)
 except ValueError as e: # the optimizer's own one-line message, and the ls_* that were set
-    fail(f"{e} (set: {', '.join(f'ls_{k}={v!r}' for k, v in ls_kwargs.items() if 'ls_' + k in config) or 'no ls_*'})")
+    set_ls = ', '.join(f'ls_{k}={v!r}' for k, v in ls_kwargs.items() if 'ls_' + k in config)
+    fail(f"{e} (set: {set_ls or 'no ls_*'})")
 if init_from == 'resume':
     optimizer.load_state_dict(checkpoint['optimizer'])
     for param_group in optimizer.param_groups:
         param_group.update(ls_kwargs)
-    # settings that change the algorithm: a change against the checkpoint's run is applied, with a one-line notice
-    for k in ['warmup_iters', 'grad_clip', 'learning_rate', 'lr_decay_iters', 'min_lr', 'decay_lr'] + [k for k, v in config.items() if k.startswith('ls_') and v is not None]:
-        old = checkpoint['optimizer']['param_groups'][0].get(k[3:], checkpoint['config'].get(k)) if k.startswith('ls_') else checkpoint['config'].get(k)
-        if old is not None and old != config[k]:
-            print(f"note: resuming with {k}={config[k]!r} (the checkpoint's run used {old!r})")
-    # each rank continues its own dropout RNG stream; on another world size, a documented deterministic reseed
-    rng = checkpoint['rng'] if isinstance(checkpoint['rng'], list) else [checkpoint['rng']] # older checkpoints: rank 0's only
-    if len(rng) == ddp_world_size:
-        ckpt_io.set_rng_state(rng[seed_offset])
-    else:
-        print(f"note: the checkpoint holds the RNG states of {len(rng)} ranks, this run has {ddp_world_size}: dropout reseeded from (seed, rank, iter_num)")
-        torch.manual_seed(mix_seed(seed, seed_offset, iter_num))
+    ckpt_io.print_changed_settings(checkpoint, config) # a changed setting applies, with a one-line notice
+    ckpt_io.restore_rng_states(checkpoint['rng'], seed_offset, ddp_world_size, seed, iter_num) # dropout, per rank
 checkpoint = None # free up memory
 
 # compile the model
@@ -328,10 +272,11 @@ def get_step_scale(it):
     return 1.0 - progress * (1.0 - min(1.0, min_lr / learning_rate))
 
 # ---- line search ---- the trial closure: f(w + eta*d) on the micro-batches just trained on, same dropout masks
-n_trial = gradient_accumulation_steps if ls_trial_microsteps == 0 else min(ls_trial_microsteps, gradient_accumulation_steps)
+n_trial = min(ls_trial_microsteps or gradient_accumulation_steps, gradient_accumulation_steps) # 0 = all
 def replay_closure(model, batches, ctx):
-    """The mean loss on `batches`, [(X, Y, RNG state taken just before that micro-batch's training forward)], without
-    autograd, each under its recorded RNG state: at unchanged parameters it equals f(w) bit for bit, dropout and all."""
+    """The mean loss on `batches`, [(X, Y, RNG state taken just before that micro-batch's training forward)],
+    without autograd, each under its recorded RNG state: at unchanged parameters it equals f(w) bit for bit,
+    dropout and all."""
     @torch.no_grad()
     def closure():
         saved, losses = ckpt_io.get_rng_state(), []
@@ -350,7 +295,8 @@ def train_step(X, Y, iter_num):
     non-finite loss or gradient: then parameters and optimizer state are left as they were)."""
     # forward backward update, with optional gradient accumulation to simulate larger batch size
     # and using the GradScaler if data type is float16
-    losses, trial_batches = [], [] # detached micro-batch losses (f(w)); the trial's (X, Y, RNG state) micro-batches
+    losses = [] # detached micro-batch losses (f(w))
+    trial_batches = [] # ---- line search ---- the trial's micro-batches: (X, Y, RNG state)
     for micro_step in range(gradient_accumulation_steps):
         if ddp:
             # in DDP training we only need to sync gradients at the last micro step.
@@ -358,7 +304,7 @@ def train_step(X, Y, iter_num):
             # I really dislike that this bloats the code and forces us to repeat code
             # looking at the source of that context manager, it just toggles this variable
             model.require_backward_grad_sync = (micro_step == gradient_accumulation_steps - 1)
-        if line_search and micro_step < n_trial: # ---- line search ---- the trial replays this forward's dropout masks
+        if line_search and micro_step < n_trial: # ---- line search ---- the trial replays this forward's dropout
             trial_batches.append((X, Y, ckpt_io.get_rng_state()))
         with ctx:
             logits, loss = model(X, Y)
@@ -374,7 +320,8 @@ def train_step(X, Y, iter_num):
         torch.distributed.all_reduce(step_loss)
         step_loss /= ddp_world_size
     if line_search:
-        # ---- line search ---- f(w) from this forward, the trial on the same batches; it clips and checks finiteness itself
+        # ---- line search ---- f(w) from this forward, the trial on the same batches; it clips and checks
+        # finiteness itself
         optimizer.step(closure=replay_closure(model, trial_batches, ctx), loss=torch.stack(losses[:n_trial]).mean())
         applied = not optimizer.last_stats['skipped']
     else:
@@ -415,7 +362,7 @@ while __name__ == '__main__': # train_setup.py runs this file under another name
         if line_search: # ---- line search ---- and applies step_scale * its eta
             param_group['step_scale'] = step_scale
 
-    # evaluate the loss on train/val sets and write checkpoints (with every rank's RNG state: a collective, all ranks)
+    # evaluate the loss on train/val sets and write checkpoints (with every rank's RNG state: all ranks gather it)
     rng_states = ckpt_io.gather_rng_states() if iter_num % eval_interval == 0 else None
     if iter_num % eval_interval == 0 and master_process:
         losses = estimate_loss()
@@ -454,9 +401,11 @@ while __name__ == '__main__': # train_setup.py runs this file under another name
     # a non-finite loss or gradient (on any rank) skips the update; too many in a row stop the run
     nonfinite_steps = 0 if applied else nonfinite_steps + 1
     if not applied:
-        print(f"iter {iter_num}: update skipped: non-finite loss or gradient ({nonfinite_steps}/{max_nonfinite_steps} in a row)")
+        print(f"iter {iter_num}: update skipped: non-finite loss or gradient "
+              f"({nonfinite_steps}/{max_nonfinite_steps} in a row)")
         if nonfinite_steps >= max_nonfinite_steps:
-            fail(f"{nonfinite_steps} consecutive non-finite steps at iter {iter_num}; stopping (last good checkpoint in {out_dir} kept)")
+            fail(f"{nonfinite_steps} consecutive non-finite steps at iter {iter_num}; stopping (last good "
+                 f"checkpoint in {out_dir} kept)")
 
     # timing and logging
     t1 = time.time()
@@ -466,17 +415,22 @@ while __name__ == '__main__': # train_setup.py runs this file under another name
         # get loss as float. note: this is a CPU-GPU sync point
         lossf = loss.item()
         # ---- line search ---- its step size after warmup, its trial forwards (each on n_trial micro-batches)
-        st = optimizer.last_stats if line_search else dict(eta=lr, forwards=0, backtracks=0, warmup=iter_num < warmup_iters)
+        st = optimizer.last_stats if line_search else dict(eta=lr, forwards=0, backtracks=0,
+                                                           warmup=iter_num < warmup_iters)
         lr = lr if st['warmup'] else st['eta']
         if local_iter_num >= 5: # let the training loop settle a bit
-            mfu = raw_model.estimate_mfu(batch_size * gradient_accumulation_steps, dt, extra_forwards=st['forwards'] * n_trial * batch_size)
+            mfu = raw_model.estimate_mfu(batch_size * gradient_accumulation_steps, dt,
+                                         extra_forwards=st['forwards'] * n_trial * batch_size)
             running_mfu = mfu if running_mfu == -1.0 else 0.9*running_mfu + 0.1*mfu
-        extra = f", fwd {st['forwards']}, bt {st['backtracks']}" + (" (warmup)" if st['warmup'] else "") if line_search else ""
-        print(f"iter {iter_num}: loss {lossf:.4f}, time {dt*1000:.2f}ms, mfu {running_mfu*100:.2f}%, lr {lr:.3e}{extra}")
+        extra = (f", fwd {st['forwards']}, bt {st['backtracks']}" + (" (warmup)" if st['warmup'] else "")
+                 if line_search else "")
+        print(f"iter {iter_num}: loss {lossf:.4f}, time {dt*1000:.2f}ms, mfu {running_mfu*100:.2f}%, "
+              f"lr {lr:.3e}{extra}")
         log_json(iter=iter_num, loss=lossf, lr=lr, dt_ms=dt*1000, forwards=st['forwards'], backtracks=st['backtracks'],
                  skipped=not applied, warmup=st['warmup'], **({'step_scale': step_scale} if line_search else {}))
         if wandb_log:
-            wandb.log({"iter": iter_num, "train/loss_step": lossf, "lr": lr, "forwards": st['forwards'], "backtracks": st['backtracks']})
+            wandb.log({"iter": iter_num, "train/loss_step": lossf, "lr": lr, "forwards": st['forwards'],
+                       "backtracks": st['backtracks']})
     iter_num += 1
     local_iter_num += 1
 
@@ -485,23 +439,5 @@ while __name__ == '__main__': # train_setup.py runs this file under another name
         break
 
 if ddp and __name__ == '__main__':
-    # safety check: every rank must end with the same parameters (DDP averages the gradients; the line search
-    # takes the same eta everywhere only because it all-reduces its losses). float64 sum, compared MIN vs MAX.
-    checksum = torch.stack([p.detach().double().sum() for p in raw_model.parameters()]).sum().reshape(1)
-    lo, hi = checksum.clone(), checksum.clone()
-    torch.distributed.all_reduce(lo, op=torch.distributed.ReduceOp.MIN)
-    torch.distributed.all_reduce(hi, op=torch.distributed.ReduceOp.MAX)
-    ranks_agree = lo.item() == hi.item()
-    if master_process:
-        print(f"ddp param checksum: {hi.item():.17g} (ranks agree: {ranks_agree})")
-    torch.distributed.barrier() # every rank is done with the group before any tears it down
-    destroy_process_group()
-    if not ranks_agree:
-        fail(f"DDP ranks ended with different parameters (checksums {lo.item():.17g} .. {hi.item():.17g})")
-    # gloo's worker threads can still abort the interpreter's own teardown afterwards ("terminate called without
-    # an active exception", exit code 1, seen now and then on CPU after a complete run): the run is done and its
-    # files are closed, so leave without that teardown
-    if wandb_log and master_process:
-        wandb.finish()
-    sys.stdout.flush(); sys.stderr.flush()
-    os._exit(0)
+    # every rank must end with the same parameters (checked), then the group is torn down and the process leaves
+    parallel.finish_ddp(raw_model, master_process, finish_wandb=wandb_log and master_process)

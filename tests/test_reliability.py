@@ -11,6 +11,7 @@ import torch
 
 import checkpoint
 import trainutil as tu
+from data.loader import load_meta
 
 
 # ----------------------------------------------------------------------------- atomic save
@@ -257,10 +258,10 @@ def test_load_meta_plain_values(tmp_path):
     path = tmp_path / 'meta.pkl'
     meta = {'vocab_size': 3, 'stoi': {'a': 0, 'b': 1, '\n': 2}, 'itos': {0: 'a', 1: 'b', 2: '\n'}, 'extra': [1.5, 'x']}
     path.write_bytes(pickle.dumps(meta))
-    assert checkpoint.load_meta(str(path)) == meta  # nanoGPT's format reads back unchanged
+    assert load_meta(str(path)) == meta  # nanoGPT's format reads back unchanged
     path.write_bytes(pickle.dumps({'vocab_size': 3, 'payload': RunsCode(str(tmp_path / 'ran'))}))
     with pytest.raises(SystemExit) as e:
-        checkpoint.load_meta(str(path))
+        load_meta(str(path))
     assert str(path) in e.value.code and '\n' not in e.value.code
     assert not os.path.exists(tmp_path / 'ran')
 
