@@ -3,12 +3,12 @@ What sets ALSALS's step size? The one-batch landscape along the Adam direction (
 style of Figs. 2-4 of "Improving Line Search Methods for Large Scale Neural Network Training" (Kenneweg,
 Kenneweg, Hammer, 2024).
 
-Two runs of train.py itself (the study's seed-0 runs: experiments/study.py's command line): ALSALS in the
-paper's form (study.PAPER: a search on every step and a constant applied step, so that every step shows what
+Two runs of train.py itself (the study's seed-0 runs: experiments/grid.py's command line): ALSALS in the
+paper's form (grid.PAPER: a search on every step and a constant applied step, so that every step shows what
 the search accepts), and AdamW at its tuned peak lr (the best grid point of results/study/<size>/<corpus>, or
 --adamw_lr). Each runs in stages (max_iters = each checkpoint iteration, then init_from=resume), and the
 checkpoint of each stage is kept: early (just after the hand-off), mid and late. For each checkpoint,
-loaded through train.py's own setup (init_from=resume, run_name='bench'), and each of K batches the next step
+loaded through train.py's own setup (train_setup.py, init_from=resume), and each of K batches the next step
 could see (the batch of the next step and the K-1 after it):
   g    = the batch's gradient at w;  m, v, t: the moments with that gradient folded in (clipped as the step
          would), d = -m^/(sqrt(v^)+eps): the direction ALSALS searches on (also AdamW's update direction)
@@ -25,13 +25,10 @@ Writes results/landscape/<corpus>_<size>.json and .png.
   python experiments/landscape.py --quick --out out-landscape-quick  # seconds (tests/test_landscape.py)
 """
 import argparse
-import contextlib
 import copy
-import io
 import json
 import math
 import os
-import runpy
 import shutil
 import subprocess
 import sys
@@ -41,8 +38,11 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(1, ROOT)  # train.py imports model, checkpoint, alsals
-from study import CORPORA, LS_CONFIG, PAPER, SIZES, collect, mean_final, shipped, train_args, tuned_lr  # noqa: E402
+sys.path.insert(1, ROOT)  # train_setup, checkpoint; train.py imports model, alsals, ...
+import checkpoint  # noqa: E402
+import train_setup  # noqa: E402  train.py's setup without its loop: the names it returns are in its docstring
+from grid import CORPORA, LS_CONFIG, PAPER, SIZES, shipped, train_args  # noqa: E402
+from report import collect, mean_final, tuned_lr  # noqa: E402
 
 ETAS = np.logspace(-5, -1, 25)
 CS = (0.3, 0.5, 0.6)
@@ -83,28 +83,21 @@ def train_in_stages(work, size, corpus, method, lr, stages):
 
 
 def load(size, corpus, method, lr, ckpt_dir):
-    """train.py's setup from a checkpoint (init_from=resume, no loop): its globals."""
-    cwd, argv = os.getcwd(), sys.argv
-    sys.argv = ['train.py'] + train_args(size, corpus, method, lr, 0) + [f'--out_dir={ckpt_dir}', '--init_from=resume']
-    os.chdir(ROOT)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            ns = runpy.run_path('train.py', run_name='bench')
-    finally:
-        os.chdir(cwd)
-        sys.argv = argv
-    return ns['train_step'].__globals__
+    """train.py's setup from a checkpoint (init_from=resume, no loop): train_setup's namespace."""
+    args = train_args(size, corpus, method, lr, 0) + [f'--out_dir={ckpt_dir}', '--init_from=resume']
+    return train_setup.setup(args, quiet=True, cwd=ROOT)
 
 
-def probe(g, n_batches, etas):
-    """The landscape along the Adam direction at a checkpoint, for n_batches batches. See the docstring."""
+def probe(train, n_batches, etas):
+    """The landscape along the Adam direction at a checkpoint (train: train_setup's namespace), for n_batches
+    batches. See the docstring."""
     import torch
-    model, opt, get_batch, ctx = g['model'], g['optimizer'], g['get_batch'], g['ctx']
-    line_search = g['line_search']
-    it = g['iter_num']
+    model, opt, get_batch, ctx = train.model, train.optimizer, train.get_batch, train.ctx
+    line_search = train.line_search
+    it = train.iter_num
     params = [p for grp in opt.param_groups for p in grp['params']]
     hp = opt.param_groups[0]
-    max_norm = hp['max_grad_norm'] if line_search else g['grad_clip']
+    max_norm = hp['max_grad_norm'] if line_search else train.config['grad_clip']
     w0 = [p.detach().clone() for p in params]
     Xv, Yv = get_batch('val', 10_000)
     model.train()
@@ -145,7 +138,7 @@ def probe(g, n_batches, etas):
         if line_search:
             comp = opt.state['search']['components'][0]
             rec['rule'] = {str(c): simulate(lambda e: f_w - f_at(e, d, X, Y), f_a, comp, hp, c) for c in CS}
-            rec['real'] = real_step(g, X, Y, w0, params)
+            rec['real'] = real_step(train, X, Y, w0, params)
         out.append(rec)
     with torch.no_grad():
         for p, w in zip(params, w0):
@@ -171,21 +164,21 @@ def simulate(dec_at, f_a, comp, hp, c):
     return dict(eta=eta, backtracks=backtracks, accepted=False, dec=dec)
 
 
-def real_step(g, X, Y, w0, params):
+def real_step(train, X, Y, w0, params):
     """The eta that the real optimizer.step accepts on this batch from the checkpoint (state restored after)."""
     import torch
-    model, opt = g['model'], g['optimizer']
+    model, opt = train.model, train.optimizer
     saved = copy.deepcopy(opt.state_dict())
     with torch.no_grad():
         for p, w in zip(params, w0):
             p.copy_(w)
     model.zero_grad(set_to_none=True)
-    rng = g['ckpt_io'].get_rng_state()
-    with g['ctx']:
+    rng = checkpoint.get_rng_state()
+    with train.ctx:
         loss = model(X, Y)[1]
     loss.backward()
     opt.state['search']['skip_left'] = 0  # search this step even if skip_stable would skip it: the search is measured
-    opt.step(closure=g['replay_closure'](model, [(X, Y, rng)], g['ctx']), loss=loss.detach())
+    opt.step(closure=train.replay_closure(model, [(X, Y, rng)], train.ctx), loss=loss.detach())
     st = opt.last_stats
     opt.load_state_dict(saved)
     model.zero_grad(set_to_none=True)
@@ -217,8 +210,8 @@ def analyse(recs, etas, comp=None, hp=None):
         res['rule'] = {str(c): float(np.exp(np.mean([math.log(r['rule'][str(c)]['eta']) for r in recs]))) for c in CS}
         res['real'] = dict(eta=float(np.exp(np.mean([math.log(r['real']['eta']) for r in recs]))),
                            c=recs[0]['real']['c'],
-                           agrees=all(math.isclose(r['real']['eta'], r['rule'][str(r['real']['c'])]['eta'], rel_tol=1e-6)
-                                      for r in recs if str(r['real']['c']) in r['rule']))
+                           agrees=all(math.isclose(r['real']['eta'], r['rule'][str(r['real']['c'])]['eta'],
+                                                   rel_tol=1e-6) for r in recs if str(r['real']['c']) in r['rule']))
     return res
 
 
@@ -322,12 +315,12 @@ def main(argv=None):
             dirs, traj[run] = train_in_stages(work, size, args.corpus, method, lr, stages)
             res[run] = {}
             for it, d in dirs.items():
-                g = load(size, args.corpus, method, lr, d)
-                recs = probe(g, n_batches, etas)
-                comp = g['optimizer'].state['search']['components'][0] if g['line_search'] else None
-                res[run][str(it)] = dict(analyse(recs, etas, comp, g['optimizer'].param_groups[0]), batches=recs,
-                                         iter=int(g['iter_num']),
-                                         lr_adamw=float(g['get_lr'](it)) if run == 'adamw' else None)
+                train = load(size, args.corpus, method, lr, d)
+                recs = probe(train, n_batches, etas)
+                comp = train.optimizer.state['search']['components'][0] if train.line_search else None
+                res[run][str(it)] = dict(analyse(recs, etas, comp, train.optimizer.param_groups[0]), batches=recs,
+                                         iter=int(train.iter_num),
+                                         lr_adamw=float(train.get_lr(it)) if run == 'adamw' else None)
                 r = res[run][str(it)]
                 print(f"{run:6s} ckpt {it:5d}: slope {r['f_a_mean']:.3g}  best one-batch eta {r['eta_best_batch']:.2e}"
                       f"  best val-batch eta {r['eta_best_val']:.2e}  E-ratio crosses c=0.6 at {r['crossing']['0.6']}"

@@ -1,0 +1,69 @@
+"""
+The study's grid (experiments/study.py): sizes, corpora, methods and learning rates, and train.py's command line
+for one run of it. Every run is train.py on the CPU in float32 from a shipped config: AdamW's
+(config/train_shakespeare_char.py, also the base of the peers) or the line search's
+(config/train_shakespeare_char_alsals.py, its ls_* settings as shipped), with the corpus, model size, run length,
+learning rate and seed overridden. Warmup is 10% of the run for every method; AdamW decays by cosine to lr/10 at
+max_iters. Also read by experiments/landscape.py.
+"""
+import os
+
+from peers import PEERS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ADAMW_CONFIG = 'config/train_shakespeare_char.py'
+LS_CONFIG = 'config/train_shakespeare_char_alsals.py'
+CORPORA = {'char': 'shakespeare_char', 'bible': 'bible_char'}
+LRFREE_LRS = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
+LS_METHODS = ('alsals', 'adamsls', 'sgdsls', 'plasls')
+# the ALSALS of the paper beside the shipped config: a search on every step, constant eta (no annealing)
+PAPER = 'alsals@ls_skip_stable=0@ls_anneal_frac=0'
+SIZES = {
+    'quick': dict(n_layer=1, n_head=2, n_embd=16, batch_size=4, block_size=16, max_iters=20, eval_interval=10,
+                  eval_iters=2, seeds=2, bracket_rounds=1),
+    'screen': dict(n_layer=2, n_head=4, n_embd=64, batch_size=16, block_size=64, max_iters=600,
+                   eval_interval=150, eval_iters=20, seeds=3, bracket_rounds=3),
+    'headline': dict(n_layer=3, n_head=4, n_embd=128, batch_size=32, block_size=128, max_iters=1000,
+                     eval_interval=250, eval_iters=20, seeds=3, bracket_rounds=3),
+}
+QUICK_LRS = [1e-3, 1e-2]  # --quick: two points of the lr-free grid
+
+
+def shipped(config_path):
+    """The config values a config file sets (it may exec another config file, by a path relative to ROOT)."""
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        scope = {}
+        exec(open(config_path).read(), scope)
+    finally:
+        os.chdir(cwd)
+    return {k: v for k, v in scope.items() if not k.startswith('_')}
+
+
+def train_args(size, corpus, method, lr, seed):
+    """train.py's command line for one run (config file first, then overrides)."""
+    s = SIZES[size]
+    warmup = max(1, s['max_iters'] // 10)
+    method, *overrides = method.split('@')  # a variant: alsals@ls_c=0.3@ls_b=100 (train.py overrides)
+    base = ADAMW_CONFIG if method == 'adamw' or method in PEERS else LS_CONFIG
+    args = [base, f"--dataset={CORPORA[corpus]}", f"--seed={1337 + seed}",
+            f"--n_layer={s['n_layer']}", f"--n_head={s['n_head']}", f"--n_embd={s['n_embd']}",
+            f"--batch_size={s['batch_size']}", f"--block_size={s['block_size']}", "--gradient_accumulation_steps=1",
+            f"--max_iters={s['max_iters']}", f"--lr_decay_iters={s['max_iters']}", f"--warmup_iters={warmup}",
+            f"--learning_rate={lr!r}", f"--min_lr={lr / 10!r}",
+            f"--eval_interval={s['eval_interval']}", f"--eval_iters={s['eval_iters']}", "--log_interval=1",
+            "--always_save_checkpoint=False", "--device=cpu", "--compile=False", "--dtype=float32"]
+    if method in LS_METHODS:
+        args.append(f"--optimizer={method}")
+    return args + [f"--{o}" for o in overrides]
+
+
+def code_fingerprint():
+    """sha1 of the code a run measures, so a result can be matched to (or found stale against) the code."""
+    import hashlib
+    h = hashlib.sha1()
+    for f in ('train.py', 'alsals.py', 'model.py', ADAMW_CONFIG, LS_CONFIG):
+        with open(os.path.join(ROOT, f), 'rb') as fh:
+            h.update(fh.read())
+    return h.hexdigest()[:12]
