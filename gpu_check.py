@@ -188,32 +188,29 @@ def part_offset(tmp):
                 negligible=bool(typical > 0 and np.abs(off).max() <= 0.1 * typical),
                 graphs_compiled_after_handoff=new_graphs, ok=new_graphs == 0, rows=rows)
 
+def section(name, title, lines):
+    """The summary's section of part `name`, if it ran: its title, then lines(part), or the error it failed with."""
+    part = report['parts'].get(name)
+    if part is None:
+        return []
+    return [title, '', *([f"failed: {part['error']}"] if 'error' in part else lines(part)), '']
+
 def summary():
-    P = report['parts']
     L = [f"# GPU check: {report['device']}", '', f"torch {report['torch']}, started {report['started']}, "
          f"{'SMOKE (CPU plumbing, figures meaningless)' if smoke else 'bf16 + torch.compile (inductor), 124M'}", '']
-    if 'bench' in P:
-        b = P['bench']
-        L += [f"## 1. Bench, {bench_accum} micro-batches ({' '.join(SHAPE)})", '']
-        L += ['```', *b.get('table', []), '```'] if 'results' in b else [f"failed: {b.get('error')}"]
-        L.append('')
-    if 'recompiles' in P:
-        r = P['recompiles']
-        L += ['## 2. Recompiles after the hand-off', '']
-        L += [f"{r['recompiles_after_handoff']} after the hand-off at step {r['handoff']} ({r['searched_steps']} searched "
-              f"steps; {r['recompiles_before_handoff']} before it). Loss {r['loss_at_handoff']:.3f} at the hand-off, "
-              f"{r['loss_last']:.3f} at the end; eta {r['eta_first']:.3g} -> {r['eta_last']:.3g}; "
-              f"{r['trial_forwards_per_step']:.2f} trial forwards and {r['backtracks_per_step']:.2f} backtracks per step; "
-              f"{r['median_ms_per_step_after_handoff']:.1f} ms/step (1 micro-batch)."] if 'error' not in r else [f"failed: {r['error']}"]
-        L.append('')
-    if 'offset' in P:
-        o = P['offset']
-        L += ['## 3. f(w) from the training graph vs the closure at eta = 0 (no-grad graph)', '']
-        L += [f"{o['steps']} searched steps: mean offset {o['mean_offset']:+.3g}, mean |offset| {o['mean_abs_offset']:.3g}, "
-              f"max |offset| {o['max_abs_offset']:.3g}; median decrease f(w) - f(w + eta d) {o['median_abs_decrease']:.3g}; "
-              f"{'negligible' if o['negligible'] else 'NOT negligible'} ({o['rule']}). Graphs compiled after the "
-              f"hand-off: {o['graphs_compiled_after_handoff']}."] if 'error' not in o else [f"failed: {o['error']}"]
-        L.append('')
+    L += section('bench', f"## 1. Bench, {bench_accum} micro-batches ({' '.join(SHAPE)})",
+                 lambda b: ['```', *b['table'], '```'])
+    L += section('recompiles', '## 2. Recompiles after the hand-off', lambda r: [
+        f"{r['recompiles_after_handoff']} after the hand-off at step {r['handoff']} ({r['searched_steps']} searched "
+        f"steps; {r['recompiles_before_handoff']} before it). Loss {r['loss_at_handoff']:.3f} at the hand-off, "
+        f"{r['loss_last']:.3f} at the end; eta {r['eta_first']:.3g} -> {r['eta_last']:.3g}; "
+        f"{r['trial_forwards_per_step']:.2f} trial forwards and {r['backtracks_per_step']:.2f} backtracks per "
+        f"step; {r['median_ms_per_step_after_handoff']:.1f} ms/step (1 micro-batch)."])
+    L += section('offset', '## 3. f(w) from the training graph vs the closure at eta = 0 (no-grad graph)', lambda o: [
+        f"{o['steps']} searched steps: mean offset {o['mean_offset']:+.3g}, mean |offset| "
+        f"{o['mean_abs_offset']:.3g}, max |offset| {o['max_abs_offset']:.3g}; median decrease f(w) - f(w + eta d) "
+        f"{o['median_abs_decrease']:.3g}; {'negligible' if o['negligible'] else 'NOT negligible'} ({o['rule']}). "
+        f"Graphs compiled after the hand-off: {o['graphs_compiled_after_handoff']}."])
     L.append(f"Result: {'PASS' if report.get('ok') else 'FAIL'}")
     return '\n'.join(L) + '\n'
 
