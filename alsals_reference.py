@@ -30,10 +30,9 @@ VARIANTS = {
 class LineSearchReference(torch.optim.Optimizer):
     def __init__(self, params, variant='alsals', lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  c=None, smooth=None, beta_s=0.99, b=500.0, backtrack=0.9, max_backtracks=20, eta_min=None,
-                 eta_max=1.0, warmup_steps=0, ema_warmup_steps=100, step_scale=1.0, skip_stable=0, max_grad_norm=0.0,
+                 eta_max=1.0, warmup_steps=0, ema_warmup_steps=100, skip_stable=0, max_grad_norm=0.0,
                  components=None, merge_threshold=1e-12):
-        # step_scale: after warmup the update moves step_scale*eta; the search tests and keeps eta (annealing)
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, step_scale=step_scale))
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
         self.trial_dir, self.final_dir, c0, smooth0, eta_min0 = VARIANTS[variant]
         self.c = c0 if c is None else c
         self.smooth = smooth0 if smooth is None else smooth
@@ -46,6 +45,7 @@ class LineSearchReference(torch.optim.Optimizer):
         self.pending_split = None if components is None else [list(comp) for comp in components]
         self.comps = [dict(params=all_params, eta=float(lr), D=0.0, G=0.0, exhausted=False)]
         self.t, self.cursor, self.skip_left = 0, 0, 0
+        self.lr0 = {}                                  # each group's lr at the hand-off (by id of the group)
         self.last = {}
 
     @property
@@ -93,26 +93,33 @@ class LineSearchReference(torch.optim.Optimizer):
             d_trial[p] = d_final[p] if self.trial_dir == 'momentum' else -grad / (v_hat.sqrt() + g['eps'])
         w = {p: p.clone() for p, _ in entries}
 
-        def put(params, eta, d):                      # p = w + eta*d
-            for p in params:
-                p.copy_(w[p] + eta * d[p])
+        if not warmup:                                # lr_0: each group's lr at its first searched step
+            for g in self.param_groups:
+                self.lr0.setdefault(id(g), g['lr'])
+        ref = self.param_groups[0]
 
-        def update(params, eta):                      # p = w*(1 - a*wd) + a*d_final, a = step_scale*eta (AdamW form)
+        def trial_k(p):                               # the trial moves group k by eta * lr_0(k)/lr_0(ref)
+            return self.lr0[id(group_of[p])] / self.lr0[id(ref)] if not warmup else group_of[p]['lr'] / ref['lr']
+
+        def put(params, eta, d):                      # p = w + eta*k*d
             for p in params:
-                a = group_of[p]['step_scale'] * eta
+                p.copy_(w[p] + eta * trial_k(p) * d[p])
+
+        def update(params, eta):                      # p = w*(1 - a*wd) + a*d_final, a = eta*lr/lr_0(ref) (AdamW form)
+            for p in params:
+                a = eta * group_of[p]['lr'] / self.lr0[id(ref)]
                 p.copy_(w[p] * (1 - a * group_of[p]['weight_decay']) + a * d_final[p])
 
-        def slope(params):                            # f_a = -g . d_trial, unclipped g
-            return -sum(float((raw[p].double() * d_trial[p].double()).sum()) for p in params)
+        def slope(params):                            # f_a = -g . d_trial (each group's trial factor), unclipped g
+            return -sum(trial_k(p) * float((raw[p].double() * d_trial[p].double()).sum()) for p in params)
 
         if warmup:                                    # AdamW/SGD with each group's lr
             comp = self.comps[0]
-            comp['eta'] = float(self.param_groups[0]['lr'])
+            comp['eta'] = float(ref['lr'])
             if self.smooth and closure is not None and f_w is not None \
                     and self.t > self.warmup_steps - self.ema_warmup_steps:
                 f_a = slope(group_of)
-                for p in group_of:
-                    p.copy_(w[p] + group_of[p]['lr'] * d_trial[p])
+                put(group_of, ref['lr'], d_trial)
                 f_t = float(closure())
                 if math.isfinite(f_t):
                     comp['D'] = self.beta_s * comp['D'] + (1 - self.beta_s) * (f_w - f_t)
@@ -150,6 +157,7 @@ class LineSearchReference(torch.optim.Optimizer):
         c_h = self.c if G_new > 0 else 1.0 / self.c                                  # [A] Eq. 8
         eta_start = eta = comp['eta']
         backtracks = 0
+        f_t = math.nan
         while True:
             put(params, eta, d_trial)
             f_t = float(closure())
@@ -173,7 +181,9 @@ class LineSearchReference(torch.optim.Optimizer):
             put(params, 0.0, d_trial)                                                # back to w
             if self.smooth:
                 comp['D'] = comp['G'] = 0.0
-            comp['eta'] = eta_start if comp['exhausted'] else eta
+            # the smallest trial no better than f(w): eta is too large, keep cutting; otherwise cut only once
+            too_large = math.isfinite(f_t) and f_t >= f_w
+            comp['eta'] = eta if too_large or not comp['exhausted'] else eta_start
             comp['exhausted'] = True
             self.skip_left = 0
 
