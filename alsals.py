@@ -44,9 +44,10 @@ Project choices (not in the papers), each for a stated reason:
     component) along its own direction (1 when every group has the same lr).
   * A search that fails max_backtracks times, or reaches eta_min, is "exhausted": the parameters return to w
     (no update; a non-finite trial is never accepted) and both EMAs restart. If its last (smallest) trial was
-    finite and no better than f(w), eta is too large and keeps that last tried value, so a first guess far too
-    high keeps coming down (x0.12 per exhausted step). Otherwise eta keeps its last tried value only if the
-    previous search was accepted, so repeated exhaustion of another cause cannot shrink eta again and again.
+    finite, the test failed at every eta tried: eta is too large and keeps that last tried value, so a first
+    guess far too high keeps coming down (x0.12 per exhausted step; with the EMAs restarted, the next test is
+    the plain Eq. 9 one). After non-finite trials eta keeps its last tried value only if the previous search
+    was accepted, so a closure that fails whatever eta cannot shrink eta again and again.
   * If the smoothed decrease D is negative, the smoothed test tends to beta_s*D < 0 <= c_h*eta*G' as eta -> 0
     whatever the sign of G', so no eta can pass and the EMAs would lock the search for ~1/(1-beta_s) steps:
     the EMAs then restart, and that step uses the plain Eq. 9 test.
@@ -214,6 +215,11 @@ class ALSALS(torch.optim.Optimizer):
     def step(self, closure: Optional[Callable[[], Any]] = None, loss: Any = None) -> Optional[float]:
         """One step; returns f(w) (None in warmup without loss or closure). See the class docstring."""
         first = self.param_groups[0]
+        if all(group['lr'] == 0 for group in self.param_groups):
+            # moves nothing: only the per-parameter state is created (torch.distributed.checkpoint initialises an
+            # optimizer's state this way); the search and its counters are left as they are
+            self._init_group()
+            return None if loss is None else float(loss)
         warmup = first['step'] < first['warmup_steps']
         if not warmup and closure is None:
             raise RuntimeError(f"{type(self).__name__}: after warmup, step() needs closure= (the loss at the "
@@ -416,8 +422,11 @@ class ALSALS(torch.optim.Optimizer):
         if stats['exhausted']:
             for part in comp:
                 self._move(part, -moved * part.trial_mult, trial=True)     # back to w: no update
-            too_large = math.isfinite(f_t) and f_t >= f_w                   # even the smallest trial was no better
-            self._set_component(_groups(comp), eta=eta if too_large or not hp['exhausted'] else eta_start,
+            # the smallest eta still failed at a finite loss: it is too large, keep cutting (from a first guess far
+            # too high); after non-finite trials cut once only (a closure that fails whatever eta must not drive
+            # eta to eta_min)
+            keep_cut = math.isfinite(f_t) or not hp['exhausted']
+            self._set_component(_groups(comp), eta=eta if keep_cut else eta_start,
                                 exhausted=True, **(dict(D=0.0, G=0.0) if smooth else dict(D=D, G=G)))
             self._set_all(skip_left=0)
             return

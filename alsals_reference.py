@@ -181,9 +181,9 @@ class LineSearchReference(torch.optim.Optimizer):
             put(params, 0.0, d_trial)                                                # back to w
             if self.smooth:
                 comp['D'] = comp['G'] = 0.0
-            # the smallest trial no better than f(w): eta is too large, keep cutting; otherwise cut only once
-            too_large = math.isfinite(f_t) and f_t >= f_w
-            comp['eta'] = eta if too_large or not comp['exhausted'] else eta_start
+            # the test failed down to the smallest eta at a finite loss: eta is too large, keep cutting; after
+            # non-finite trials, cut only once
+            comp['eta'] = eta if math.isfinite(f_t) or not comp['exhausted'] else eta_start
             comp['exhausted'] = True
             self.skip_left = 0
 
