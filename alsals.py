@@ -81,11 +81,17 @@ Params = Union[Iterable[torch.Tensor], Iterable[dict]]
 
 # the settings of the search itself: one search over all parameters, so they must agree in every group
 _SEARCH_KEYS = ('c', 'smooth', 'beta_s', 'b', 'backtrack', 'max_backtracks', 'eta_min', 'eta_max', 'warmup_steps',
-                'ema_warmup_steps', 'skip_stable', 'max_grad_norm', 'fa', 'fd_eps', 'reduce_losses')
+                'ema_warmup_steps', 'skip_stable', 'max_grad_norm', 'fa', 'fd_eps', 'reduce_losses', 'ramp', 'ramp_rule')
 # the search's scalars in every param group: per component (the groups sharing group['component']) ...
 _COMPONENT_STATE = dict(eta=None, D=0.0, G=0.0, exhausted=False)
 # ... and for the whole optimizer (every group holds the same value)
-_OPTIMIZER_STATE = dict(step=0, cursor=0, skip_left=0, forwards=0, backtracks=0, exhaustions=0, skipped=0)
+_OPTIMIZER_STATE = dict(step=0, cursor=0, skip_left=0, forwards=0, backtracks=0, exhaustions=0, skipped=0,
+                        ramping=None, loss_ema=0.0, loss_min=math.inf, eta_at_min=0.0, ref=0.0, ref_q=0.0)
+# what ends the search-driven start (ramp > 0): the issue-17 candidates, see _ramp_step
+_RAMP_RULES = ('range', 'polyak', 'nonmonotone')
+_RANGE_START = 0.01    # 'range': the range test starts at 1/100 of the first guess ...
+_RANGE_RISE = 0.02     # ... and ends when the smoothed training loss is 2 % above its minimum
+_ZH_XI = 0.85          # 'nonmonotone': Zhang-Hager's weight of the past in the reference value
 
 
 def _local(t: torch.Tensor) -> torch.Tensor:
@@ -152,7 +158,8 @@ class ALSALS(torch.optim.Optimizer):
                  weight_decay: float = 0.0, c: float = 0.6, smooth: bool = True, beta_s: float = 0.99,
                  b: float = 500.0, backtrack: float = 0.9, max_backtracks: int = 20, eta_min: float = 1e-8,
                  eta_max: float = 1.0, warmup_steps: int = 0, ema_warmup_steps: int = 100, skip_stable: int = 0,
-                 max_grad_norm: float = 0.0, fa: str = 'exact', fd_eps: float = 1e-5, reduce_losses: bool = True):
+                 max_grad_norm: float = 0.0, fa: str = 'exact', fd_eps: float = 1e-5, reduce_losses: bool = True,
+                 ramp: float = 0.0, ramp_rule: str = 'range'):
         name = type(self).__name__
         _require(lr > 0, f"{name}: lr must be > 0, got {lr}")
         _require(0 <= betas[0] < 1 and 0 <= betas[1] < 1, f"{name}: betas must be in [0, 1), got {betas}")
@@ -171,10 +178,13 @@ class ALSALS(torch.optim.Optimizer):
         _require(max_grad_norm >= 0, f"{name}: max_grad_norm must be >= 0, got {max_grad_norm}")
         _require(fa in ('exact', 'fd'), f"{name}: fa must be 'exact' or 'fd', got {fa!r}")
         _require(fd_eps > 0, f"{name}: fd_eps must be > 0, got {fd_eps}")
+        _require(ramp >= 0, f"{name}: ramp must be >= 0, got {ramp}")
+        _require(ramp_rule in _RAMP_RULES, f"{name}: ramp_rule must be one of {', '.join(_RAMP_RULES)}, got {ramp_rule!r}")
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, c=c, smooth=smooth, beta_s=beta_s,
                         b=b, backtrack=backtrack, max_backtracks=max_backtracks, eta_min=eta_min, eta_max=eta_max,
                         warmup_steps=warmup_steps, ema_warmup_steps=ema_warmup_steps, skip_stable=skip_stable,
-                        max_grad_norm=max_grad_norm, fa=fa, fd_eps=fd_eps, reduce_losses=reduce_losses)
+                        max_grad_norm=max_grad_norm, fa=fa, fd_eps=fd_eps, reduce_losses=reduce_losses, ramp=ramp,
+                        ramp_rule=ramp_rule)
         self.last_stats = {}   # the last step: eta, forwards, backtracks, accepted, exhausted, skipped, f_w, ...
         super().__init__(params, defaults)
         _require(fa == 'exact' or all(p.dtype in (torch.float32, torch.float64) for p in self._all_params()),
@@ -236,7 +246,8 @@ class ALSALS(torch.optim.Optimizer):
                                        f_a=None, searched=0)   # searched: the component's index (None: all)
 
         # 1. non-finite guard, one collective and one sync: f(w) and the gradient norm decide whether to step
-        norms = torch.stack(torch._foreach_norm([_local(g) for g in grads])).float()
+        norms = torch.stack(torch._foreach_norm([_local(g) for g in grads]))
+        norms = norms.float() if norms.element_size() < 4 else norms    # 16-bit gradients: norms in float32
         grad_norm = norms.square().sum() if self._sharded else torch.linalg.vector_norm(norms)
         f_w, grad_norm = self._reduce([math.nan if loss is None else loss, grad_norm], partial=(False, True))
         grad_norm = math.sqrt(grad_norm) if self._sharded else grad_norm
@@ -379,6 +390,10 @@ class ALSALS(torch.optim.Optimizer):
         """Search the component, or, in the skip_stable steps after a first-trial acceptance, take the grown eta."""
         first = self.param_groups[0]
         state = comp[0].group
+        if first['ramping'] is None:                                   # the first searched step
+            self._set_all(ramping=first['ramp'] > 0)
+        if first['ramping']:
+            return self._ramp_step(comp, closure, f_w, stats)
         eta = min(state['eta'] * 2.0 ** (1.0 / state['b']), state['eta_max'])          # [A] Eq. 2
         if first['skip_left'] > 0:
             self._set_all(skip_left=first['skip_left'] - 1)
@@ -387,8 +402,9 @@ class ALSALS(torch.optim.Optimizer):
         else:
             self._search(comp, eta, closure, f_w, stats)
 
-    def _search(self, comp: list, eta_start: float, closure, f_w: float, stats: dict) -> None:
-        """Backtracking Armijo search on one component, in place (no copies). [A] Eq. 8-9."""
+    def _search(self, comp: list, eta_start: float, closure, f_w: float, stats: dict, test=None) -> None:
+        """Backtracking Armijo search on one component, in place (no copies). [A] Eq. 8-9. `test(eta, f_t, f_a)`
+        replaces Eq. 9 during the search-driven start (the EMAs still follow the decrease, to warm them)."""
         hp = comp[0].group
         beta_s, c, smooth = hp['beta_s'], hp['c'], hp['smooth']
         D, G = hp['D'], hp['G']
@@ -411,8 +427,8 @@ class ALSALS(torch.optim.Optimizer):
                 f_t, = self._reduce([closure()])
             stats['forwards'] += 1
             D_new = beta_s * D + (1 - beta_s) * (f_w - f_t) if smooth else f_w - f_t
-            if math.isfinite(f_t) and D_new >= c_h * eta * G_new:                       # [A] Eq. 9
-                break
+            if math.isfinite(f_t) and (D_new >= c_h * eta * G_new if test is None else test(eta, f_t, f_a)):
+                break                                                                   # [A] Eq. 9
             if stats['backtracks'] >= hp['max_backtracks'] or eta <= hp['eta_min']:
                 stats.update(accepted=False, exhausted=True)
                 break
@@ -434,6 +450,56 @@ class ALSALS(torch.optim.Optimizer):
         for part in comp:
             self._accept_part(part, eta * part.trial_mult, eta * part.applied_mult)
         self._set_all(skip_left=hp['skip_stable'] if stats['backtracks'] == 0 else 0)
+
+    def _ramp_step(self, comp: list, closure, f_w: float, stats: dict) -> None:
+        """The search-driven start (ramp > 0; the candidates of issue 17, none of them in the papers): instead of an
+        AdamW warmup to a target, eta doubles every `ramp` steps until a rule ends the ramp; the search goes on
+        from there.
+          'range'       the LR range test (Smith, "Cyclical Learning Rates for Training Neural Networks", 2017) run
+                        as the start: plain steps (no trial) from eta = lr/100, while an EMA over `ramp` steps of
+                        the training loss f(w) is tracked; when it rises 2 % above its minimum (or f(w) is not
+                        finite), eta becomes the eta at that minimum;
+          'polyak'      searched steps with eta capped by the Polyak step f(w)/f_a (f* = 0; "Stochastic Polyak
+                        Step-size", Loizou et al., 2021), a trial that raises the loss backtracks; the ramp ends
+                        when the cap binds;
+          'nonmonotone' searched steps whose trial is tested against Zhang-Hager's running reference C
+                        ("A Nonmonotone Line Search Technique", Zhang and Hager, 2004) instead of f(w), Armijo with
+                        c; the ramp ends at the first backtrack."""
+        first, state = self.param_groups[0], comp[0].group
+        rule, k = first['ramp_rule'], first['ramp']
+        if rule == 'range':
+            fresh = first['loss_min'] == math.inf
+            eta = state['eta'] * (_RANGE_START if fresh else 2.0 ** (1.0 / k))
+            beta = 1.0 - 1.0 / k
+            ema = f_w if fresh else beta * first['loss_ema'] + (1 - beta) * f_w
+            self._set_all(loss_ema=ema)
+            if ema < first['loss_min']:
+                self._set_all(loss_min=ema, eta_at_min=state['eta'] if not fresh else eta)
+            if ema > (1.0 + _RANGE_RISE) * first['loss_min'] or eta >= state['eta_max']:
+                eta = first['eta_at_min']
+                self._set_all(ramping=False)
+                stats['ramp_end'] = True
+            self._set_component(_groups(comp), eta=eta)
+            self._update(comp, eta)
+            return
+        eta = min(state['eta'] * 2.0 ** (1.0 / k), state['eta_max'])
+        end = False
+        if rule == 'polyak':                                         # one more sync: f_a before the first trial
+            f_a, = self._reduce([self._slope(comp)], partial=(True,))
+            if f_a > 0 and f_w / f_a < eta:
+                eta, end = f_w / f_a, True
+            test = lambda eta, f_t, f_a: f_t <= f_w                   # the guard: the loss must not rise
+        else:                                                        # C_k = (xi*Q*C + f)/(xi*Q + 1), Q_0 = 0
+            q = _ZH_XI * first['ref_q'] + 1.0
+            ref = (_ZH_XI * first['ref_q'] * first['ref'] + f_w) / q
+            self._set_all(ref=ref, ref_q=q)
+            c = first['c']
+            test = lambda eta, f_t, f_a: ref - f_t >= (c if f_a > 0 else 1.0 / c) * eta * f_a
+        self._search(comp, eta, closure, f_w, stats, test=test)
+        self._set_all(skip_left=0)
+        if end or (rule == 'nonmonotone' and stats['backtracks'] > 0):
+            self._set_all(ramping=False)
+            stats['ramp_end'] = True
 
     # ---- moves -----------------------------------------------------------------------------------------------
     def _move(self, part: _Part, step: float, trial: bool) -> None:
@@ -660,7 +726,7 @@ def _upgrade_state_dict(optimizer: ALSALS, state_dict: dict) -> dict:
     if search is None:
         _require(all('eta' in g for g in state_dict['param_groups']), f"{name}: state_dict has no line-search "
                  f"state (was it saved by another optimizer?)")
-        return state_dict
+        return _complete(optimizer, state_dict)
     _require(len(search['components']) == 1 and search['split'] is None,
              f"{name}: a PLASLS checkpoint of the earlier layout (components as parameter indices) cannot be "
              f"converted; start the run again, or resume it with the project's version of 2026-11 (commit cdbdc2f)")
@@ -672,7 +738,19 @@ def _upgrade_state_dict(optimizer: ALSALS, state_dict: dict) -> dict:
     state_dict = dict(state_dict, state={k: v for k, v in state_dict['state'].items() if k != 'search'})
     state_dict['param_groups'] = [dict({k: v for k, v in g.items() if k != 'step_scale'}, **scalars)
                                   for g in state_dict['param_groups']]
-    return state_dict
+    return _complete(optimizer, state_dict)
+
+
+def _complete(optimizer: ALSALS, state_dict: dict) -> dict:
+    """Settings and scalars that a checkpoint predates take this optimizer's defaults (a run saved after its
+    warmup has no search-driven start left to make)."""
+    groups = []
+    for g in state_dict['param_groups']:
+        missing = {k: v for k, v in {**optimizer.defaults, **_OPTIMIZER_STATE}.items() if k not in g}
+        if 'ramping' in missing and g['step'] > g['warmup_steps']:
+            missing['ramping'] = False
+        groups.append(dict(g, **missing))
+    return dict(state_dict, param_groups=groups)
 
 
 def _from_line_search_layout(optimizer: ALSALS, state_dict: dict) -> dict:

@@ -13,9 +13,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import alsals  # noqa: E402
 import alsals_reference  # noqa: E402
+import muon  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 
-VARIANTS = ['alsals', 'adamsls', 'sgdsls', 'plasls']
+VARIANTS = ['alsals', 'adamsls', 'sgdsls', 'plasls', 'muonsls', 'muonsls_separate']
 
 
 def mlp(seed=1, dtype=torch.float32):
@@ -23,14 +24,21 @@ def mlp(seed=1, dtype=torch.float32):
     return nn.Sequential(nn.Linear(10, 16), nn.Tanh(), nn.Linear(16, 1)).to(dtype)
 
 
-def groups(m, wd=0.1):
-    return [{'params': [p for p in m.parameters() if p.dim() == 2], 'weight_decay': wd},
+def groups(m, wd=0.1, use_muon=False):
+    return [{'params': [p for p in m.parameters() if p.dim() == 2], 'weight_decay': wd, 'use_muon': use_muon},
             {'params': [p for p in m.parameters() if p.dim() < 2], 'weight_decay': 0.0}]
 
 
 def make_opt(variant, m, reference=False, **kw):
+    """A variant of alsals.py or muon.py (or its twin) on the two groups of `m`; 'muonsls' runs Muon's direction
+    on the 2-D weights with one eta for all, 'muonsls_separate' with one eta for them and one for the biases."""
     if variant == 'plasls':
         kw['components'] = [list(m[0].parameters()), list(m[2].parameters())]
+    if variant.startswith('muonsls'):
+        kw['separate_eta'] = variant == 'muonsls_separate'
+        if reference:
+            return alsals_reference.LineSearchReference(groups(m, use_muon=True), variant='muonsls', **kw)
+        return muon.MuonSLS(groups(m, use_muon=True), **kw)
     if reference:
         return alsals_reference.LineSearchReference(groups(m), variant=variant, **kw)
     return alsals.OPTIMIZERS[variant](groups(m), **kw)
@@ -67,7 +75,7 @@ def data(seed=0, n=64, dtype=torch.float32):
 
 
 def run(m, opt, steps, warmup=0, lr=0.05, batch=16, seed=0, record=None, schedule=None):
-    X, Y = data(seed)
+    X, Y = data(seed, dtype=next(m.parameters()).dtype)
     for it in range(steps):
         i = (it * batch) % len(X)
         xb, yb = X[i:i + batch], Y[i:i + batch]
@@ -90,7 +98,8 @@ def run(m, opt, steps, warmup=0, lr=0.05, batch=16, seed=0, record=None, schedul
             opt.step(closure=lambda: F.mse_loss(m(xb), yb), loss=loss.detach())
         if record is not None:   # the stats, components and moments after the step
             moments = {n: (opt.state[p]['exp_avg'].clone(), opt.state[p]['exp_avg_sq'].clone(), opt.state[p]['step'])
-                       for n, p in m.named_parameters() if 'exp_avg' in opt.state[p]}
+                       if 'exp_avg' in opt.state[p] else opt.state[p]['momentum_buffer'].clone()
+                       for n, p in m.named_parameters() if opt.state[p]}
             record.append((before, dict(stats=opt.last_stats, moments=moments,
                                         comps=components(opt))))
 
@@ -105,7 +114,10 @@ def test_fast_matches_reference(variant, anneal):
     lr = 5.0 if variant == 'sgdsls' else 0.3  # large enough to backtrack
     kw = dict(lr=lr, weight_decay=0.1, warmup_steps=5, ema_warmup_steps=3, max_grad_norm=1.0, skip_stable=2)
     schedule = (lambda it: 1.0 - 0.9 * max(0, it - 30) / 30) if anneal else None
-    m1, m2 = mlp(), mlp()
+    # Muon's Newton-Schulz rounds its input to bfloat16: in float32 the twins' last-bit differences would flip
+    # that rounding now and then; float64 keeps them far below it
+    dtype = torch.float64 if variant.startswith('muonsls') else torch.float32
+    m1, m2 = mlp(dtype=dtype), mlp(dtype=dtype)
     o1, o2 = make_opt(variant, m1, **kw), make_opt(variant, m2, reference=True, **kw)
     run(m1, o1, 60, warmup=5, lr=lr, schedule=schedule)
     run(m2, o2, 60, warmup=5, lr=lr, schedule=schedule)
@@ -213,9 +225,16 @@ def test_every_accepted_step_satisfies_its_criterion(variant, smooth):
             if variant == 'sgdsls':
                 d[n] = -grads[n]
                 continue
+            if variant.startswith('muonsls') and grads[n].dim() == 2:    # Muon: -r * NS((1-mu)*g + mu*B)
+                from torch.optim._muon import _zeropower_via_newtonschulz
+                u = grads[n].lerp(after['moments'][n], 0.95)               # torch.optim.Muon's rounding
+                ortho = _zeropower_via_newtonschulz(u, (3.4445, -4.775, 2.0315), 5, 1e-7).float()
+                d[n] = -max(1, grads[n].shape[0] / grads[n].shape[1]) ** 0.5 * ortho
+                continue
             mom, sq, t = after['moments'][n]
             denom = (sq / (1 - b2 ** t)).sqrt() + eps
-            d[n] = -(mom / (1 - b1 ** t)) / denom if variant == 'alsals' else -grads[n] / denom
+            d[n] = -(mom / (1 - b1 ** t)) / denom if variant in ('alsals', 'muonsls', 'muonsls_separate') \
+                else -grads[n] / denom
         f_a = -sum(float((grads[n].double() * d[n].double()).sum()) for n in searched)
         with torch.no_grad():
             for n, p in probe.named_parameters():
@@ -901,3 +920,68 @@ def test_first_guess_far_too_high_comes_down():
         exhausted.append(opt.last_stats['exhausted'])
     assert 2 <= sum(exhausted) <= 6 and not any(exhausted[10:]), exhausted
     assert opt.eta < 0.5 and F.mse_loss(m(X), Y).item() < 0.5 * f0
+
+
+# ---- the search-driven start (issue 17 candidates) --------------------------------------------------------------
+def test_range_start_matches_reference():
+    """ramp > 0, rule 'range': no AdamW warmup; eta starts at lr/100 and doubles every `ramp` steps while the
+    training loss's EMA is tracked; when it rises 2 % above its minimum, eta becomes the eta at the minimum and
+    the search takes over. The twin implements the same start."""
+    kw = dict(lr=0.5, weight_decay=0.1, ramp=3.0, max_grad_norm=1.0)
+    m1, m2 = mlp(), mlp()
+    o1, o2 = make_opt('alsals', m1, **kw), make_opt('alsals', m2, reference=True, **kw)
+    rec = []
+    run(m1, o1, 60, batch=64, record=rec)                              # full batch: a smooth loss to read
+    run(m2, o2, 60, batch=64)
+    ends = [i for i, (_, after) in enumerate(rec) if after['stats'].get('ramp_end')]
+    assert len(ends) == 1 and 5 < ends[0] < 50 and totals(o1)['backtracks'] > 0
+    for a, b in zip(m1.parameters(), m2.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert o1.eta == pytest.approx(o2.eta, rel=1e-6)
+
+
+def test_range_start_takes_the_eta_at_the_smoothed_loss_minimum():
+    """Recomputed from the losses the optimizer saw: eta = lr/100 * 2**(t/ramp) at ramp step t; the EMA over
+    `ramp` steps of f(w); the ramp ends at the first step whose EMA exceeds 1.02 x its running minimum, and the
+    eta of the next steps starts from the eta of the step that produced the minimum; no trial forward is spent
+    before the end."""
+    k, lr = 4.0, 0.5
+    m = mlp()
+    opt = alsals.ALSALS(m.parameters(), lr=lr, ramp=k)
+    rec = []
+    run(m, opt, 80, batch=64, record=rec)
+    f = [after['stats']['f_w'] for _, after in rec]
+    etas = [after['stats']['eta'] for _, after in rec]
+    end = next(i for i, (_, after) in enumerate(rec) if after['stats'].get('ramp_end'))
+    ema, best, best_eta = None, math.inf, None
+    for t in range(end + 1):
+        eta_t = lr / 100 * 2 ** (t / k)
+        if t < end:
+            assert etas[t] == pytest.approx(eta_t, rel=1e-12) and rec[t][1]['stats']['forwards'] == 0
+        ema = f[t] if ema is None else (1 - 1 / k) * ema + f[t] / k
+        if ema < best:
+            best, best_eta = ema, eta_t if t == 0 else lr / 100 * 2 ** ((t - 1) / k)
+    assert ema > 1.02 * best and etas[end] == pytest.approx(best_eta, rel=1e-12)
+    assert rec[end + 1][1]['stats']['forwards'] >= 1                  # then the search
+
+
+@pytest.mark.parametrize('rule', ['polyak', 'nonmonotone'])
+def test_other_ramp_rules_end_and_hand_over(rule):
+    """The two other candidates: searched ramp steps (a trial every step) until the Polyak cap f(w)/f_a binds
+    ('polyak') or the non-monotone Armijo test against Zhang-Hager's reference backtracks ('nonmonotone');
+    afterwards eta grows at 2**(1/b) as in the search. The loss falls."""
+    X, Y = data()
+    m = mlp()
+    opt = alsals.ALSALS(m.parameters(), lr=1e-3, ramp=2.0, ramp_rule=rule)
+    f0 = F.mse_loss(m(X), Y).item()
+    ended = None
+    for it in range(60):
+        loss = F.mse_loss(m(X), Y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step(closure=lambda: F.mse_loss(m(X), Y), loss=loss.detach())
+        assert opt.last_stats['forwards'] >= 1
+        if opt.last_stats.get('ramp_end'):
+            ended = it
+    assert ended is not None and opt.param_groups[0]['ramping'] is False
+    assert F.mse_loss(m(X), Y).item() < 0.5 * f0
