@@ -1,39 +1,44 @@
 """
-A plain, slow reference twin of alsals.py (after facebookresearch/schedule_free's *_reference.py files).
+A plain, slow reference twin of alsals.py and muon.py's MuonSLS (after facebookresearch/schedule_free's
+*_reference.py files).
 
 It follows the papers' presentation one parameter tensor at a time, keeps explicit copies of w and of both
 directions, and writes the parameters as w + eta*d. It shares no code with alsals.py (its own defaults, its
 own merge rule), so that a bug in the fast optimizer cannot pass the twin test (tests/test_alsals.py) by
-being in both.
+being in both. For Muon's direction it calls torch's own Newton-Schulz iteration and shape factor, as
+torch.optim.Muon does.
 
   [A] Kenneweg, Kenneweg, Hammer, "Improving Line Search Methods for Large Scale Neural Network Training",
       2024, arXiv:2403.18519.
   [F] Kenneweg, Galli, Kenneweg, Hammer, "Faster Convergence for Transformer Fine-tuning with Line Search
       Methods", 2023.
 
-The project's own choices (warmup hand-off, EMA restart, exhaustion rule, clipping, skipping) are those of
-alsals.py's module docstring, written out again here in the plainest form.
+The project's own choices (warmup hand-off, the applied step eta*lr/lr_0, EMA restart, exhaustion rule,
+clipping, skipping, the range-test start) are those of alsals.py's module docstring, written out again here in
+the plainest form.
 """
 import math
 
 import torch
+from torch.optim._muon import _adjust_lr, _zeropower_via_newtonschulz
 
-# variant -> (trial direction, update direction, c, smoothing, eta_min): [A] Sec. III, [F] Eq. 1-5 and III-C
+# variant -> (trial direction, update direction, c, smoothing, eta_min): [A] Sec. III, [F] Eq. 1-5 and III-C;
+# muonsls: Muon's direction on the groups with use_muon, Adam's momentum direction on the others
 VARIANTS = {
     'alsals': ('momentum', 'momentum', 0.6, True, 1e-8),
     'adamsls': ('adam_gradient', 'momentum', 0.1, False, 1e-8),
     'sgdsls': ('gradient', 'gradient', 0.1, False, 1e-8),
     'plasls': ('adam_gradient', 'momentum', 0.1, False, 1e-14),
+    'muonsls': ('momentum', 'momentum', 0.6, True, 1e-8),
 }
 
 
 class LineSearchReference(torch.optim.Optimizer):
     def __init__(self, params, variant='alsals', lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  c=None, smooth=None, beta_s=0.99, b=500.0, backtrack=0.9, max_backtracks=20, eta_min=None,
-                 eta_max=1.0, warmup_steps=0, ema_warmup_steps=100, step_scale=1.0, skip_stable=0, max_grad_norm=0.0,
-                 components=None, merge_threshold=1e-12):
-        # step_scale: after warmup the update moves step_scale*eta; the search tests and keeps eta (annealing)
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, step_scale=step_scale))
+                 eta_max=1.0, warmup_steps=0, ema_warmup_steps=100, skip_stable=0, max_grad_norm=0.0,
+                 components=None, merge_threshold=1e-12, ramp=0.0, momentum=0.95, nesterov=True, separate_eta=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, use_muon=False))
         self.trial_dir, self.final_dir, c0, smooth0, eta_min0 = VARIANTS[variant]
         self.c = c0 if c is None else c
         self.smooth = smooth0 if smooth is None else smooth
@@ -41,11 +46,19 @@ class LineSearchReference(torch.optim.Optimizer):
         self.beta_s, self.b, self.backtrack, self.max_backtracks = beta_s, b, backtrack, max_backtracks
         self.eta_max, self.warmup_steps, self.ema_warmup_steps = eta_max, warmup_steps, ema_warmup_steps
         self.skip_stable, self.max_grad_norm, self.merge_threshold = skip_stable, max_grad_norm, merge_threshold
+        self.momentum, self.nesterov, self.ramp = momentum, nesterov, ramp
+        self.merges = variant == 'plasls'
         all_params = [p for g in self.param_groups for p in g['params']]
-        # components as lists of parameter objects; before the first search, one holds the whole network
+        # components as lists of parameter objects; PLASLS: before the first search, one holds the whole network
         self.pending_split = None if components is None else [list(comp) for comp in components]
         self.comps = [dict(params=all_params, eta=float(lr), D=0.0, G=0.0, exhausted=False)]
+        if separate_eta:   # MuonSLS: Muon's matrices, then the others, searched in turn from the first search on
+            muon = [p for g in self.param_groups if g['use_muon'] for p in g['params']]
+            self.comps = [dict(params=ps, eta=float(lr), D=0.0, G=0.0, exhausted=False)
+                          for ps in (muon, [p for p in all_params if all(p is not q for q in muon)])]
         self.t, self.cursor, self.skip_left = 0, 0, 0
+        self.lr0 = {}                                  # each group's lr at the hand-off (by id of the group)
+        self.ramping, self.loss_ema, self.loss_min, self.eta_at_min = ramp > 0, None, math.inf, None
         self.last = {}
 
     @property
@@ -77,11 +90,18 @@ class LineSearchReference(torch.optim.Optimizer):
         for p, g in entries:
             group_of[p] = g
             grad = coef * raw[p]
+            st = self.state[p]
             if self.trial_dir == 'gradient':
                 d_trial[p] = d_final[p] = -grad
                 continue
+            if g['use_muon']:                         # Muon: B = mu*B + (1-mu)*g, Nesterov, Newton-Schulz, r
+                st.setdefault('buf', torch.zeros_like(p))   # (lerp as torch.optim.Muon: NS rounds to bfloat16, so
+                st['buf'] = st['buf'].lerp(grad, 1 - self.momentum)           # its input must match bit for bit)
+                u = grad.lerp(st['buf'], self.momentum) if self.nesterov else st['buf']
+                ortho = _zeropower_via_newtonschulz(u, (3.4445, -4.775, 2.0315), 5, 1e-7).to(p.dtype)
+                d_trial[p] = d_final[p] = -_adjust_lr(1.0, None, p.shape) * ortho
+                continue
             b1, b2 = g['betas']
-            st = self.state[p]
             if not st:
                 st['step'], st['m'], st['v'] = 0, torch.zeros_like(p), torch.zeros_like(p)
             st['step'] += 1
@@ -93,32 +113,59 @@ class LineSearchReference(torch.optim.Optimizer):
             d_trial[p] = d_final[p] if self.trial_dir == 'momentum' else -grad / (v_hat.sqrt() + g['eps'])
         w = {p: p.clone() for p, _ in entries}
 
-        def put(params, eta, d):                      # p = w + eta*d
-            for p in params:
-                p.copy_(w[p] + eta * d[p])
+        if not warmup:                                # lr_0: each group's lr at its first searched step
+            for g in self.param_groups:
+                self.lr0.setdefault(id(g), g['lr'])
 
-        def update(params, eta):                      # p = w*(1 - a*wd) + a*d_final, a = step_scale*eta (AdamW form)
+        def ref_group(params):                        # a component's reference: the group of its first parameter
+            return group_of[params[0]]
+
+        def trial_k(p, ref):                          # the trial moves group k by eta * lr_0(k)/lr_0(ref)
+            return group_of[p]['lr'] / ref['lr'] if warmup else self.lr0[id(group_of[p])] / self.lr0[id(ref)]
+
+        def put(params, eta, d):                      # p = w + eta*k*d
+            ref = ref_group(params)
             for p in params:
-                a = group_of[p]['step_scale'] * eta
+                p.copy_(w[p] + eta * trial_k(p, ref) * d[p])
+
+        def update(params, eta):                      # p = w*(1 - a*wd) + a*d_final, a = eta*lr/lr_0(ref) (AdamW form)
+            ref = ref_group(params)
+            for p in params:
+                a = eta * group_of[p]['lr'] / self.lr0[id(ref)]
                 p.copy_(w[p] * (1 - a * group_of[p]['weight_decay']) + a * d_final[p])
 
-        def slope(params):                            # f_a = -g . d_trial, unclipped g
-            return -sum(float((raw[p].double() * d_trial[p].double()).sum()) for p in params)
+        def slope(params):                            # f_a = -g . d_trial (each group's trial factor), unclipped g
+            ref = ref_group(params)
+            return -sum(trial_k(p, ref) * float((raw[p].double() * d_trial[p].double()).sum()) for p in params)
 
-        if warmup:                                    # AdamW/SGD with each group's lr
-            comp = self.comps[0]
-            comp['eta'] = float(self.param_groups[0]['lr'])
+        if warmup:                                    # AdamW/SGD/Muon with each group's lr
+            first = [p for p, _ in entries]
+            for comp in self.comps:
+                comp['eta'] = float(group_of[[p for p in comp['params'] if p in group_of][0]]['lr'])
             if self.smooth and closure is not None and f_w is not None \
                     and self.t > self.warmup_steps - self.ema_warmup_steps:
-                f_a = slope(group_of)
-                for p in group_of:
-                    p.copy_(w[p] + group_of[p]['lr'] * d_trial[p])
+                f_a = slope(first)
+                put(first, ref_group(first)['lr'], d_trial)
                 f_t = float(closure())
                 if math.isfinite(f_t):
-                    comp['D'] = self.beta_s * comp['D'] + (1 - self.beta_s) * (f_w - f_t)
-                    comp['G'] = self.beta_s * comp['G'] + (1 - self.beta_s) * f_a
+                    for comp in self.comps:
+                        comp['D'] = self.beta_s * comp['D'] + (1 - self.beta_s) * (f_w - f_t)
+                        comp['G'] = self.beta_s * comp['G'] + (1 - self.beta_s) * f_a
             for p in group_of:
                 p.copy_(w[p] * (1 - group_of[p]['lr'] * group_of[p]['weight_decay']) + group_of[p]['lr'] * d_final[p])
+            return f_w
+
+        if self.ramping:                              # the range-test start: plain steps, eta doubling per `ramp`
+            comp = self.comps[0]
+            fresh = self.loss_ema is None
+            eta = comp['eta'] * (0.01 if fresh else 2.0 ** (1.0 / self.ramp))
+            self.loss_ema = f_w if fresh else (1 - 1 / self.ramp) * self.loss_ema + f_w / self.ramp
+            if self.loss_ema < self.loss_min:
+                self.loss_min, self.eta_at_min = self.loss_ema, eta if fresh else comp['eta']
+            if self.loss_ema > 1.02 * self.loss_min or eta >= self.eta_max:
+                eta, self.ramping = self.eta_at_min, False
+            comp['eta'] = eta
+            update(list(group_of), eta)
             return f_w
 
         if self.pending_split is not None and self.t > self.warmup_steps + 1:
@@ -150,6 +197,7 @@ class LineSearchReference(torch.optim.Optimizer):
         c_h = self.c if G_new > 0 else 1.0 / self.c                                  # [A] Eq. 8
         eta_start = eta = comp['eta']
         backtracks = 0
+        f_t = math.nan
         while True:
             put(params, eta, d_trial)
             f_t = float(closure())
@@ -173,14 +221,16 @@ class LineSearchReference(torch.optim.Optimizer):
             put(params, 0.0, d_trial)                                                # back to w
             if self.smooth:
                 comp['D'] = comp['G'] = 0.0
-            comp['eta'] = eta_start if comp['exhausted'] else eta
+            # the test failed down to the smallest eta at a finite loss: eta is too large, keep cutting; after
+            # non-finite trials, cut only once
+            comp['eta'] = eta if math.isfinite(f_t) or not comp['exhausted'] else eta_start
             comp['exhausted'] = True
             self.skip_left = 0
 
     def _merge(self):
         """[F] Algorithm 1: the component of smallest eta, once at or below the threshold, joins the one of
         next-smallest eta; both take the mean of their etas and EMAs."""
-        if len(self.comps) < 2:
+        if not self.merges or len(self.comps) < 2:
             return
         by_eta = sorted(self.comps, key=lambda comp: comp['eta'])
         low, next_low = by_eta[0], by_eta[1]

@@ -203,8 +203,11 @@ class GPT(nn.Module):
             comps[-2:] = [comps[-2] + comps[-1]]
         return comps
 
-    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, optimizer='adamw', n_components=10, **ls_kwargs):
-        # AdamW, or a line-search optimizer of alsals.py (given its kwargs, which it validates) on the same groups
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, optimizer='adamw', n_components=10,
+                             adamw_lr=None, **opt_kwargs):
+        # AdamW, a line-search optimizer of alsals.py, or Muon (torch.optim.Muon on the hidden matrices, AdamW at
+        # adamw_lr on the rest) / its line search, on the same groups; extra kwargs go to the optimizer, which
+        # validates them
         # start with all of the candidate parameters
         param_dict = {pn: p for pn, p in self.named_parameters()}
         # filter out those that do not require grad
@@ -221,13 +224,33 @@ class GPT(nn.Module):
         num_nodecay_params = sum(p.numel() for p in nodecay_params)
         print(f"num decayed parameter tensors: {len(decay_params)}, with {num_decay_params:,} parameters")
         print(f"num non-decayed parameter tensors: {len(nodecay_params)}, with {num_nodecay_params:,} parameters")
+        if optimizer in ('muon', 'muonsls'):
+            # Muon takes the 2-D weights inside the blocks (attention and MLP matrices); the embeddings, the lm_head
+            # (tied to wte: one matrix, an embedding, so AdamW's), the norms and biases stay with AdamW at adamw_lr.
+            # lr_scale: the schedule sets each group's lr to lr * lr_scale
+            import muon
+            hidden = [p for n, p in param_dict.items() if n.startswith('transformer.h.') and p.dim() == 2]
+            rest = [p for p in decay_params if all(p is not q for q in hidden)]
+            scale = (adamw_lr if adamw_lr is not None else learning_rate) / learning_rate
+            optim_groups = [
+                {'params': hidden, 'weight_decay': weight_decay, 'use_muon': True, 'lr_scale': 1.0},
+                {'params': rest, 'weight_decay': weight_decay, 'lr': learning_rate * scale, 'lr_scale': scale},
+                {'params': nodecay_params, 'weight_decay': 0.0, 'lr': learning_rate * scale, 'lr_scale': scale},
+            ]
+            print(f"muon: {len(hidden)} hidden matrices with {sum(p.numel() for p in hidden):,} parameters; "
+                  f"AdamW at lr x {scale:g} on the other {len(rest) + len(nodecay_params)} tensors")
+            if optimizer == 'muon':
+                return muon.MuonAdamW(optim_groups, lr=learning_rate, betas=betas,
+                                      fused=True if device_type == 'cuda' else None, **opt_kwargs)
+            return muon.MuonSLS(optim_groups, lr=learning_rate, betas=betas, **opt_kwargs)
         if optimizer != 'adamw':
             import alsals
             if optimizer not in alsals.OPTIMIZERS:
-                raise ValueError(f"unknown optimizer {optimizer!r}; choose from adamw, {', '.join(alsals.OPTIMIZERS)}")
+                raise ValueError(f"unknown optimizer {optimizer!r}; choose from adamw, muon, muonsls, "
+                                 f"{', '.join(alsals.OPTIMIZERS)}")
             if optimizer == 'plasls':
-                ls_kwargs['components'] = self.param_components(n_components)
-            return alsals.OPTIMIZERS[optimizer](optim_groups, lr=learning_rate, betas=betas, **ls_kwargs)
+                opt_kwargs['components'] = self.param_components(n_components)
+            return alsals.OPTIMIZERS[optimizer](optim_groups, lr=learning_rate, betas=betas, **opt_kwargs)
         # Create AdamW optimizer and use the fused version if it is available
         fused_available = 'fused' in inspect.signature(torch.optim.AdamW).parameters
         use_fused = fused_available and device_type == 'cuda'

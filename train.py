@@ -76,7 +76,7 @@ min_lr = 6e-5 # minimum learning rate, should be ~= learning_rate/10 per Chinchi
 # ---- line search ---- optimizer='alsals'|'adamsls'|'sgdsls'|'plasls': warmup_iters AdamW steps, then the search.
 # ls_* are the optimizer's own kwargs (alsals.py) with an ls_ prefix; None = the variant's own default
 ls_c = ls_smooth = ls_beta_s = ls_b = ls_backtrack = ls_max_backtracks = ls_eta_min = ls_eta_max = None
-ls_ema_warmup_steps = ls_skip_stable = ls_fa = None
+ls_ema_warmup_steps = ls_skip_stable = ls_fa = ls_ramp = ls_ramp_rule = None
 ls_trial_microsteps = 1 # trial forward on the first k micro-batches (f(w) on the same k); 0 = all
 ls_n_components = 10 # PLASLS: parameter components, each with its own step size
 ls_anneal_frac = 0.0 # anneal the applied step to min_lr/learning_rate over this last part of lr_decay_iters; 0 = paper
@@ -253,6 +253,14 @@ def get_lr(it):
     # 1) linear warmup for warmup_iters steps
     if it < warmup_iters:
         return learning_rate * (it + 1) / (warmup_iters + 1)
+    # ---- line search ---- after its warmup, lr scales the applied step (eta * lr/learning_rate): constant, then
+    # linear down to min_lr over the last ls_anneal_frac of lr_decay_iters (warmup-stable-decay; 0 = the paper)
+    if line_search:
+        start = max(warmup_iters, (1.0 - ls_anneal_frac) * lr_decay_iters)
+        if ls_anneal_frac == 0 or it < start:
+            return learning_rate
+        progress = min(1.0, (it - start) / max(1.0, lr_decay_iters - start))
+        return learning_rate - progress * (learning_rate - min(min_lr, learning_rate))
     # 2) from lr_decay_iters on, return min learning rate (>=: lr_decay_iters == warmup_iters would divide by 0)
     if it >= lr_decay_iters:
         return min_lr
@@ -261,15 +269,6 @@ def get_lr(it):
     assert 0 <= decay_ratio <= 1
     coeff = 0.5 * (1.0 + math.cos(math.pi * decay_ratio)) # coeff ranges 0..1
     return min_lr + coeff * (learning_rate - min_lr)
-
-# ---- line search ---- annealing: the factor of the applied step, 1 until the last ls_anneal_frac of
-# lr_decay_iters, then linear down to min_lr/learning_rate (AdamW's floor), where it stays (warmup-stable-decay)
-def get_step_scale(it):
-    start = max(warmup_iters, (1.0 - ls_anneal_frac) * lr_decay_iters)
-    if ls_anneal_frac == 0 or it < start:
-        return 1.0
-    progress = min(1.0, (it - start) / max(1.0, lr_decay_iters - start))
-    return 1.0 - progress * (1.0 - min(1.0, min_lr / learning_rate))
 
 # ---- line search ---- the trial closure: f(w + eta*d) on the micro-batches just trained on, same dropout masks
 n_trial = min(ls_trial_microsteps or gradient_accumulation_steps, gradient_accumulation_steps) # 0 = all
@@ -356,11 +355,8 @@ while __name__ == '__main__': # train_setup.py runs this file under another name
 
     # determine and set the learning rate for this iteration
     lr = get_lr(iter_num) if decay_lr else learning_rate
-    step_scale = get_step_scale(iter_num) # ---- line search ---- the factor of its applied step (1 = the paper)
     for param_group in optimizer.param_groups:
         param_group['lr'] = lr # the line search uses it in its warmup only, then chooses its own step size
-        if line_search: # ---- line search ---- and applies step_scale * its eta
-            param_group['step_scale'] = step_scale
 
     # evaluate the loss on train/val sets and write checkpoints (with every rank's RNG state: all ranks gather it)
     rng_states = ckpt_io.gather_rng_states() if iter_num % eval_interval == 0 else None
@@ -427,7 +423,7 @@ while __name__ == '__main__': # train_setup.py runs this file under another name
         print(f"iter {iter_num}: loss {lossf:.4f}, time {dt*1000:.2f}ms, mfu {running_mfu*100:.2f}%, "
               f"lr {lr:.3e}{extra}")
         log_json(iter=iter_num, loss=lossf, lr=lr, dt_ms=dt*1000, forwards=st['forwards'], backtracks=st['backtracks'],
-                 skipped=not applied, warmup=st['warmup'], **({'step_scale': step_scale} if line_search else {}))
+                 skipped=not applied, warmup=st['warmup'], **({'step_scale': get_lr(iter_num) / learning_rate} if line_search else {}))
         if wandb_log:
             wandb.log({"iter": iter_num, "train/loss_step": lossf, "lr": lr, "forwards": st['forwards'],
                        "backtracks": st['backtracks']})

@@ -1,0 +1,84 @@
+"""Worker for tests/test_alsals.py's FSDP2 tests (torch.multiprocessing.spawn pickles the function by module
+name): a small GPT of model.py, fully_shard on each block and on the root, stepped by a line-search optimizer
+on 2 gloo ranks; or the same model in one process on the same global batch (world=1, no process group)."""
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from model import GPT, GPTConfig  # noqa: E402
+
+CONFIG = dict(block_size=16, vocab_size=32, n_layer=2, n_head=2, n_embd=16, dropout=0.0, bias=True)
+GLOBAL_BATCH = 8
+
+
+def batch(it, rank, world):
+    """This rank's share of global batch `it` (the same global batch whatever the world size)."""
+    g = torch.Generator().manual_seed(1000 + it)   # a learnable sequence: mostly "next token = token + 1"
+    V, T = CONFIG['vocab_size'], CONFIG['block_size'] + 1
+    start = torch.randint(0, V, (GLOBAL_BATCH, 1), generator=g)
+    noise = torch.randint(0, V, (GLOBAL_BATCH, T), generator=g) * (torch.rand(GLOBAL_BATCH, T, generator=g) < 0.2)
+    data = (start + torch.arange(T) + noise) % V
+    mine = data.chunk(world)[rank]
+    return mine[:, :-1].contiguous(), mine[:, 1:].contiguous()
+
+
+def build(world, optimizer='alsals', **opt_kw):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**CONFIG)).double()   # float64: Adam's normalisation amplifies rounding differences
+    if world > 1:
+        from torch.distributed.fsdp import fully_shard
+        for block in model.transformer.h:
+            fully_shard(block)
+        fully_shard(model, reshard_after_forward=True)   # the closure's no-grad forwards must leave it sharded
+    kw = dict(warmup_steps=5, ema_warmup_steps=3, max_grad_norm=1.0)
+    kw.update(opt_kw)
+    opt = model.configure_optimizers(0.1, 3e-2, (0.9, 0.95), 'cpu', optimizer, **kw)
+    return model, opt
+
+
+def train(model, opt, rank, world, start, stop, record):
+    for it in range(start, stop):
+        X, Y = batch(it, rank, world)
+        if it < 5:
+            for g in opt.param_groups:
+                g['lr'] = 3e-2 * (it + 1) / 5
+        _, loss = model(X, Y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step(closure=lambda: model(X, Y)[1], loss=loss.detach())
+        st = opt.last_stats
+        record.append(dict(eta=opt.eta, f_w=st['f_w'], forwards=st['forwards'], backtracks=st['backtracks'],
+                           warmup=st['warmup']))
+
+
+def worker(rank, world, port, out, mode='run', optimizer='alsals'):
+    """mode 'run': 30 steps; 'save': 15 steps, then a torch.distributed.checkpoint of model and optimizer;
+    'resume': load that checkpoint, then steps 15-30. Writes out/<mode>_rank<r>.pt."""
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+    if world > 1:
+        os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+        dist.init_process_group('gloo', rank=rank, world_size=world)
+    model, opt = build(world, optimizer)
+    record = []
+    ckpt = os.path.join(out, 'dcp')
+    if mode == 'resume':
+        msd, osd = get_state_dict(model, opt)
+        state = {'model': msd, 'optim': osd}
+        dcp.load(state, checkpoint_id=ckpt)
+        set_state_dict(model, opt, model_state_dict=state['model'], optim_state_dict=state['optim'])
+        train(model, opt, rank, world, 15, 30, record)
+    else:
+        train(model, opt, rank, world, 0, 15 if mode == 'save' else 30, record)
+        if mode == 'save':
+            msd, osd = get_state_dict(model, opt)
+            dcp.save({'model': msd, 'optim': osd}, checkpoint_id=ckpt)
+            train(model, opt, rank, world, 15, 30, record)
+    full = {k: (v.full_tensor() if hasattr(v, 'full_tensor') else v).detach().clone()
+            for k, v in model.state_dict().items()}
+    torch.save(dict(record=record, params=full), os.path.join(out, f'{mode}_rank{rank}.pt'))
+    if world > 1:
+        dist.destroy_process_group()
