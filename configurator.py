@@ -108,7 +108,7 @@ def check_train_config(config):
     if 'cuda' in device and not torch.cuda.is_available():
         fail(f"device={device!r} but CUDA is not available; use --device=cpu --dtype=float32")
     # the line search (optimizer other than 'adamw')
-    if config['optimizer'] != 'adamw' and dtype == 'float16':
+    if config['optimizer'] not in ('adamw', 'muon') and dtype == 'float16':
         fail("the line-search optimizers need bfloat16 or float32 (GradScaler's loss scaling does not support a "
              "closure)")
     if config['ls_fa'] == 'fd' and dtype != 'float32':

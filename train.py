@@ -61,7 +61,7 @@ n_head = 12
 n_embd = 768
 dropout = 0.0 # for pretraining 0 is good, for finetuning try 0.1+
 bias = False # do we use bias inside LayerNorm and Linear layers?
-optimizer = 'adamw' # or a line-search optimizer of alsals.py (see ls_* below)
+optimizer = 'adamw' # 'muon' (torch.optim.Muon on the hidden matrices, AdamW on the rest), or a line search (ls_*)
 learning_rate = 6e-4 # max learning rate (AdamW peak; the line-search optimizers' warmup target)
 max_iters = 600000 # total number of training iterations
 weight_decay = 1e-1
@@ -73,7 +73,8 @@ decay_lr = True # whether to decay the learning rate
 warmup_iters = 2000 # how many steps to warm up for (and for the line search: steps of AdamW before it)
 lr_decay_iters = 600000 # should be ~= max_iters per Chinchilla
 min_lr = 6e-5 # minimum learning rate, should be ~= learning_rate/10 per Chinchilla
-# ---- line search ---- optimizer='alsals'|'adamsls'|'sgdsls'|'plasls': warmup_iters AdamW steps, then the search.
+muon_adamw_lr = None # optimizer='muon'/'muonsls': the lr of the AdamW part (embeddings, head, norms); None = learning_rate
+# ---- line search ---- optimizer='alsals'|'adamsls'|'sgdsls'|'plasls'|'muonsls': warmup_iters AdamW steps, then the search.
 # ls_* are the optimizer's own kwargs (alsals.py) with an ls_ prefix; None = the variant's own default
 ls_c = ls_smooth = ls_beta_s = ls_b = ls_backtrack = ls_max_backtracks = ls_eta_min = ls_eta_max = None
 ls_ema_warmup_steps = ls_skip_stable = ls_fa = ls_ramp = ls_ramp_rule = None
@@ -204,13 +205,13 @@ scaler = torch.amp.GradScaler(device_type, enabled=(dtype == 'float16'))
 # optimizer (the config string `optimizer` names it; from here on `optimizer` is the object, as in nanoGPT)
 # ---- line search ---- its kwargs: the ls_* that are set (None = the variant's own default), warmup, clipping.
 # The optimizer validates them; on resume, load_state_dict restores the checkpoint's and a set ls_* wins.
-line_search = optimizer != 'adamw'
+line_search = optimizer not in ('adamw', 'muon')
 trainer_only = ('ls_trial_microsteps', 'ls_n_components', 'ls_anneal_frac') # train.py's, not the optimizer's
 ls_kwargs = {k[3:]: v for k, v in config.items() if k.startswith('ls_') and v is not None and k not in trainer_only}
 ls_kwargs = dict(warmup_steps=warmup_iters, max_grad_norm=grad_clip, **ls_kwargs) if line_search else {}
 try:
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type, optimizer,
-                                           ls_n_components, **ls_kwargs)
+                                           ls_n_components, adamw_lr=muon_adamw_lr, **ls_kwargs)
 except ValueError as e: # the optimizer's own one-line message, and the ls_* that were set
     set_ls = ', '.join(f'ls_{k}={v!r}' for k, v in ls_kwargs.items() if 'ls_' + k in config)
     fail(f"{e} (set: {set_ls or 'no ls_*'})")
@@ -355,8 +356,8 @@ while __name__ == '__main__': # train_setup.py runs this file under another name
 
     # determine and set the learning rate for this iteration
     lr = get_lr(iter_num) if decay_lr else learning_rate
-    for param_group in optimizer.param_groups:
-        param_group['lr'] = lr # the line search uses it in its warmup only, then chooses its own step size
+    for param_group in optimizer.param_groups: # muon: its AdamW groups run at muon_adamw_lr (lr_scale)
+        param_group['lr'] = lr * param_group.get('lr_scale', 1.0) # the line search: eta * lr/lr_0 after warmup
 
     # evaluate the loss on train/val sets and write checkpoints (with every rank's RNG state: all ranks gather it)
     rng_states = ckpt_io.gather_rng_states() if iter_num % eval_interval == 0 else None
@@ -423,7 +424,8 @@ while __name__ == '__main__': # train_setup.py runs this file under another name
         print(f"iter {iter_num}: loss {lossf:.4f}, time {dt*1000:.2f}ms, mfu {running_mfu*100:.2f}%, "
               f"lr {lr:.3e}{extra}")
         log_json(iter=iter_num, loss=lossf, lr=lr, dt_ms=dt*1000, forwards=st['forwards'], backtracks=st['backtracks'],
-                 skipped=not applied, warmup=st['warmup'], **({'step_scale': get_lr(iter_num) / learning_rate} if line_search else {}))
+                 skipped=not applied, warmup=st['warmup'],
+                 **({'lr_factor': get_lr(iter_num) / learning_rate} if line_search else {})) # applied: lr*lr_factor
         if wandb_log:
             wandb.log({"iter": iter_num, "train/loss_step": lossf, "lr": lr, "forwards": st['forwards'],
                        "backtracks": st['backtracks']})

@@ -13,16 +13,16 @@ runs that file under another name with the given command line, so the caller get
                   optimizer's name ('adamw', 'alsals', ...)
   model           the model being trained: compiled (compile=True) and DDP-wrapped (under torchrun)
   raw_model       the GPT itself (model.py), unwrapped
-  optimizer       the optimizer object (AdamW, or a line-search optimizer of alsals.py)
-  line_search     whether optimizer is a line search (config['optimizer'] != 'adamw')
+  optimizer       the optimizer object (AdamW, muon.MuonAdamW, or a line search of alsals.py / muon.MuonSLS)
+  line_search     whether optimizer is a line search (config['optimizer'] not 'adamw' or 'muon')
   n_trial         how many micro-batches the line search's trial forward runs on
   train_step      train_step(X, Y, iter_num) -> (next X, next Y, the step's mean loss tensor, applied): one
                   training iteration, the loop's (the line search's step included)
   replay_closure  replay_closure(model, [(X, Y, rng_state)], ctx): the trial closure train_step hands the search
   get_batch       get_batch(split, index) -> (X, Y): batch number `index` of 'train' or 'val' (its own seed)
   estimate_loss   estimate_loss() -> {'train': loss, 'val': loss} on the fixed eval batches
-  get_lr          get_lr(it): the learning rate at iteration it (warmup, cosine decay)
-  get_step_scale  get_step_scale(it): the factor of the line search's applied step (ls_anneal_frac)
+  get_lr          get_lr(it): the learning rate at iteration it (warmup, then cosine decay; the line search:
+                  constant, then a linear decay over the last ls_anneal_frac, which scales its applied step)
   ctx             the autocast context of the forward passes (nullcontext for float32)
   device          the device the model is on ('cuda:<local rank>' under DDP)
   gradient_accumulation_steps   micro-batches per step, per process
@@ -45,7 +45,7 @@ from types import SimpleNamespace
 
 TRAIN_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train.py')
 NAMES = ('config', 'model', 'raw_model', 'optimizer', 'line_search', 'n_trial', 'train_step', 'replay_closure',
-         'get_batch', 'estimate_loss', 'get_lr', 'get_step_scale', 'ctx', 'device', 'gradient_accumulation_steps',
+         'get_batch', 'estimate_loss', 'get_lr', 'ctx', 'device', 'gradient_accumulation_steps',
          'batch_size', 'tokens_per_iter', 'iter_num')
 
 

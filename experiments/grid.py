@@ -13,9 +13,13 @@ from peers import PEERS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ADAMW_CONFIG = 'config/train_shakespeare_char.py'
 LS_CONFIG = 'config/train_shakespeare_char_alsals.py'
+MUON_CONFIG = 'config/train_shakespeare_char_muon.py'
+# Muon's runs: the AdamW part at lr / MUON_ADAMW_RATIO unless a variant sets muon_adamw_lr (issue 20's tuned pair,
+# Muon 0.03 with AdamW 0.01, has this ratio)
+MUON_ADAMW_RATIO = 3
 CORPORA = {'char': 'shakespeare_char', 'bible': 'bible_char'}
 LRFREE_LRS = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
-LS_METHODS = ('alsals', 'adamsls', 'sgdsls', 'plasls')
+LS_METHODS = ('alsals', 'adamsls', 'sgdsls', 'plasls', 'muonsls')
 # the ALSALS of the paper beside the shipped config: a search on every step, constant eta (no annealing)
 PAPER = 'alsals@ls_skip_stable=0@ls_anneal_frac=0'
 SIZES = {
@@ -46,7 +50,7 @@ def train_args(size, corpus, method, lr, seed):
     s = SIZES[size]
     warmup = max(1, s['max_iters'] // 10)
     method, *overrides = method.split('@')  # a variant: alsals@ls_c=0.3@ls_b=100 (train.py overrides)
-    base = ADAMW_CONFIG if method == 'adamw' or method in PEERS else LS_CONFIG
+    base = ADAMW_CONFIG if method == 'adamw' or method in PEERS else MUON_CONFIG if method == 'muon' else LS_CONFIG
     args = [base, f"--dataset={CORPORA[corpus]}", f"--seed={1337 + seed}",
             f"--n_layer={s['n_layer']}", f"--n_head={s['n_head']}", f"--n_embd={s['n_embd']}",
             f"--batch_size={s['batch_size']}", f"--block_size={s['block_size']}", "--gradient_accumulation_steps=1",
@@ -56,6 +60,8 @@ def train_args(size, corpus, method, lr, seed):
             "--always_save_checkpoint=False", "--device=cpu", "--compile=False", "--dtype=float32"]
     if method in LS_METHODS:
         args.append(f"--optimizer={method}")
+    if method in ('muon', 'muonsls'):
+        args.append(f"--muon_adamw_lr={lr / MUON_ADAMW_RATIO!r}")
     return args + [f"--{o}" for o in overrides]
 
 
@@ -63,7 +69,7 @@ def code_fingerprint():
     """sha1 of the code a run measures, so a result can be matched to (or found stale against) the code."""
     import hashlib
     h = hashlib.sha1()
-    for f in ('train.py', 'alsals.py', 'model.py', ADAMW_CONFIG, LS_CONFIG):
+    for f in ('train.py', 'alsals.py', 'muon.py', 'model.py', 'data/loader.py', ADAMW_CONFIG, LS_CONFIG, MUON_CONFIG):
         with open(os.path.join(ROOT, f), 'rb') as fh:
             h.update(fh.read())
     return h.hexdigest()[:12]
