@@ -103,14 +103,15 @@ def restore_rng_states(states, rank, world_size, seed, iter_num):
         torch.manual_seed(mix_seed(seed, rank, iter_num))
 
 
-def print_changed_settings(checkpoint, config):
+def print_changed_settings(saved_group, saved_config, config):
     """On resume, a one-line notice for each setting that changes the algorithm and differs from the checkpoint's
-    run (the new value applies): the schedule's, and every ls_* that is set (against the optimizer's saved one)."""
+    run (the new value applies): the schedule's, and every ls_* that is set (against the optimizer's saved one,
+    `saved_group`: its first param group as loaded)."""
     keys = ['warmup_iters', 'grad_clip', 'learning_rate', 'lr_decay_iters', 'min_lr', 'decay_lr']
     for k in keys + [k for k, v in config.items() if k.startswith('ls_') and v is not None]:
         if k.startswith('ls_'):
-            old = checkpoint['optimizer']['param_groups'][0].get(k[3:], checkpoint['config'].get(k))
+            old = saved_group.get(k[3:], saved_config.get(k))
         else:
-            old = checkpoint['config'].get(k)
+            old = saved_config.get(k)
         if old is not None and old != config[k]:
             print(f"note: resuming with {k}={config[k]!r} (the checkpoint's run used {old!r})")

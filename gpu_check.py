@@ -14,7 +14,10 @@ setup and train_step, bench.py, `python train.py`) with bf16 autocast and torch.
    compared with f(w) from the training forward: offset = f(w) - closure(w). The offset enters the
    smoothed decrease D on every step, so it is compared with the step's decrease f(w) - f(w + eta d).
    Also: graphs compiled after the hand-off (torch._dynamo counters), which must be 0.
-4. writes one JSON (out) and a short markdown summary next to it (.md), after every part, so a run cut
+4. fsdp: train.py with --fsdp=True under torchrun on one process (world size 1 runs FSDP2's whole path:
+   fully_shard, the search on DTensor shards, bf16, compile), a checkpoint with torch.distributed.checkpoint at
+   the middle, the same run resumed from it (losses within 1e-3 of the uninterrupted run), sample.py from it.
+5. writes one JSON (out) and a short markdown summary next to it (.md), after every part, so a run cut
    short keeps what it measured. Exit code 1 if a part failed or a check did not pass.
 --parts=recompiles,offset reruns some parts only. In --smoke mode the bench runs without compile (its four
 processes would each compile: a minute on 2 cores); the train run and the offset use inductor as on the GPU.
@@ -50,7 +53,7 @@ bench_accum = 5 # micro-batches per step in the bench (5 = the 8-GPU per-rank sh
 ema_warmup = 25 # the last this-many warmup steps evaluate the closure (train.py's ls_ema_warmup_steps): this
                # compiles the trial's no-grad graph before the hand-off; 0 leaves it to the first searched step
 timeout = 300 # seconds for each subprocess (bench, train run)
-parts = 'bench,recompiles,offset' # which parts to run (a rerun of one part, say)
+parts = 'bench,recompiles,offset,fsdp' # which parts to run (a rerun of one part, say)
 # -----------------------------------------------------------------------------
 config_keys = [k for k, v in globals().items() if not k.startswith('_') and isinstance(v, (int, float, bool, str))]
 from configurator import configure, fail # fail: one line on stderr, exit code 1
@@ -59,8 +62,8 @@ config = {k: globals()[k] for k in config_keys}
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
 PARTS = [p.strip() for p in parts.split(',') if p.strip()]
-if not PARTS or set(PARTS) - {'bench', 'recompiles', 'offset'}:
-    fail(f"parts must be a comma-separated subset of bench,recompiles,offset, got {parts!r}")
+if not PARTS or set(PARTS) - {'bench', 'recompiles', 'offset', 'fsdp'}:
+    fail(f"parts must be a comma-separated subset of bench,recompiles,offset,fsdp, got {parts!r}")
 if smoke:
     handoff, searched, offset_steps, bench_accum = min(handoff, 5), min(searched, 10), min(offset_steps, 5), 2
     ema_warmup = min(ema_warmup, 2)
@@ -188,6 +191,33 @@ def part_offset(tmp):
                 negligible=bool(typical > 0 and np.abs(off).max() <= 0.1 * typical),
                 graphs_compiled_after_handoff=new_graphs, ok=new_graphs == 0, rows=rows)
 
+def part_fsdp(tmp):
+    """FSDP2 under torchrun on one process (world size 1 runs the whole path: fully_shard, the search on DTensor
+    shards, checkpoints with torch.distributed.checkpoint): a run to handoff + searched/2 steps with a checkpoint
+    at its middle, the same run resumed from that checkpoint, and sample.py from the checkpoint."""
+    n_iter, mid = handoff + max(2, searched // 10), handoff + max(1, searched // 20)
+    out_a, out_b = os.path.join(tmp, 'fsdp_a'), os.path.join(tmp, 'fsdp_b')
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=1', 'train.py', *BASE,
+           *WARM, '--fsdp=True', '--gradient_accumulation_steps=1', f'--eval_interval={mid}', '--eval_iters=5',
+           '--log_interval=1', '--always_save_checkpoint=True'] + (['--compile=False'] if smoke else [])
+    runs = {}
+    for name, extra in (('uninterrupted', [f'--out_dir={out_a}', f'--max_iters={n_iter}']),
+                        ('first half', [f'--out_dir={out_b}', f'--max_iters={mid}']),
+                        ('resumed', [f'--out_dir={out_b}', f'--max_iters={n_iter}', '--init_from=resume'])):
+        rc, text = run(cmd + extra)
+        if rc != 0:
+            raise RuntimeError(f"{name} FSDP2 run exited {rc}: {' | '.join(text.strip().splitlines()[-5:])}")
+        runs[name] = {int(m.group(1)): float(m.group(2)) for m in re.finditer(r'^iter (\d+): loss ([0-9.]+)', text, re.M)}
+    rc, text = run([sys.executable, 'sample.py', f'--out_dir={out_b}', '--num_samples=1', '--max_new_tokens=32',
+                    f"--device={'cpu' if smoke else 'cuda'}"])
+    if rc != 0:
+        raise RuntimeError(f"sample.py on the FSDP2 checkpoint exited {rc}: {text.strip()[-500:]}")
+    a, b = runs['uninterrupted'], runs['resumed']
+    diff = max(abs(a[i] - b[i]) for i in b)
+    return dict(command=' '.join(cmd[1:]).replace(tmp, '$TMP'), iters=n_iter, resumed_at=mid,
+                loss_first=a[0], loss_last=a[n_iter], resumed_iters=sorted(b), max_resume_loss_diff=diff,
+                ok=sorted(b) == list(range(mid, n_iter + 1)) and diff <= 1e-3, sample=text.strip()[-200:])
+
 def section(name, title, lines):
     """The summary's section of part `name`, if it ran: its title, then lines(part), or the error it failed with."""
     part = report['parts'].get(name)
@@ -211,6 +241,10 @@ def summary():
         f"{o['mean_abs_offset']:.3g}, max |offset| {o['max_abs_offset']:.3g}; median decrease f(w) - f(w + eta d) "
         f"{o['median_abs_decrease']:.3g}; {'negligible' if o['negligible'] else 'NOT negligible'} ({o['rule']}). "
         f"Graphs compiled after the hand-off: {o['graphs_compiled_after_handoff']}."])
+    L += section('fsdp', '## 4. FSDP2 (torchrun, one process): train, checkpoint (DCP), resume, sample', lambda f: [
+        f"{f['iters']} iterations, loss {f['loss_first']:.3f} -> {f['loss_last']:.3f}; resumed at {f['resumed_at']}: "
+        f"largest loss difference to the uninterrupted run {f['max_resume_loss_diff']:.2g} (<= 1e-3 required); "
+        f"sample.py read the sharded checkpoint."])
     L.append(f"Result: {'PASS' if report.get('ok') else 'FAIL'}")
     return '\n'.join(L) + '\n'
 
@@ -227,7 +261,7 @@ def main():
     prepare_data()
     with tempfile.TemporaryDirectory() as tmp:
         for name, fn in (('bench', lambda: part_bench(tmp)), ('recompiles', lambda: part_recompiles(tmp)),
-                         ('offset', lambda: part_offset(tmp))):
+                         ('offset', lambda: part_offset(tmp)), ('fsdp', lambda: part_fsdp(tmp))):
             if name not in PARTS:
                 continue
             t0 = time.time()

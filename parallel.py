@@ -1,28 +1,87 @@
 """
 Distributed (multi-process) training helpers for train.py. Under torchrun train.py runs DDP, set up as in
-nanoGPT (init_process_group, the DDP wrapper); what is more than nanoGPT's setup and teardown lives here.
+nanoGPT (init_process_group, the DDP wrapper), or FSDP2 with --fsdp=True: each transformer block and the root
+fully_shard-ed, checkpoints written and read with torch.distributed.checkpoint (DCP). What is more than
+nanoGPT's setup and teardown lives here.
+
+FSDP2 checkpoints: every rank writes its shards of the model and the optimizer to out_dir/ckpt_dcp_<iter>/ (DCP),
+then rank 0 writes out_dir/ckpt.pt (atomically) with everything else (config, model_args, iter_num, every rank's
+RNG state, ...) and the name of that directory under 'dcp'; older ckpt_dcp_* directories are removed after.
+A run killed while saving leaves ckpt.pt naming the previous, complete directory.
 """
+import glob
 import os
+import shutil
 import sys
 
 import torch
 from torch.distributed import destroy_process_group
 
+import checkpoint as ckpt_io
 from configurator import fail
 
 
-def finish_ddp(raw_model, master_process, finish_wandb=False):
+def shard(model):
+    """FSDP2: fully_shard each transformer block, then the root. The root reshards after its forward as well
+    (reshard_after_forward=True; by default the root keeps its parameters gathered for the backward): the line
+    search's no-grad trial forwards have no backward, and the optimizer moves the local shards in place between
+    them, so every forward must gather the shards anew."""
+    from torch.distributed.fsdp import fully_shard
+    for block in model.transformer.h:
+        fully_shard(block)
+    fully_shard(model, reshard_after_forward=True)
+
+
+def save_sharded(model, optimizer, meta, out_dir):
+    """An FSDP2 checkpoint (module docstring); every rank calls it. `model` is the sharded module (not the
+    compiled wrapper), `meta` the checkpoint dict without 'model' and 'optimizer'."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+    name = f"ckpt_dcp_{meta['iter_num']}"
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    dcp.save({'model': model_sd, 'optimizer': optim_sd}, checkpoint_id=os.path.join(out_dir, name))
+    torch.distributed.barrier() # every shard is written before ckpt.pt names the directory
+    if torch.distributed.get_rank() == 0:
+        ckpt_io.save(dict(meta, dcp=name), os.path.join(out_dir, 'ckpt.pt'))
+        for old in glob.glob(os.path.join(out_dir, 'ckpt_dcp_*')):
+            if os.path.basename(old) != name:
+                shutil.rmtree(old, ignore_errors=True)
+    torch.distributed.barrier()
+
+
+def load_sharded(model, optimizer, out_dir, name):
+    """Resume an FSDP2 run: this rank's shards of the model and the optimizer from out_dir/<name> (DCP)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    state = {'model': model_sd, 'optimizer': optim_sd}
+    dcp.load(state, checkpoint_id=os.path.join(out_dir, name))
+    set_state_dict(model, optimizer, model_state_dict=state['model'], optim_state_dict=state['optimizer'])
+
+
+def load_sharded_weights(model, path):
+    """The whole model's weights from an FSDP2 checkpoint directory, in one process (sample.py)."""
+    import torch.distributed.checkpoint as dcp
+    state = {'model': model.state_dict()}
+    dcp.load(state, checkpoint_id=path) # fills the tensors in place, gathering every rank's shards
+    model.load_state_dict(state['model'])
+
+
+def finish_ddp(raw_model, master_process, finish_wandb=False, sharded=False):
     """The end of a DDP run, on every rank: check that all ranks hold the same parameters, tear the process
-    group down, and leave the process (os._exit(0); exit 1 with a one-line error if the ranks disagree)."""
+    group down, and leave the process (os._exit(0); exit 1 with a one-line error if the ranks disagree).
+    sharded (FSDP2): the ranks hold different shards, so there is nothing to compare."""
     # safety check: every rank must end with the same parameters (DDP averages the gradients; the line search
     # takes the same eta everywhere only because it all-reduces its losses). float64 sum, compared MIN vs MAX.
-    checksum = torch.stack([p.detach().double().sum() for p in raw_model.parameters()]).sum().reshape(1)
-    lo, hi = checksum.clone(), checksum.clone()
-    torch.distributed.all_reduce(lo, op=torch.distributed.ReduceOp.MIN)
-    torch.distributed.all_reduce(hi, op=torch.distributed.ReduceOp.MAX)
-    ranks_agree = lo.item() == hi.item()
-    if master_process:
-        print(f"ddp param checksum: {hi.item():.17g} (ranks agree: {ranks_agree})")
+    ranks_agree = True
+    if not sharded:
+        checksum = torch.stack([p.detach().double().sum() for p in raw_model.parameters()]).sum().reshape(1)
+        lo, hi = checksum.clone(), checksum.clone()
+        torch.distributed.all_reduce(lo, op=torch.distributed.ReduceOp.MIN)
+        torch.distributed.all_reduce(hi, op=torch.distributed.ReduceOp.MAX)
+        ranks_agree = lo.item() == hi.item()
+        if master_process:
+            print(f"ddp param checksum: {hi.item():.17g} (ranks agree: {ranks_agree})")
     torch.distributed.barrier() # every rank is done with the group before any tears it down
     destroy_process_group()
     if not ranks_agree:

@@ -3,7 +3,7 @@ Sample from a trained model (after karpathy/nanoGPT's sample.py).
 $ python sample.py --out_dir=out-shakespeare-char --num_samples=2 --max_new_tokens=300
 $ python sample.py --out_dir=out-shakespeare --start="FILE:prompt.txt"
 
-Loads out_dir/ckpt.pt. The codec is the dataset's char vocabulary (data/<dataset>/meta.pkl) when the
+Loads out_dir/ckpt.pt (and, for a checkpoint of an FSDP2 run, the model's shards in the directory it names). The codec is the dataset's char vocabulary (data/<dataset>/meta.pkl) when the
 checkpoint's dataset has one, else the GPT-2 BPE (data/gpt2_bpe.py, offline).
 """
 import os
@@ -55,7 +55,11 @@ checkpoint = ckpt_io.load(ckpt_path, device) # exits with a one-line error if mi
 try:
     gptconf = GPTConfig(**checkpoint['model_args'])
     model = GPT(gptconf)
-    model.load_state_dict(ckpt_io.strip_compile_prefix(checkpoint['model']))
+    if checkpoint.get('dcp'): # written by an FSDP2 run: the weights are its shards in out_dir/<dcp>/
+        import parallel
+        parallel.load_sharded_weights(model, os.path.join(out_dir, checkpoint['dcp']))
+    else:
+        model.load_state_dict(ckpt_io.strip_compile_prefix(checkpoint['model']))
 except (KeyError, TypeError, RuntimeError) as e:
     fail(f"checkpoint {ckpt_path} does not hold a GPT model ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]})")
 model.eval()

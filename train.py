@@ -33,7 +33,7 @@ from torch.distributed import init_process_group
 from model import GPTConfig, GPT
 import checkpoint as ckpt_io # checkpoint I/O; nanoGPT's own name `checkpoint` stays free for the dict
 from data import loader # the dataset's checks, seeded batches and meta.pkl
-import parallel # DDP's end-of-run check and exit
+import parallel # FSDP2 sharding and checkpoints, DDP's end-of-run check and exit
 
 # -----------------------------------------------------------------------------
 # default config values designed to train a gpt2 (124M) on OpenWebText
@@ -85,6 +85,7 @@ max_nonfinite_steps = 10 # stop after this many consecutive steps with a non-fin
 log_file = '' # JSON lines (one record per logged iter and per eval) appended here; '' = off
 # DDP settings
 backend = 'nccl' # 'nccl', 'gloo', etc. (gloo is used automatically on CPU)
+fsdp = False # under torchrun: FSDP2 (fully_shard each block and the root) instead of DDP; checkpoints with DCP
 # system
 device = 'cuda' # examples: 'cpu', 'cuda', 'cuda:0', 'cuda:1' etc., or try 'mps' on macbooks
 # 'float32', 'bfloat16', or 'float16', the latter will auto implement a GradScaler
@@ -124,6 +125,8 @@ else:
     master_process = True
     seed_offset = 0
     ddp_world_size = 1
+if fsdp and not ddp:
+    fail("fsdp=True needs torchrun (e.g. torchrun --nproc_per_node=2 train.py ... --fsdp=True)")
 tokens_per_iter = gradient_accumulation_steps * ddp_world_size * batch_size * block_size
 print(f"tokens per iteration will be: {tokens_per_iter:,}")
 
@@ -189,15 +192,21 @@ elif init_from == 'resume':
     if checkpoint['config'].get('optimizer', 'adamw') != optimizer:
         fail(f"{ckpt_path} was trained with optimizer={checkpoint['config'].get('optimizer')!r}, "
              f"not {optimizer!r}")
+    if bool(checkpoint.get('dcp')) != fsdp: # FSDP2 writes its shards with DCP (parallel.py)
+        fail(f"{ckpt_path} was written by a run with fsdp={not fsdp}: resume it with --fsdp={not fsdp}")
     # create the model
     gptconf = GPTConfig(**model_args)
     model = GPT(gptconf)
-    model.load_state_dict(ckpt_io.strip_compile_prefix(checkpoint['model']))
+    if not fsdp: # FSDP2: the weights come with the optimizer's state, after sharding
+        model.load_state_dict(ckpt_io.strip_compile_prefix(checkpoint['model']))
     iter_num = checkpoint['iter_num']
     best_val_loss = checkpoint['best_val_loss']
     nonfinite_steps = checkpoint.get('nonfinite_steps', 0)
 loader.check_vocab(data_dir, model_args['vocab_size']) # every token id indexes the embedding (one pass)
 model.to(device)
+if fsdp:
+    parallel.shard(model) # FSDP2: each block and the root; the optimizer is built on the sharded parameters
+    sharded_model = model
 
 # initialize a GradScaler. If enabled=False scaler is a no-op
 scaler = torch.amp.GradScaler(device_type, enabled=(dtype == 'float16'))
@@ -216,10 +225,14 @@ except ValueError as e: # the optimizer's own one-line message, and the ls_* tha
     set_ls = ', '.join(f'ls_{k}={v!r}' for k, v in ls_kwargs.items() if 'ls_' + k in config)
     fail(f"{e} (set: {set_ls or 'no ls_*'})")
 if init_from == 'resume':
-    optimizer.load_state_dict(checkpoint['optimizer'])
+    if fsdp:
+        parallel.load_sharded(model, optimizer, out_dir, checkpoint['dcp']) # this rank's shards: model, optimizer
+    else:
+        optimizer.load_state_dict(checkpoint['optimizer'])
+    saved_settings = dict(optimizer.param_groups[0]) # as the checkpoint's run left them
     for param_group in optimizer.param_groups:
         param_group.update(ls_kwargs)
-    ckpt_io.print_changed_settings(checkpoint, config) # a changed setting applies, with a one-line notice
+    ckpt_io.print_changed_settings(saved_settings, checkpoint['config'], config) # a change applies, with a notice
     ckpt_io.restore_rng_states(checkpoint['rng'], seed_offset, ddp_world_size, seed, iter_num) # dropout, per rank
 checkpoint = None # free up memory
 
@@ -230,7 +243,7 @@ if compile:
     model = torch.compile(model) # requires PyTorch 2.0
 
 # wrap model into DDP container
-if ddp:
+if ddp and not fsdp:
     model = DDP(model, device_ids=[ddp_local_rank] if device_type == 'cuda' else None)
 
 # helps estimate an arbitrarily accurate loss over either split using many batches
@@ -246,6 +259,10 @@ def estimate_loss():
                 logits, loss = model(X, Y)
             losses[k] = loss.item()
         out[split] = losses.mean().item()
+        if fsdp: # every rank evaluates (each forward is a collective): the mean over ranks, the same on each
+            mean = torch.tensor(out[split], device=device)
+            torch.distributed.all_reduce(mean)
+            out[split] = mean.item() / ddp_world_size
     model.train()
     return out
 
@@ -349,7 +366,7 @@ if wandb_log and master_process:
 X, Y = get_batch('train', iter_num * gradient_accumulation_steps) # fetch the very first batch
 t0 = time.time()
 local_iter_num = 0 # number of iterations in the lifetime of this process
-raw_model = model.module if ddp else model # unwrap DDP container if needed
+raw_model = model.module if ddp and not fsdp else model # unwrap DDP container if needed
 raw_model = getattr(raw_model, '_orig_mod', raw_model) # and torch.compile's wrapper
 running_mfu = -1.0
 while __name__ == '__main__': # train_setup.py runs this file under another name: the setup above, no loop
@@ -361,11 +378,12 @@ while __name__ == '__main__': # train_setup.py runs this file under another name
 
     # evaluate the loss on train/val sets and write checkpoints (with every rank's RNG state: all ranks gather it)
     rng_states = ckpt_io.gather_rng_states() if iter_num % eval_interval == 0 else None
-    if iter_num % eval_interval == 0 and master_process:
+    if iter_num % eval_interval == 0 and (master_process or fsdp): # FSDP2: every rank evaluates and saves
         losses = estimate_loss()
-        print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+        if master_process:
+            print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
         log_json(iter=iter_num, train_loss=losses['train'], val_loss=losses['val'])
-        if wandb_log:
+        if wandb_log and master_process:
             wandb.log({
                 "iter": iter_num,
                 "train/loss": losses['train'],
@@ -374,13 +392,12 @@ while __name__ == '__main__': # train_setup.py runs this file under another name
                 "mfu": running_mfu*100, # convert to percentage
             })
         if not math.isfinite(losses['val']):
-            print(f"val loss is not finite: not saving a checkpoint")
+            if master_process:
+                print(f"val loss is not finite: not saving a checkpoint")
         elif (losses['val'] < best_val_loss or always_save_checkpoint) and not eval_only:
             best_val_loss = min(best_val_loss, losses['val'])
             if iter_num > 0:
                 checkpoint = {
-                    'model': raw_model.state_dict(),
-                    'optimizer': optimizer.state_dict(),
                     'model_args': model_args,
                     'iter_num': iter_num,
                     'best_val_loss': best_val_loss,
@@ -388,8 +405,13 @@ while __name__ == '__main__': # train_setup.py runs this file under another name
                     'rng': rng_states, # one per rank
                     'nonfinite_steps': nonfinite_steps,
                 }
-                print(f"saving checkpoint to {out_dir}")
-                ckpt_io.save(checkpoint, os.path.join(out_dir, 'ckpt.pt')) # atomic: temp file, fsync, rename
+                if master_process:
+                    print(f"saving checkpoint to {out_dir}")
+                if fsdp: # every rank writes its shards (DCP), then rank 0 ckpt.pt naming them (parallel.py)
+                    parallel.save_sharded(sharded_model, optimizer, checkpoint, out_dir)
+                else:
+                    checkpoint.update(model=raw_model.state_dict(), optimizer=optimizer.state_dict())
+                    ckpt_io.save(checkpoint, os.path.join(out_dir, 'ckpt.pt')) # atomic: temp file, fsync, rename
                 checkpoint = None
     if eval_only: # also when resuming (iter_num > 0): evaluate, never train
         break
@@ -438,4 +460,4 @@ while __name__ == '__main__': # train_setup.py runs this file under another name
 
 if ddp and __name__ == '__main__':
     # every rank must end with the same parameters (checked), then the group is torn down and the process leaves
-    parallel.finish_ddp(raw_model, master_process, finish_wandb=wandb_log and master_process)
+    parallel.finish_ddp(raw_model, master_process, finish_wandb=wandb_log and master_process, sharded=fsdp)

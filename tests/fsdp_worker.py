@@ -7,6 +7,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import parallel  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 
 CONFIG = dict(block_size=16, vocab_size=32, n_layer=2, n_head=2, n_embd=16, dropout=0.0, bias=True)
@@ -28,10 +29,7 @@ def build(world, optimizer='alsals', **opt_kw):
     torch.manual_seed(0)
     model = GPT(GPTConfig(**CONFIG)).double()   # float64: Adam's normalisation amplifies rounding differences
     if world > 1:
-        from torch.distributed.fsdp import fully_shard
-        for block in model.transformer.h:
-            fully_shard(block)
-        fully_shard(model, reshard_after_forward=True)   # the closure's no-grad forwards must leave it sharded
+        parallel.shard(model)      # train.py's: each block and the root (which reshards after its forward too)
     kw = dict(warmup_steps=5, ema_warmup_steps=3, max_grad_norm=1.0)
     kw.update(opt_kw)
     opt = model.configure_optimizers(0.1, 3e-2, (0.9, 0.95), 'cpu', optimizer, **kw)

@@ -24,7 +24,7 @@ def smoke(tmp_path, dataset, *args):
 def test_gpu_check_smoke(tmp_path, tiny_dataset):
     p, rep, md = smoke(tmp_path, tiny_dataset)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    assert rep["ok"] is True and set(rep["parts"]) == {"bench", "recompiles", "offset"}
+    assert rep["ok"] is True and set(rep["parts"]) == {"bench", "recompiles", "offset", "fsdp"}
     for part in rep["parts"].values():
         assert "error" not in part and part["seconds"] > 0
     bench = rep["parts"]["bench"]["results"]
@@ -38,6 +38,9 @@ def test_gpu_check_smoke(tmp_path, tiny_dataset):
     assert [e["iter"] for e in r["evals"]] == [0, 10] and r["trial_forwards_per_step"] >= 1.0
     o = rep["parts"]["offset"]
     assert o["steps"] == 5 and len(o["rows"]) == 5 and o["graphs_compiled_after_handoff"] == 0
+    f = rep["parts"]["fsdp"]
+    assert f["ok"] is True and f["resumed_iters"] == list(range(f["resumed_at"], f["iters"] + 1))
+    assert f["max_resume_loss_diff"] == 0.0 and f["sample"]   # on CPU the resumed run is bit-identical
     off = np.array([row["f_train"] - row["f_closure"] for row in o["rows"]])
     assert [row["offset"] for row in o["rows"]] == off.tolist()
     assert o["max_abs_offset"] == float(np.abs(off).max()) and o["mean_offset"] == float(off.mean())

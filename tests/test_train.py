@@ -222,6 +222,44 @@ def test_ddp_resume_bit_exact_with_dropout(tiny_dataset, tmp_path):
     tu.assert_same(ca['rng'], cb['rng'], 'rng')
 
 
+def test_fsdp_trains_resumes_exactly_and_samples(tiny_dataset, tmp_path):
+    """--fsdp=True under torchrun (2 gloo ranks): FSDP2 on each block and the root, the line search on the
+    sharded parameters, checkpoints with torch.distributed.checkpoint (ckpt.pt names the shard directory). A run
+    stopped at iter N and resumed prints the same losses as an uninterrupted one and ends with bit-identical
+    shards; sample.py samples from the checkpoint; resuming it without --fsdp is a one-line error."""
+    dir_a, dir_b = str(tmp_path / 'A'), str(tmp_path / 'B')
+
+    def args(out, **kw):
+        cfg = dict(dataset=tiny_dataset, out_dir=out, optimizer='alsals', fsdp=True, dropout=0.2, batch_size=4,
+                   gradient_accumulation_steps=2, warmup_iters=3, ls_ema_warmup_steps=2, lr_decay_iters=2 * N,
+                   eval_interval=N, max_iters=2 * N, always_save_checkpoint=True)
+        cfg.update(kw)
+        return tu.args_of(**cfg)
+
+    ra, rb1 = tu.parallel(lambda: torchrun(*args(dir_a)), lambda: torchrun(*args(dir_b, max_iters=N)))
+    tu.check_ok(ra)
+    tu.check_ok(rb1)
+    assert load(os.path.join(dir_b, 'ckpt.pt'))['dcp'] == f'ckpt_dcp_{N}'
+    rb = tu.check_ok(torchrun(*args(dir_b, init_from='resume')))
+    losses_a, losses_b = tu.iter_losses(ra.stdout), tu.iter_losses(rb.stdout)
+    assert sorted(losses_b) == list(range(N, 2 * N + 1))
+    assert [losses_b[i] for i in losses_b] == [losses_a[i] for i in losses_b]
+    ca, cb = load(os.path.join(dir_a, 'ckpt.pt')), load(os.path.join(dir_b, 'ckpt.pt'))
+    assert ca['dcp'] == cb['dcp'] == f'ckpt_dcp_{2 * N}' and sorted(os.listdir(dir_b)) == ['ckpt.pt', cb['dcp']]
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+    full = []
+    for d in (dir_a, dir_b):                                               # the shards gathered, in one process
+        dcp_to_torch_save(os.path.join(d, ca['dcp']), os.path.join(d, 'full.pt'))
+        full.append(torch.load(os.path.join(d, 'full.pt'), weights_only=False))
+    assert set(full[0]['model']) == set(full[1]['model']) and len(full[0]['optimizer']['state']) > 0
+    tu.assert_same(full[0], full[1], 'model and optimizer')
+    s = tu.check_ok(tu.run_script('sample.py', f'--out_dir={dir_b}', '--device=cpu', '--num_samples=1',
+                                  '--max_new_tokens=20'))
+    assert s.stdout.strip()
+    tu.check_one_line_error(tu.train(dataset=tiny_dataset, out_dir=dir_b, init_from='resume', optimizer='alsals'),
+                            'fsdp=True')
+
+
 def test_resume_on_other_world_size_reseeds_with_notice(tiny_dataset, tmp_path):
     """A 2-rank checkpoint resumed by one process: a one-line notice and a deterministic reseed (two such
     resumes agree bit for bit)."""
