@@ -86,11 +86,12 @@ _SEARCH_KEYS = ('c', 'smooth', 'beta_s', 'b', 'backtrack', 'max_backtracks', 'et
 _COMPONENT_STATE = dict(eta=None, D=0.0, G=0.0, exhausted=False)
 # ... and for the whole optimizer (every group holds the same value)
 _OPTIMIZER_STATE = dict(step=0, cursor=0, skip_left=0, forwards=0, backtracks=0, exhaustions=0, skipped=0,
-                        ramping=None, loss_ema=0.0, loss_min=math.inf, eta_at_min=0.0, ref=0.0, ref_q=0.0)
+                        ramping=None, loss_ema=0.0, loss_min=math.inf, ref=0.0, ref_q=0.0)
 # what ends the search-driven start (ramp > 0): the issue-17 candidates, see _ramp_step
 _RAMP_RULES = ('range', 'polyak', 'nonmonotone')
 _RANGE_START = 0.01    # 'range': the range test starts at 1/100 of the first guess ...
-_RANGE_RISE = 0.02     # ... and ends when the smoothed training loss is 2 % above its minimum
+_RANGE_RISE = 0.02     # ... and ends when the smoothed training loss is 2 % above its minimum: the edge ...
+_RANGE_SIGMA = 2.0     # ... whose eta, divided by 2, the search starts from (Roulet et al.'s sigma)
 _ZH_XI = 0.85          # 'nonmonotone': Zhang-Hager's weight of the past in the reference value
 
 
@@ -457,8 +458,9 @@ class ALSALS(torch.optim.Optimizer):
         from there.
           'range'       the LR range test (Smith, "Cyclical Learning Rates for Training Neural Networks", 2017) run
                         as the start: plain steps (no trial) from eta = lr/100, while an EMA over `ramp` steps of
-                        the training loss f(w) is tracked; when it rises 2 % above its minimum (or f(w) is not
-                        finite), eta becomes the eta at that minimum;
+                        the training loss f(w) is tracked; when it rises 2 % above its minimum (the edge), eta
+                        becomes the edge's eta / 2 ("Stepping on the Edge: Curvature Aware Learning Rate Tuners",
+                        Roulet et al., 2024: sigma = 2);
           'polyak'      searched steps with eta capped by the Polyak step f(w)/f_a (f* = 0; "Stochastic Polyak
                         Step-size", Loizou et al., 2021), a trial that raises the loss backtracks; the ramp ends
                         when the cap binds;
@@ -474,9 +476,9 @@ class ALSALS(torch.optim.Optimizer):
             ema = f_w if fresh else beta * first['loss_ema'] + (1 - beta) * f_w
             self._set_all(loss_ema=ema)
             if ema < first['loss_min']:
-                self._set_all(loss_min=ema, eta_at_min=state['eta'] if not fresh else eta)
+                self._set_all(loss_min=ema)
             if ema > (1.0 + _RANGE_RISE) * first['loss_min'] or eta >= state['eta_max']:
-                eta = first['eta_at_min']
+                eta = state['eta'] / _RANGE_SIGMA                  # the eta whose steps made the loss rise
                 self._set_all(ramping=False)
                 stats['ramp_end'] = True
             self._set_component(_groups(comp), eta=eta)

@@ -58,7 +58,7 @@ class LineSearchReference(torch.optim.Optimizer):
                           for ps in (muon, [p for p in all_params if all(p is not q for q in muon)])]
         self.t, self.cursor, self.skip_left = 0, 0, 0
         self.lr0 = {}                                  # each group's lr at the hand-off (by id of the group)
-        self.ramping, self.loss_ema, self.loss_min, self.eta_at_min = ramp > 0, None, math.inf, None
+        self.ramping, self.loss_ema, self.loss_min = ramp > 0, None, math.inf
         self.last = {}
 
     @property
@@ -160,10 +160,9 @@ class LineSearchReference(torch.optim.Optimizer):
             fresh = self.loss_ema is None
             eta = comp['eta'] * (0.01 if fresh else 2.0 ** (1.0 / self.ramp))
             self.loss_ema = f_w if fresh else (1 - 1 / self.ramp) * self.loss_ema + f_w / self.ramp
-            if self.loss_ema < self.loss_min:
-                self.loss_min, self.eta_at_min = self.loss_ema, eta if fresh else comp['eta']
-            if self.loss_ema > 1.02 * self.loss_min or eta >= self.eta_max:
-                eta, self.ramping = self.eta_at_min, False
+            self.loss_min = min(self.loss_min, self.loss_ema)
+            if self.loss_ema > 1.02 * self.loss_min or eta >= self.eta_max:   # the edge: start from its eta / 2
+                eta, self.ramping = comp['eta'] / 2, False
             comp['eta'] = eta
             update(list(group_of), eta)
             return f_w

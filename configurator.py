@@ -111,5 +111,7 @@ def check_train_config(config):
     if config['optimizer'] not in ('adamw', 'muon') and dtype == 'float16':
         fail("the line-search optimizers need bfloat16 or float32 (GradScaler's loss scaling does not support a "
              "closure)")
+    if config['ls_range_test'] and config['optimizer'] in ('adamw', 'muon'):
+        fail(f"ls_range_test=True is the line search's start; optimizer={config['optimizer']!r} has no line search")
     if config['ls_fa'] == 'fd' and dtype != 'float32':
         fail(f"ls_fa='fd' needs dtype='float32': under {dtype} autocast the finite difference measures rounding noise")

@@ -81,6 +81,8 @@ ls_ema_warmup_steps = ls_skip_stable = ls_fa = ls_ramp = ls_ramp_rule = None
 ls_trial_microsteps = 1 # trial forward on the first k micro-batches (f(w) on the same k); 0 = all
 ls_n_components = 10 # PLASLS: parameter components, each with its own step size
 ls_anneal_frac = 0.0 # anneal the applied step to min_lr/learning_rate over this last part of lr_decay_iters; 0 = paper
+ls_range_test = False # no AdamW warmup: the search starts with an LR range test from learning_rate/100, eta doubling
+                      # every warmup_iters/10 steps until the smoothed loss rises (alsals.py, ramp_rule='range')
 max_nonfinite_steps = 10 # stop after this many consecutive steps with a non-finite loss or gradient
 log_file = '' # JSON lines (one record per logged iter and per eval) appended here; '' = off
 # DDP settings
@@ -215,9 +217,12 @@ scaler = torch.amp.GradScaler(device_type, enabled=(dtype == 'float16'))
 # ---- line search ---- its kwargs: the ls_* that are set (None = the variant's own default), warmup, clipping.
 # The optimizer validates them; on resume, load_state_dict restores the checkpoint's and a set ls_* wins.
 line_search = optimizer not in ('adamw', 'muon')
-trainer_only = ('ls_trial_microsteps', 'ls_n_components', 'ls_anneal_frac') # train.py's, not the optimizer's
+trainer_only = ('ls_trial_microsteps', 'ls_n_components', 'ls_anneal_frac', 'ls_range_test') # train.py's settings
 ls_kwargs = {k[3:]: v for k, v in config.items() if k.startswith('ls_') and v is not None and k not in trainer_only}
-ls_kwargs = dict(warmup_steps=warmup_iters, max_grad_norm=grad_clip, **ls_kwargs) if line_search else {}
+if ls_range_test: # the range test replaces the AdamW warmup, at a pace of 10 doublings per warmup_iters steps
+    ls_kwargs = dict(dict(ramp=max(1.0, warmup_iters / 10), ramp_rule='range'), **ls_kwargs)
+ls_kwargs = dict(warmup_steps=0 if ls_range_test else warmup_iters, max_grad_norm=grad_clip,
+                 **ls_kwargs) if line_search else {}
 try:
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type, optimizer,
                                            ls_n_components, adamw_lr=muon_adamw_lr, **ls_kwargs)
@@ -268,8 +273,8 @@ def estimate_loss():
 
 # learning rate decay scheduler (cosine with warmup)
 def get_lr(it):
-    # 1) linear warmup for warmup_iters steps
-    if it < warmup_iters:
+    # 1) linear warmup for warmup_iters steps (---- line search ---- unless its range test replaces it)
+    if it < warmup_iters and not ls_range_test:
         return learning_rate * (it + 1) / (warmup_iters + 1)
     # ---- line search ---- after its warmup, lr scales the applied step (eta * lr/learning_rate): constant, then
     # linear down to min_lr over the last ls_anneal_frac of lr_decay_iters (warmup-stable-decay; 0 = the paper)

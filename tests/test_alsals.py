@@ -940,11 +940,10 @@ def test_range_start_matches_reference():
     assert o1.eta == pytest.approx(o2.eta, rel=1e-6)
 
 
-def test_range_start_takes_the_eta_at_the_smoothed_loss_minimum():
+def test_range_start_ends_at_the_edge_and_halves_it():
     """Recomputed from the losses the optimizer saw: eta = lr/100 * 2**(t/ramp) at ramp step t; the EMA over
-    `ramp` steps of f(w); the ramp ends at the first step whose EMA exceeds 1.02 x its running minimum, and the
-    eta of the next steps starts from the eta of the step that produced the minimum; no trial forward is spent
-    before the end."""
+    `ramp` steps of f(w); the ramp ends at the first step whose EMA exceeds 1.02 x its running minimum (the
+    edge), and the search starts from half the eta that led there; no trial forward is spent before the end."""
     k, lr = 4.0, 0.5
     m = mlp()
     opt = alsals.ALSALS(m.parameters(), lr=lr, ramp=k)
@@ -953,15 +952,14 @@ def test_range_start_takes_the_eta_at_the_smoothed_loss_minimum():
     f = [after['stats']['f_w'] for _, after in rec]
     etas = [after['stats']['eta'] for _, after in rec]
     end = next(i for i, (_, after) in enumerate(rec) if after['stats'].get('ramp_end'))
-    ema, best, best_eta = None, math.inf, None
+    ema, best = None, math.inf
     for t in range(end + 1):
-        eta_t = lr / 100 * 2 ** (t / k)
         if t < end:
-            assert etas[t] == pytest.approx(eta_t, rel=1e-12) and rec[t][1]['stats']['forwards'] == 0
+            assert etas[t] == pytest.approx(lr / 100 * 2 ** (t / k), rel=1e-12) and rec[t][1]['stats']['forwards'] == 0
         ema = f[t] if ema is None else (1 - 1 / k) * ema + f[t] / k
-        if ema < best:
-            best, best_eta = ema, eta_t if t == 0 else lr / 100 * 2 ** ((t - 1) / k)
-    assert ema > 1.02 * best and etas[end] == pytest.approx(best_eta, rel=1e-12)
+        assert (ema > 1.02 * best) == (t == end)
+        best = min(best, ema)
+    assert etas[end] == pytest.approx(lr / 100 * 2 ** ((end - 1) / k) / 2, rel=1e-12)
     assert rec[end + 1][1]['stats']['forwards'] >= 1                  # then the search
 
 
