@@ -45,6 +45,8 @@ from grid import CORPORA, LS_CONFIG, PAPER, SIZES, shipped, train_args  # noqa: 
 from report import collect, mean_final, tuned_lr  # noqa: E402
 
 ETAS = np.logspace(-5, -1, 25)
+MUON_TUNED = 'muon@muon_adamw_lr=0.01'   # the study's tuned Muon (issue 20: the AdamW part at AdamW's tuned lr)
+MUON_PAPER = 'muonsls@muon_adamw_lr=0.01@ls_skip_stable=0@ls_anneal_frac=0'
 CS = (0.3, 0.5, 0.6)
 STAGES = {'quick': (10, 20), 'screen': (100, 300, 600), 'headline': (200, 500, 1000)}
 
@@ -123,12 +125,7 @@ def probe(train, n_batches, etas):
         clip = min(1.0, max_norm / (norm + 1e-6)) if max_norm > 0 else 1.0
         d, f_a = [], 0.0
         for p, gr in zip(params, grads):
-            st, grp = opt.state[p], next(gg for gg in opt.param_groups if any(q is p for q in gg['params']))
-            (b1, b2), eps = grp['betas'], grp['eps']
-            t = int(st['step']) + 1
-            m = b1 * st['exp_avg'] + (1 - b1) * clip * gr
-            v = b2 * st['exp_avg_sq'] + (1 - b2) * (clip * gr) ** 2
-            di = -(m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + eps)
+            di = direction(opt, p, gr, clip)
             d.append(di)
             f_a -= torch.dot(gr.reshape(-1).double(), di.reshape(-1).double()).item()
         f_w, fv_w = loss.item(), f_at(0.0, d, Xv, Yv)
@@ -136,7 +133,7 @@ def probe(train, n_batches, etas):
         dec_val = [fv_w - f_at(e, d, Xv, Yv) for e in etas]
         rec = dict(batch=it + k, f_w=f_w, f_a=f_a, dec=dec, dec_val=dec_val)
         if line_search:
-            comp = opt.state['search']['components'][0]
+            comp = search_state(opt)
             rec['rule'] = {str(c): simulate(lambda e: f_w - f_at(e, d, X, Y), f_a, comp, hp, c) for c in CS}
             rec['real'] = real_step(train, X, Y, w0, params)
         out.append(rec)
@@ -144,6 +141,34 @@ def probe(train, n_batches, etas):
         for p, w in zip(params, w0):
             p.copy_(w)
     return out
+
+
+def group_of(opt, p):
+    return next(g for g in opt.param_groups if any(q is p for q in g['params']))
+
+
+def direction(opt, p, grad, clip):
+    """The step's direction for parameter p with this gradient folded into its state (clipped as the step
+    would): Adam's -m^/(sqrt(v^)+eps) (ALSALS, AdamW), or Muon's -r*NS((1-mu)g + mu*B) on a use_muon group
+    (MuonSLS, MuonAdamW); scaled, for several param groups, by the group's lr relative to the first group's (the
+    trial of MuonSLS with one eta; the update of MuonAdamW)."""
+    import torch
+    from muon import _muon_direction
+    st, grp = opt.state[p], group_of(opt, p)
+    ratio = grp['lr'] / opt.param_groups[0]['lr']
+    if grp.get('use_muon'):
+        ortho, r = _muon_direction(grp, {'momentum_buffer': st['momentum_buffer'].clone()}, p, grad, clip)
+        return -ratio * r * ortho.to(p.dtype)
+    (b1, b2), eps = grp['betas'], grp['eps']
+    t = int(st['step']) + 1
+    m = b1 * st['exp_avg'] + (1 - b1) * clip * grad
+    v = b2 * st['exp_avg_sq'] + (1 - b2) * (clip * grad) ** 2
+    return -ratio * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + eps)
+
+
+def search_state(opt):
+    """The search's eta, D and G (the first component's: ALSALS has one), from the param groups."""
+    return {k: opt.param_groups[0][k] for k in ('eta', 'D', 'G')}
 
 
 def simulate(dec_at, f_a, comp, hp, c):
@@ -177,7 +202,8 @@ def real_step(train, X, Y, w0, params):
     with train.ctx:
         loss = model(X, Y)[1]
     loss.backward()
-    opt.state['search']['skip_left'] = 0  # search this step even if skip_stable would skip it: the search is measured
+    for g in opt.param_groups:
+        g['skip_left'] = 0  # search this step even if skip_stable would skip it: the search is measured
     opt.step(closure=train.replay_closure(model, [(X, Y, rng)], train.ctx), loss=loss.detach())
     st = opt.last_stats
     opt.load_state_dict(saved)
@@ -228,18 +254,19 @@ def crossing(etas, ratio, c):
     return float(math.exp(x))
 
 
-def plot(path, title, etas, res, traj, lr_adamw, stages):
+def plot(path, title, etas, res, traj, lr_adamw, stages, runs=('alsals', 'adamw')):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    search, tuned = runs
     fig, ax = plt.subplots(1, 3, figsize=(17, 4.8))
-    for run, ls in (('alsals', '-'), ('adamw', '--')):
+    for run, ls in ((search, '-'), (tuned, '--')):
         for i, it in enumerate(stages):
             r = res[run][str(it)]
             ax[0].plot(etas, r['dec_mean'], ls, color=f'C{i}', label=f'{run} ckpt {it}: same batch')
-            ax[0].plot(etas, r['dec_val_mean'], ':', color=f'C{i}', lw=1) if run == 'alsals' else None
+            ax[0].plot(etas, r['dec_val_mean'], ':', color=f'C{i}', lw=1) if run == search else None
             ax[1].plot(etas, r['ratio_mean'], ls, color=f'C{i}', label=f'{run} ckpt {it}: E[dec]/(eta E[f_a])')
-            if run == 'alsals':
+            if run == search:
                 ax[1].plot(etas, r['smoothed_ratio'], '-.', color=f'C{i}', lw=2, label=f'ckpt {it}: smoothed (D, G)')
     ax[0].set_xscale('log')
     ax[0].set_yscale('symlog', linthresh=1e-3)
@@ -256,14 +283,14 @@ def plot(path, title, etas, res, traj, lr_adamw, stages):
     ax[1].set_ylabel('decrease / (eta * slope)')
     ax[1].set_title('(b) the ratio the test compares with c (dotted: c = 0.3, 0.5, 0.6)')
     ax[1].legend(fontsize=6)
-    ax[2].plot(traj['alsals'], color='C3', label="ALSALS eta (the paper's form)")
-    ax[2].plot(traj['adamw'], 'k--', label=f'tuned AdamW lr (peak {lr_adamw:g})')
+    ax[2].plot(traj[search], color='C3', label=f"{search} eta (the paper's form)")
+    ax[2].plot(traj[tuned], 'k--', label=f'tuned {tuned} lr (peak {lr_adamw:g})')
     for i, it in enumerate(stages):
-        r = res['alsals'][str(it)]
+        r = res[search][str(it)]
         for c, mk in zip(CS, ('^', 's', 'o')):
             ax[2].plot(it, r['rule'][c if isinstance(c, str) else str(c)], mk, color=f'C{i}', ms=7,
                        label=f'rule accepts, c={c}' if i == 0 else None)
-        for run, c, mk, col in (('alsals', '0.3', 'v', 'C3'), ('alsals', '0.6', '+', 'C3'), ('adamw', '0.6', 'x', 'k')):
+        for run, c, mk, col in ((search, '0.3', 'v', 'C3'), (search, '0.6', '+', 'C3'), (tuned, '0.6', 'x', 'k')):
             x = res[run][str(it)]['crossing'][c]
             if x is not None and math.isfinite(x):
                 ax[2].plot(it, x, mk, color=col, ms=9, label=f"on {run}'s path: E-ratio = {c}" if i == 0 else None)
@@ -291,33 +318,44 @@ def main(argv=None):
     ap.add_argument('--out', default=os.path.join(ROOT, 'results', 'landscape'))
     ap.add_argument('--stages', default='', help='comma list of checkpoint iterations (default: the size\'s)')
     ap.add_argument('--replot', action='store_true', help='only redraw the PNG from the JSON')
+    ap.add_argument('--optimizer', default='adamw', choices=('adamw', 'muon'),
+                    help="adamw: ALSALS and tuned AdamW along Adam's direction; muon: MuonSLS and tuned Muon along "
+                         "Muon's (the tuned lr: the study's best muon grid point, or --adamw_lr)")
     args = ap.parse_args(argv)
+    suffix = '' if args.optimizer == 'adamw' else '_muon'
     if args.replot:
-        base = os.path.join(args.out, f"{args.corpus}_{'quick' if args.quick else args.size}")
+        base = os.path.join(args.out, f"{args.corpus}_{'quick' if args.quick else args.size}{suffix}")
         with open(base + '.json') as f:
             d = json.load(f)
         plot(base + '.png', f"{d['corpus']}, {d['size']} ({d['model']}, batch {d['batch']}): the landscape along "
              f"the Adam direction, {d['batches_per_ckpt']} batches per checkpoint", np.array(d['etas']), d['results'],
-             d['trajectory'], d['adamw_lr'], d['stages'])
+             d['trajectory'], d['adamw_lr'], d['stages'], tuple(d.get('runs', ('alsals', 'adamw'))))
         return
     import torch
     torch.set_num_threads(1)
     size = 'quick' if args.quick else args.size
     n_batches = 2 if args.quick else args.batches
     etas = ETAS[::4] if args.quick else ETAS
-    lr_adamw = args.adamw_lr or tuned_adamw_lr(os.path.join(ROOT, 'results', 'study', size), args.corpus) or 1e-2
-    lr_ls = shipped(LS_CONFIG)['learning_rate']
+    study_dir = os.path.join(ROOT, 'results', 'study', size)
+    if args.optimizer == 'adamw':
+        lr_adamw = args.adamw_lr or tuned_adamw_lr(study_dir, args.corpus) or 1e-2
+        lr_ls = shipped(LS_CONFIG)['learning_rate']
+        pairs = (('alsals', PAPER, lr_ls), ('adamw', 'adamw', lr_adamw))
+    else:   # Muon: the study's tuned Muon (AdamW part at 1e-2) and MuonSLS in the paper's form from the same lr
+        lr_adamw = args.adamw_lr or tuned_lr(collect(study_dir, args.corpus), MUON_TUNED) or 3e-2
+        lr_ls = lr_adamw
+        pairs = (('muonsls', MUON_PAPER, lr_ls), ('muon', MUON_TUNED, lr_adamw))
     stages = tuple(int(x) for x in args.stages.split(',') if x) or STAGES[size]
     work = tempfile.mkdtemp(prefix='landscape_')
     res, traj = {}, {}
     try:
-        for run, method, lr in (('alsals', PAPER, lr_ls), ('adamw', 'adamw', lr_adamw)):
+        for run, method, lr in pairs:
             dirs, traj[run] = train_in_stages(work, size, args.corpus, method, lr, stages)
             res[run] = {}
             for it, d in dirs.items():
                 train = load(size, args.corpus, method, lr, d)
                 recs = probe(train, n_batches, etas)
-                comp = train.optimizer.state['search']['components'][0] if train.line_search else None
+                comp = search_state(train.optimizer) if train.line_search else None
                 res[run][str(it)] = dict(analyse(recs, etas, comp, train.optimizer.param_groups[0]), batches=recs,
                                          iter=int(train.iter_num),
                                          lr_adamw=float(train.get_lr(it)) if run == 'adamw' else None)
@@ -331,17 +369,18 @@ def main(argv=None):
     finally:
         shutil.rmtree(work, ignore_errors=True)
     os.makedirs(args.out, exist_ok=True)
-    base = os.path.join(args.out, f'{args.corpus}_{size}')
+    base = os.path.join(args.out, f'{args.corpus}_{size}{suffix}')
     s = SIZES[size]
     meta = dict(corpus=args.corpus, size=size, model=f"{s['n_layer']} x {s['n_embd']}",
                 batch=f"{s['batch_size']}x{s['block_size']}", stages=list(stages), etas=list(map(float, etas)),
-                adamw_lr=lr_adamw, alsals_lr=lr_ls, batches_per_ckpt=n_batches)
+                adamw_lr=lr_adamw, alsals_lr=lr_ls, batches_per_ckpt=n_batches, runs=[p[0] for p in pairs])
     tmp = base + '.json.tmp'
     with open(tmp, 'w') as f:
         json.dump(dict(meta, results=res, trajectory=traj), f)
     os.replace(tmp, base + '.json')
     plot(base + '.png', f"{args.corpus}, {size} ({meta['model']}, batch {meta['batch']}): the landscape along "
-         f"the Adam direction, {n_batches} batches per checkpoint", etas, res, traj, lr_adamw, stages)
+         f"the {'Adam' if args.optimizer == 'adamw' else 'Muon'} direction, {n_batches} batches per checkpoint", etas,
+         res, traj, lr_adamw, stages, tuple(meta['runs']))
     print(f"wrote {base}.json and {base}.png")
 
 

@@ -32,10 +32,10 @@ def mean_final(recs):
     return float(np.mean(v)) if all(math.isfinite(x) for x in v) else float('inf')
 
 
-def tuned_lr(runs):
-    """The best AdamW grid point (mean final val over seeds) among runs, or None without AdamW runs."""
-    lrs = [lr for (m, lr) in runs if m == 'adamw']
-    return min(lrs, key=lambda lr: mean_final(runs[('adamw', lr)])) if lrs else None
+def tuned_lr(runs, method='adamw'):
+    """The best grid point of `method` (mean final val over seeds) among runs, or None without its runs."""
+    lrs = [lr for (m, lr) in runs if m == method]
+    return min(lrs, key=lambda lr: mean_final(runs[(method, lr)])) if lrs else None
 
 
 def spread(recs):
