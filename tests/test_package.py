@@ -9,7 +9,7 @@ import sys
 import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODULES = ("alsals", "alsals_reference")
+MODULES = ("alsals", "alsals_reference", "muon")
 # left out of the copy: outputs, data, the venv; the build must need none of them
 IGNORE = shutil.ignore_patterns(".git", ".venv", "out*", "*.bin", "*.pkl", "input.txt", "build", "*.egg-info",
                                 "__pycache__", ".pytest_cache", "results", "wandb")
@@ -17,9 +17,9 @@ IGNORE = shutil.ignore_patterns(".git", ".venv", "out*", "*.bin", "*.pkl", "inpu
 USE = r"""
 import os, sys
 import torch
-import alsals, alsals_reference
+import alsals, alsals_reference, muon
 site = os.path.realpath(sys.argv[1])
-for m in (alsals, alsals_reference):
+for m in (alsals, alsals_reference, muon):
     assert os.path.realpath(m.__file__).startswith(site + os.sep), m.__file__
 for name in ('model', 'checkpoint', 'train'):  # the trainer stays out of the package
     try:
