@@ -77,7 +77,7 @@ muon_adamw_lr = None # optimizer='muon'/'muonsls': the lr of the AdamW part (emb
 # ---- line search ---- optimizer='alsals'|'adamsls'|'sgdsls'|'plasls'|'muonsls': warmup_iters AdamW steps, then the search.
 # ls_* are the optimizer's own kwargs (alsals.py) with an ls_ prefix; None = the variant's own default
 ls_c = ls_smooth = ls_beta_s = ls_b = ls_backtrack = ls_max_backtracks = ls_eta_min = ls_eta_max = None
-ls_ema_warmup_steps = ls_skip_stable = ls_fa = ls_ramp = ls_ramp_rule = None
+ls_ema_warmup_steps = ls_skip_stable = ls_fa = ls_ramp = ls_ramp_rule = ls_separate_eta = None
 ls_trial_microsteps = 1 # trial forward on the first k micro-batches (f(w) on the same k); 0 = all
 ls_n_components = 10 # PLASLS: parameter components, each with its own step size
 ls_anneal_frac = 0.0 # anneal the applied step to min_lr/learning_rate over this last part of lr_decay_iters; 0 = paper
@@ -226,7 +226,7 @@ ls_kwargs = dict(warmup_steps=0 if ls_range_test else warmup_iters, max_grad_nor
 try:
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type, optimizer,
                                            ls_n_components, adamw_lr=muon_adamw_lr, **ls_kwargs)
-except ValueError as e: # the optimizer's own one-line message, and the ls_* that were set
+except (ValueError, TypeError) as e: # the optimizer's one-line message (a setting it lacks: TypeError), the ls_*
     set_ls = ', '.join(f'ls_{k}={v!r}' for k, v in ls_kwargs.items() if 'ls_' + k in config)
     fail(f"{e} (set: {set_ls or 'no ls_*'})")
 if init_from == 'resume':

@@ -211,6 +211,9 @@ BAD_INPUTS = {
     'n_embd_not_divisible': (train_case(n_embd=33), ['n_embd', 'n_head']),
     'n_components_0': (train_case(optimizer='plasls', ls_n_components=0), ['ls_n_components']),
     'anneal_frac_above_1': (train_case(optimizer='alsals', ls_anneal_frac=1.5), ['ls_anneal_frac']),
+    'ls_setting_the_variant_lacks': (train_case(optimizer='alsals', ls_separate_eta=True), ['separate_eta']),
+    'range_test_without_line_search': (train_case(optimizer='muon', ls_range_test=True), ['ls_range_test', 'muon']),
+    'fsdp_without_torchrun': (train_case(optimizer='alsals', fsdp=True), ['fsdp=True', 'torchrun']),
     # the finite-difference slope under bfloat16 autocast measures rounding noise
     'ls_fa_fd_under_bfloat16': (train_case(optimizer='alsals', ls_fa='fd', dtype='bfloat16'), ["ls_fa='fd'", 'float32']),
     # a token id the embedding cannot index: found when the data is opened, not as a traceback in the embedding
