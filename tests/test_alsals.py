@@ -74,6 +74,15 @@ def data(seed=0, n=64, dtype=torch.float32):
     return X, Y
 
 
+def step_on(m, opt, X, Y):
+    """One step of `opt` on the batch (X, Y): f(w) from the training forward, the same batch in the closure."""
+    loss = F.mse_loss(m(X), Y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step(closure=lambda: F.mse_loss(m(X), Y), loss=loss.detach())
+    return loss
+
+
 def run(m, opt, steps, warmup=0, lr=0.05, batch=16, seed=0, record=None, schedule=None):
     X, Y = data(seed, dtype=next(m.parameters()).dtype)
     for it in range(steps):
@@ -529,10 +538,7 @@ def test_contradictory_emas_restart_instead_of_locking():
     set_component(opt, 0, D=-0.05, G=10.0)
     X, Y = data()
     for _ in range(3):
-        loss = F.mse_loss(m(X), Y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step(closure=lambda: F.mse_loss(m(X), Y), loss=loss.detach())
+        step_on(m, opt, X, Y)
         assert opt.last_stats['accepted'] and not opt.last_stats['exhausted']
     assert opt.eta > 1e-3
 
@@ -599,10 +605,7 @@ def test_search_accepts_from_any_ema_state(D, G):
     X, Y = data(dtype=torch.float64)
     accepted = []
     for _ in range(4):
-        loss = F.mse_loss(m(X), Y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step(closure=lambda: F.mse_loss(m(X), Y), loss=loss.detach())
+        step_on(m, opt, X, Y)
         accepted.append(opt.last_stats['accepted'])
         assert opt.eta >= eta0 * 0.9 ** 20
     if D < 0:
@@ -635,10 +638,7 @@ def test_add_param_group_is_optimized():
     X, Y = data()
 
     def step():
-        loss = F.mse_loss(m(X), Y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step(closure=lambda: F.mse_loss(m(X), Y), loss=loss.detach())
+        step_on(m, opt, X, Y)
     step()
     frozen = [p.detach().clone() for p in m[2].parameters()]
     opt.add_param_group({'params': list(m[2].parameters()), 'weight_decay': 0.1})
@@ -913,10 +913,7 @@ def test_first_guess_far_too_high_comes_down():
     f0 = F.mse_loss(m(X), Y).item()
     exhausted = []
     for it in range(60):
-        loss = F.mse_loss(m(X), Y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step(closure=lambda: F.mse_loss(m(X), Y), loss=loss.detach())
+        step_on(m, opt, X, Y)
         exhausted.append(opt.last_stats['exhausted'])
     assert 2 <= sum(exhausted) <= 6 and not any(exhausted[10:]), exhausted
     assert opt.eta < 0.5 and F.mse_loss(m(X), Y).item() < 0.5 * f0
@@ -974,10 +971,7 @@ def test_other_ramp_rules_end_and_hand_over(rule):
     f0 = F.mse_loss(m(X), Y).item()
     ended = None
     for it in range(60):
-        loss = F.mse_loss(m(X), Y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step(closure=lambda: F.mse_loss(m(X), Y), loss=loss.detach())
+        step_on(m, opt, X, Y)
         assert opt.last_stats['forwards'] >= 1
         if opt.last_stats.get('ramp_end'):
             ended = it
