@@ -81,17 +81,17 @@ Params = Union[Iterable[torch.Tensor], Iterable[dict]]
 
 # the settings of the search itself: one search over all parameters, so they must agree in every group
 _SEARCH_KEYS = ('c', 'smooth', 'beta_s', 'b', 'backtrack', 'max_backtracks', 'eta_min', 'eta_max', 'warmup_steps',
-                'ema_warmup_steps', 'skip_stable', 'max_grad_norm', 'fa', 'fd_eps', 'reduce_losses', 'ramp', 'ramp_rule')
+                'ema_warmup_steps', 'skip_stable', 'max_grad_norm', 'fa', 'fd_eps', 'reduce_losses', 'ramp', 'ramp_rule',
+                'ramp_sigma', 'ramp_hold')
 # the search's scalars in every param group: per component (the groups sharing group['component']) ...
 _COMPONENT_STATE = dict(eta=None, D=0.0, G=0.0, exhausted=False)
 # ... and for the whole optimizer (every group holds the same value)
 _OPTIMIZER_STATE = dict(step=0, cursor=0, skip_left=0, forwards=0, backtracks=0, exhaustions=0, skipped=0,
-                        ramping=None, loss_ema=0.0, loss_min=math.inf, ref=0.0, ref_q=0.0)
+                        ramping=None, hold_left=0, loss_ema=0.0, loss_min=math.inf, ref=0.0, ref_q=0.0)
 # what ends the search-driven start (ramp > 0): the issue-17 candidates, see _ramp_step
 _RAMP_RULES = ('range', 'polyak', 'nonmonotone')
 _RANGE_START = 0.01    # 'range': the range test starts at 1/100 of the first guess ...
-_RANGE_RISE = 0.02     # ... and ends when the smoothed training loss is 2 % above its minimum: the edge ...
-_RANGE_SIGMA = 2.0     # ... whose eta, divided by 2, the search starts from (Roulet et al.'s sigma)
+_RANGE_RISE = 0.02     # ... and ends when the smoothed training loss is 2 % above its minimum: the edge
 _ZH_XI = 0.85          # 'nonmonotone': Zhang-Hager's weight of the past in the reference value
 
 
@@ -160,7 +160,7 @@ class ALSALS(torch.optim.Optimizer):
                  b: float = 500.0, backtrack: float = 0.9, max_backtracks: int = 20, eta_min: float = 1e-8,
                  eta_max: float = 1.0, warmup_steps: int = 0, ema_warmup_steps: int = 100, skip_stable: int = 0,
                  max_grad_norm: float = 0.0, fa: str = 'exact', fd_eps: float = 1e-5, reduce_losses: bool = True,
-                 ramp: float = 0.0, ramp_rule: str = 'range'):
+                 ramp: float = 0.0, ramp_rule: str = 'range', ramp_sigma: float = 1.0, ramp_hold: int = -1):
         name = type(self).__name__
         _require(lr > 0, f"{name}: lr must be > 0, got {lr}")
         _require(0 <= betas[0] < 1 and 0 <= betas[1] < 1, f"{name}: betas must be in [0, 1), got {betas}")
@@ -181,11 +181,13 @@ class ALSALS(torch.optim.Optimizer):
         _require(fd_eps > 0, f"{name}: fd_eps must be > 0, got {fd_eps}")
         _require(ramp >= 0, f"{name}: ramp must be >= 0, got {ramp}")
         _require(ramp_rule in _RAMP_RULES, f"{name}: ramp_rule must be one of {', '.join(_RAMP_RULES)}, got {ramp_rule!r}")
+        _require(ramp_sigma >= 1, f"{name}: ramp_sigma must be >= 1, got {ramp_sigma}")
+        _require(ramp_hold >= -1, f"{name}: ramp_hold must be >= 0 (or -1: ramp steps), got {ramp_hold}")
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, c=c, smooth=smooth, beta_s=beta_s,
                         b=b, backtrack=backtrack, max_backtracks=max_backtracks, eta_min=eta_min, eta_max=eta_max,
                         warmup_steps=warmup_steps, ema_warmup_steps=ema_warmup_steps, skip_stable=skip_stable,
                         max_grad_norm=max_grad_norm, fa=fa, fd_eps=fd_eps, reduce_losses=reduce_losses, ramp=ramp,
-                        ramp_rule=ramp_rule)
+                        ramp_rule=ramp_rule, ramp_sigma=ramp_sigma, ramp_hold=ramp_hold)
         self.last_stats = {}   # the last step: eta, forwards, backtracks, accepted, exhausted, skipped, f_w, ...
         super().__init__(params, defaults)
         _require(fa == 'exact' or all(p.dtype in (torch.float32, torch.float64) for p in self._all_params()),
@@ -395,6 +397,9 @@ class ALSALS(torch.optim.Optimizer):
             self._set_all(ramping=first['ramp'] > 0)
         if first['ramping']:
             return self._ramp_step(comp, closure, f_w, stats)
+        if first['hold_left'] > 0:                    # after the range test: its eta, the EMAs warming on a trial
+            self._set_all(hold_left=first['hold_left'] - 1)
+            return self._search(comp, state['eta'], closure, f_w, stats, test=lambda *_: True)
         eta = min(state['eta'] * 2.0 ** (1.0 / state['b']), state['eta_max'])          # [A] Eq. 2
         if first['skip_left'] > 0:
             self._set_all(skip_left=first['skip_left'] - 1)
@@ -459,8 +464,10 @@ class ALSALS(torch.optim.Optimizer):
           'range'       the LR range test (Smith, "Cyclical Learning Rates for Training Neural Networks", 2017) run
                         as the start: plain steps (no trial) from eta = lr/100, while an EMA over `ramp` steps of
                         the training loss f(w) is tracked; when it rises 2 % above its minimum (the edge), eta
-                        becomes the edge's eta / 2 ("Stepping on the Edge: Curvature Aware Learning Rate Tuners",
-                        Roulet et al., 2024: sigma = 2);
+                        becomes the edge's eta / ramp_sigma (1 by default; "Stepping on the Edge: Curvature Aware
+                        Learning Rate Tuners", Roulet et al., 2024, use 2), and for ramp_hold steps (-1: `ramp`)
+                        the update keeps that eta while a trial per step warms D and G (as in the warmup's last
+                        steps) before the search judges it;
           'polyak'      searched steps with eta capped by the Polyak step f(w)/f_a (f* = 0; "Stochastic Polyak
                         Step-size", Loizou et al., 2021), a trial that raises the loss backtracks; the ramp ends
                         when the cap binds;
@@ -478,8 +485,8 @@ class ALSALS(torch.optim.Optimizer):
             if ema < first['loss_min']:
                 self._set_all(loss_min=ema)
             if ema > (1.0 + _RANGE_RISE) * first['loss_min'] or eta >= state['eta_max']:
-                eta = state['eta'] / _RANGE_SIGMA                  # the eta whose steps made the loss rise
-                self._set_all(ramping=False)
+                eta = state['eta'] / first['ramp_sigma']           # the eta whose steps made the loss rise
+                self._set_all(ramping=False, hold_left=k if first['ramp_hold'] < 0 else first['ramp_hold'])
                 stats['ramp_end'] = True
             self._set_component(_groups(comp), eta=eta)
             self._update(comp, eta)

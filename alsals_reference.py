@@ -37,7 +37,8 @@ class LineSearchReference(torch.optim.Optimizer):
     def __init__(self, params, variant='alsals', lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  c=None, smooth=None, beta_s=0.99, b=500.0, backtrack=0.9, max_backtracks=20, eta_min=None,
                  eta_max=1.0, warmup_steps=0, ema_warmup_steps=100, skip_stable=0, max_grad_norm=0.0,
-                 components=None, merge_threshold=1e-12, ramp=0.0, momentum=0.95, nesterov=True, separate_eta=False):
+                 components=None, merge_threshold=1e-12, ramp=0.0, ramp_sigma=1.0, ramp_hold=-1, momentum=0.95,
+                 nesterov=True, separate_eta=False):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, use_muon=False))
         self.trial_dir, self.final_dir, c0, smooth0, eta_min0 = VARIANTS[variant]
         self.c = c0 if c is None else c
@@ -46,7 +47,8 @@ class LineSearchReference(torch.optim.Optimizer):
         self.beta_s, self.b, self.backtrack, self.max_backtracks = beta_s, b, backtrack, max_backtracks
         self.eta_max, self.warmup_steps, self.ema_warmup_steps = eta_max, warmup_steps, ema_warmup_steps
         self.skip_stable, self.max_grad_norm, self.merge_threshold = skip_stable, max_grad_norm, merge_threshold
-        self.momentum, self.nesterov, self.ramp = momentum, nesterov, ramp
+        self.momentum, self.nesterov, self.ramp, self.ramp_sigma = momentum, nesterov, ramp, ramp_sigma
+        self.ramp_hold, self.hold_left = ramp if ramp_hold < 0 else ramp_hold, 0
         self.merges = variant == 'plasls'
         all_params = [p for g in self.param_groups for p in g['params']]
         # components as lists of parameter objects; PLASLS: before the first search, one holds the whole network
@@ -161,8 +163,8 @@ class LineSearchReference(torch.optim.Optimizer):
             eta = comp['eta'] * (0.01 if fresh else 2.0 ** (1.0 / self.ramp))
             self.loss_ema = f_w if fresh else (1 - 1 / self.ramp) * self.loss_ema + f_w / self.ramp
             self.loss_min = min(self.loss_min, self.loss_ema)
-            if self.loss_ema > 1.02 * self.loss_min or eta >= self.eta_max:   # the edge: start from its eta / 2
-                eta, self.ramping = comp['eta'] / 2, False
+            if self.loss_ema > 1.02 * self.loss_min or eta >= self.eta_max:   # the edge: its eta / sigma, held
+                eta, self.ramping, self.hold_left = comp['eta'] / self.ramp_sigma, False, self.ramp_hold
             comp['eta'] = eta
             update(list(group_of), eta)
             return f_w
@@ -176,6 +178,10 @@ class LineSearchReference(torch.optim.Optimizer):
         self.cursor = (k + 1) % len(self.comps)
         comp = self.comps[k]
         mine = [p for p in comp['params'] if p in group_of]
+        if self.hold_left > 0:                        # after the range test: its eta, every trial accepted (EMAs)
+            self.hold_left -= 1
+            self._search(comp, mine, closure, f_w, slope(mine), put, update, d_trial, always=True)
+            return f_w
         comp['eta'] = min(comp['eta'] * 2.0 ** (1.0 / self.b), self.eta_max)          # [A] Eq. 2
         if mine and self.skip_left > 0:
             self.skip_left -= 1
@@ -188,7 +194,7 @@ class LineSearchReference(torch.optim.Optimizer):
         self._merge()
         return f_w
 
-    def _search(self, comp, params, closure, f_w, f_a, put, update, d_trial):
+    def _search(self, comp, params, closure, f_w, f_a, put, update, d_trial, always=False):
         bs = self.beta_s
         if self.smooth and comp['D'] < 0:            # no eta can pass the smoothed test: restart the EMAs
             comp['D'] = comp['G'] = 0.0
@@ -202,7 +208,7 @@ class LineSearchReference(torch.optim.Optimizer):
             f_t = float(closure())
             self.last['forwards'] += 1
             D_new = bs * comp['D'] + (1 - bs) * (f_w - f_t) if self.smooth else f_w - f_t
-            if math.isfinite(f_t) and D_new >= c_h * eta * G_new:                     # [A] Eq. 9
+            if math.isfinite(f_t) and (always or D_new >= c_h * eta * G_new):         # [A] Eq. 9
                 accepted = True
                 break
             if backtracks >= self.max_backtracks or eta <= self.eta_min:
