@@ -160,7 +160,7 @@ class ALSALS(torch.optim.Optimizer):
                  b: float = 500.0, backtrack: float = 0.9, max_backtracks: int = 20, eta_min: float = 1e-8,
                  eta_max: float = 1.0, warmup_steps: int = 0, ema_warmup_steps: int = 100, skip_stable: int = 0,
                  max_grad_norm: float = 0.0, fa: str = 'exact', fd_eps: float = 1e-5, reduce_losses: bool = True,
-                 ramp: float = 0.0, ramp_rule: str = 'range', ramp_sigma: float = 1.0, ramp_hold: int = -1):
+                 ramp: float = 0.0, ramp_rule: str = 'range', ramp_sigma: float = 2.0, ramp_hold: int = 0):
         name = type(self).__name__
         _require(lr > 0, f"{name}: lr must be > 0, got {lr}")
         _require(0 <= betas[0] < 1 and 0 <= betas[1] < 1, f"{name}: betas must be in [0, 1), got {betas}")
@@ -464,10 +464,10 @@ class ALSALS(torch.optim.Optimizer):
           'range'       the LR range test (Smith, "Cyclical Learning Rates for Training Neural Networks", 2017) run
                         as the start: plain steps (no trial) from eta = lr/100, while an EMA over `ramp` steps of
                         the training loss f(w) is tracked; when it rises 2 % above its minimum (the edge), eta
-                        becomes the edge's eta / ramp_sigma (1 by default; "Stepping on the Edge: Curvature Aware
-                        Learning Rate Tuners", Roulet et al., 2024, use 2), and for ramp_hold steps (-1: `ramp`)
-                        the update keeps that eta while a trial per step warms D and G (as in the warmup's last
-                        steps) before the search judges it;
+                        becomes the edge's eta / ramp_sigma (2: "Stepping on the Edge: Curvature Aware Learning
+                        Rate Tuners", Roulet et al., 2024), and for ramp_hold steps (0; -1: `ramp`) the update
+                        keeps that eta while a trial per step warms D and G (as in the warmup's last steps) before
+                        the search judges it (measured worse at sigma 1: the study);
           'polyak'      searched steps with eta capped by the Polyak step f(w)/f_a (f* = 0; "Stochastic Polyak
                         Step-size", Loizou et al., 2021), a trial that raises the loss backtracks; the ramp ends
                         when the cap binds;

@@ -37,7 +37,7 @@ class LineSearchReference(torch.optim.Optimizer):
     def __init__(self, params, variant='alsals', lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  c=None, smooth=None, beta_s=0.99, b=500.0, backtrack=0.9, max_backtracks=20, eta_min=None,
                  eta_max=1.0, warmup_steps=0, ema_warmup_steps=100, skip_stable=0, max_grad_norm=0.0,
-                 components=None, merge_threshold=1e-12, ramp=0.0, ramp_sigma=1.0, ramp_hold=-1, momentum=0.95,
+                 components=None, merge_threshold=1e-12, ramp=0.0, ramp_sigma=2.0, ramp_hold=0, momentum=0.95,
                  nesterov=True, separate_eta=False):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, use_muon=False))
         self.trial_dir, self.final_dir, c0, smooth0, eta_min0 = VARIANTS[variant]

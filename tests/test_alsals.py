@@ -945,7 +945,7 @@ def test_range_start_ends_at_the_edge(sigma):
     eta with one trial each (warming D and G), then the search (eta grows by 2**(1/b) or backtracks)."""
     k, lr = 4.0, 0.5
     m = mlp()
-    opt = alsals.ALSALS(m.parameters(), lr=lr, ramp=k, ramp_sigma=sigma)
+    opt = alsals.ALSALS(m.parameters(), lr=lr, ramp=k, ramp_sigma=sigma, ramp_hold=-1)
     rec = []
     run(m, opt, 80, batch=64, record=rec)
     f = [after['stats']['f_w'] for _, after in rec]
