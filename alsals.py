@@ -58,6 +58,11 @@ Project choices (not in the papers), each for a stated reason:
   * Clipping (max_grad_norm) is done here: the clipped gradient feeds the moments (as clip_grad_norm_ + AdamW),
     but f_a uses the unclipped gradient, because the slope of the loss along d is -grad f(w).d.
   * A non-finite f(w) or gradient norm skips the step: neither moments nor parameters change.
+  * The search-driven start (ramp > 0; issue 17, not the paper's): no AdamW warmup; eta ramps from the first
+    guess until a rule ends the ramp (ramp_rule 'range': an LR range test, the optimizer's plain steps while
+    the training loss is watched; 'polyak', 'nonmonotone': searched steps; see _ramp_step), then the search.
+  * lr = 0 in every group makes step() a no-op that only creates the per-parameter state:
+    torch.distributed.checkpoint initialises a fresh optimizer's state that way.
   * DDP: every decision reads only all-reduced numbers, each decision's inputs in one collective: [f(w),
     gradient norm], [f_trial, f_a] (first trial), [f_trial] (each further trial). FSDP2 (DTensor parameters,
     one mesh over all ranks): the same collectives, with the norm and the slope summed over the shards; the
@@ -146,6 +151,12 @@ class ALSALS(torch.optim.Optimizer):
             1e-5)
         reduce_losses (bool, optional): all-reduce the decision inputs over the default process group when one
             is initialised (default: True)
+        ramp (float, optional): the search-driven start: steps per doubling of eta while it ramps; 0 = off, the
+            paper (default: 0)
+        ramp_rule (str, optional): what ends the ramp: 'range', 'polyak' or 'nonmonotone' (default: 'range')
+        ramp_sigma (float, optional): 'range': the search starts from the edge's eta / ramp_sigma (default: 2)
+        ramp_hold (int, optional): 'range': steps at that eta, each with a trial that warms D and G, before the
+            search; -1 = ramp steps (default: 0)
 
     step(closure, loss=None): `closure()` returns the loss at the current parameters on the batch the gradient
     came from (called without autograd); `loss` is f(w) from the training forward. Without `loss`, f(w) comes
