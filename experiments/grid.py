@@ -32,8 +32,8 @@ SIZES = {
     # the headline size's transfer checks (issue 17): 3x the run, a 4x larger batch, a larger model (fewer steps)
     'long': dict(n_layer=3, n_head=4, n_embd=128, batch_size=32, block_size=128, max_iters=3000,
                  eval_interval=750, eval_iters=20, seeds=1, bracket_rounds=1),
-    'batch4x': dict(n_layer=3, n_head=4, n_embd=128, batch_size=128, block_size=128, max_iters=1000,
-                    eval_interval=250, eval_iters=20, seeds=1, bracket_rounds=1),
+    'batch4x': dict(n_layer=3, n_head=4, n_embd=128, batch_size=128, block_size=128, max_iters=500,
+                    eval_interval=125, eval_iters=20, seeds=1, bracket_rounds=1),
     'wide': dict(n_layer=6, n_head=8, n_embd=256, batch_size=32, block_size=128, max_iters=400,
                  eval_interval=100, eval_iters=20, seeds=1, bracket_rounds=1),
 }
