@@ -73,9 +73,9 @@ decay_lr = True # whether to decay the learning rate
 warmup_iters = 2000 # how many steps to warm up for (and for the line search: steps of AdamW before it)
 lr_decay_iters = 600000 # should be ~= max_iters per Chinchilla
 min_lr = 6e-5 # minimum learning rate, should be ~= learning_rate/10 per Chinchilla
-muon_adamw_lr = None # optimizer='muon'/'muonsls': the lr of the AdamW part (embeddings, head, norms); None = learning_rate
-# ---- line search ---- optimizer='alsals'|'adamsls'|'sgdsls'|'plasls'|'muonsls': warmup_iters AdamW steps, then the search.
-# ls_* are the optimizer's own kwargs (alsals.py) with an ls_ prefix; None = the variant's own default
+muon_adamw_lr = None # muon, muonsls: the lr of the AdamW part (embeddings, head, norms); None = learning_rate
+# ---- line search ---- optimizer='alsals'|'adamsls'|'sgdsls'|'plasls'|'muonsls': warmup_iters AdamW steps, then
+# the search. ls_* are the optimizer's own kwargs (alsals.py, muon.py) with an ls_ prefix; None = its default
 ls_c = ls_smooth = ls_beta_s = ls_b = ls_backtrack = ls_max_backtracks = ls_eta_min = ls_eta_max = None
 ls_ema_warmup_steps = ls_skip_stable = ls_fa = ls_ramp = ls_ramp_rule = ls_ramp_sigma = ls_ramp_hold = None
 ls_separate_eta = None
