@@ -155,8 +155,8 @@ class ALSALS(torch.optim.Optimizer):
             paper (default: 0)
         ramp_rule (str, optional): what ends the ramp: 'range', 'polyak' or 'nonmonotone' (default: 'range')
         ramp_sigma (float, optional): 'range': the search starts from the edge's eta / ramp_sigma (default: 2)
-        ramp_hold (int, optional): 'range': steps at that eta, each with a trial that warms D and G, before the
-            search; -1 = ramp steps (default: 0)
+        ramp_hold (int, optional): 'range': steps at that eta before the search (the last ema_warmup_steps with
+            a trial that warms D and G); -1 = ramp steps (default: 0)
 
     step(closure, loss=None): `closure()` returns the loss at the current parameters on the batch the gradient
     came from (called without autograd); `loss` is f(w) from the training forward. Without `loss`, f(w) comes
@@ -408,8 +408,10 @@ class ALSALS(torch.optim.Optimizer):
             self._set_all(ramping=first['ramp'] > 0)
         if first['ramping']:
             return self._ramp_step(comp, closure, f_w, stats)
-        if first['hold_left'] > 0:                    # after the range test: its eta, the EMAs warming on a trial
-            self._set_all(hold_left=first['hold_left'] - 1)
+        if first['hold_left'] > 0:                    # after the range test: its eta, as a warmup's last steps:
+            self._set_all(hold_left=first['hold_left'] - 1)           # the last ema_warmup_steps warm the EMAs
+            if first['hold_left'] >= first['ema_warmup_steps'] or not first['smooth']:
+                return self._update(comp, state['eta'])
             return self._search(comp, state['eta'], closure, f_w, stats, test=lambda *_: True)
         eta = min(state['eta'] * 2.0 ** (1.0 / state['b']), state['eta_max'])          # [A] Eq. 2
         if first['skip_left'] > 0:
@@ -477,8 +479,8 @@ class ALSALS(torch.optim.Optimizer):
                         the training loss f(w) is tracked; when it rises 2 % above its minimum (the edge), eta
                         becomes the edge's eta / ramp_sigma (2: "Stepping on the Edge: Curvature Aware Learning
                         Rate Tuners", Roulet et al., 2024), and for ramp_hold steps (0; -1: `ramp`) the update
-                        keeps that eta while a trial per step warms D and G (as in the warmup's last steps) before
-                        the search judges it (measured worse at sigma 1: the study);
+                        keeps that eta, the last ema_warmup_steps of them with a trial that warms D and G (as the
+                        warmup's last steps do), before the search judges it;
           'polyak'      searched steps with eta capped by the Polyak step f(w)/f_a (f* = 0; "Stochastic Polyak
                         Step-size", Loizou et al., 2021), a trial that raises the loss backtracks; the ramp ends
                         when the cap binds;

@@ -178,9 +178,12 @@ class LineSearchReference(torch.optim.Optimizer):
         self.cursor = (k + 1) % len(self.comps)
         comp = self.comps[k]
         mine = [p for p in comp['params'] if p in group_of]
-        if self.hold_left > 0:                        # after the range test: its eta, every trial accepted (EMAs)
-            self.hold_left -= 1
-            self._search(comp, mine, closure, f_w, slope(mine), put, update, d_trial, always=True)
+        if self.hold_left > 0:                        # after the range test: its eta; in the last ema_warmup_steps
+            self.hold_left -= 1                       # a trial warms the EMAs (every trial accepted)
+            if self.hold_left >= self.ema_warmup_steps or not self.smooth:
+                update(mine, comp['eta'])
+            else:
+                self._search(comp, mine, closure, f_w, slope(mine), put, update, d_trial, always=True)
             return f_w
         comp['eta'] = min(comp['eta'] * 2.0 ** (1.0 / self.b), self.eta_max)          # [A] Eq. 2
         if mine and self.skip_left > 0:

@@ -924,7 +924,7 @@ def test_range_start_matches_reference():
     """ramp > 0, rule 'range': no AdamW warmup; eta starts at lr/100 and doubles every `ramp` steps while the
     training loss's EMA is tracked; when it rises 2 % above its minimum, eta becomes the eta at the minimum and
     the search takes over. The twin implements the same start."""
-    kw = dict(lr=0.5, weight_decay=0.1, ramp=3.0, max_grad_norm=1.0, skip_stable=2)
+    kw = dict(lr=0.5, weight_decay=0.1, ramp=3.0, max_grad_norm=1.0, skip_stable=2, ramp_hold=8, ema_warmup_steps=3)
     m1, m2 = mlp(dtype=torch.float64), mlp(dtype=torch.float64)   # lr 0.5 amplifies float32's last bits
     o1, o2 = make_opt('alsals', m1, **kw), make_opt('alsals', m2, reference=True, **kw)
     rec = []
@@ -960,7 +960,7 @@ def test_range_start_ends_at_the_edge(sigma):
         assert (ema > 1.02 * best) == (t == end)
         best = min(best, ema)
     assert etas[end] == pytest.approx(lr / 100 * 2 ** ((end - 1) / k) / sigma, rel=1e-12)
-    hold = range(end + 1, end + 1 + int(k))
+    hold = range(end + 1, end + 1 + int(k))               # ema_warmup_steps (100) > k: every hold step warms
     assert all(etas[t] == etas[end] and fwd[t] == 1 and rec[t][1]['stats']['accepted'] for t in hold)
     assert opt.param_groups[0]['D'] != 0.0 and etas[end + 1 + int(k)] != etas[end]   # warmed, then the search
 
