@@ -82,8 +82,8 @@ ls_separate_eta = None
 ls_trial_microsteps = 1 # trial forward on the first k micro-batches (f(w) on the same k); 0 = all
 ls_n_components = 10 # PLASLS: parameter components, each with its own step size
 ls_anneal_frac = 0.0 # anneal the applied step to min_lr/learning_rate over this last part of lr_decay_iters; 0 = paper
-ls_range_test = False # no AdamW warmup: the search starts with an LR range test from learning_rate/100, eta doubling
-                      # every warmup_iters/10 steps until the smoothed loss rises (alsals.py, ramp_rule='range')
+ls_range_test = False # no AdamW warmup: an LR range test from learning_rate/100 (eta doubles every warmup_iters/10
+                      # steps until the smoothed loss rises), then warmup_iters steps at half that eta, then the search
 max_nonfinite_steps = 10 # stop after this many consecutive steps with a non-finite loss or gradient
 log_file = '' # JSON lines (one record per logged iter and per eval) appended here; '' = off
 # DDP settings
@@ -220,8 +220,8 @@ scaler = torch.amp.GradScaler(device_type, enabled=(dtype == 'float16'))
 line_search = optimizer not in ('adamw', 'muon')
 trainer_only = ('ls_trial_microsteps', 'ls_n_components', 'ls_anneal_frac', 'ls_range_test') # train.py's settings
 ls_kwargs = {k[3:]: v for k, v in config.items() if k.startswith('ls_') and v is not None and k not in trainer_only}
-if ls_range_test: # the range test replaces the AdamW warmup, at a pace of 10 doublings per warmup_iters steps
-    ls_kwargs = dict(dict(ramp=max(1.0, warmup_iters / 10), ramp_rule='range'), **ls_kwargs)
+if ls_range_test: # the range test and a hold of warmup_iters steps replace the AdamW warmup (alsals.py's ramp)
+    ls_kwargs = dict(dict(ramp=max(1.0, warmup_iters / 10), ramp_rule='range', ramp_hold=warmup_iters), **ls_kwargs)
 ls_kwargs = dict(warmup_steps=0 if ls_range_test else warmup_iters, max_grad_norm=grad_clip,
                  **ls_kwargs) if line_search else {}
 try:

@@ -1,6 +1,8 @@
-# GPT-2 (124M) on OpenWebText with ALSALS: 2000 AdamW warmup steps to 6e-4 (as in the ALSALS paper, Sec. IV-A),
-# then the Armijo line search on the Adam-with-momentum direction sets the step size; over the last 20% of the run the
-# applied step anneals to 1/10 (ls_anneal_frac; ls_anneal_frac=0 is the paper's constant step).
+# GPT-2 (124M) on OpenWebText with ALSALS. It finds its step size itself: an LR range test from learning_rate/100
+# (eta doubling every 200 steps until the smoothed loss rises), 2000 steps at half that edge's eta, then the search
+# (the Armijo line search on the Adam-with-momentum direction); over the last 20% of the run the applied step anneals to
+# 1/10. The paper's form (Sec. IV-A: 2000 AdamW warmup steps to 6e-4, then the search, a constant step):
+# --ls_range_test=False --ls_skip_stable=0 --ls_anneal_frac=0
 # $ torchrun --standalone --nproc_per_node=8 train.py config/train_gpt2_alsals.py
 
 wandb_log = False
@@ -22,9 +24,10 @@ log_interval = 10
 weight_decay = 1e-1
 
 optimizer = 'alsals'
-learning_rate = 6e-4 # the warmup's target; the search starts from it
+learning_rate = 6e-4 # the range test's first guess (it starts at 1/100 of it)
 warmup_iters = 2000
-ls_ema_warmup_steps = 200 # trial forwards in the last 200 warmup steps warm the criterion's EMAs
+ls_ema_warmup_steps = 200 # trial forwards in the last 200 steps before the search warm the criterion's EMAs
 ls_trial_microsteps = 1 # the trial forward re-evaluates the first micro-batch of each rank (f(w) on the same one)
-ls_skip_stable = 3 # after a search accepted at its first trial, the next 3 steps take the grown eta without a trial (cost; loss-neutral in the README's study; 0 = the paper's search on every step)
-ls_anneal_frac = 0.2 # anneal the applied step (the search keeps its eta) linearly to min_lr/learning_rate over the last 20% of lr_decay_iters: warmup-stable-decay on top of the search (README: Annealing); 0 = the paper's constant step
+ls_skip_stable = 15 # after a search accepted at its first trial, the next 15 steps take the grown eta without a trial (cost <= 1.10 forwards a step; 0 = the paper's search on every step)
+ls_range_test = True # the start: an LR range test from learning_rate/100, then warmup_iters steps at half its edge's eta (False: the paper's AdamW warmup to learning_rate)
+ls_anneal_frac = 0.2 # anneal the applied step (the search keeps its eta) linearly to min_lr/learning_rate over the last 20% of lr_decay_iters: warmup-stable-decay on top of the search; 0 = the paper's constant step

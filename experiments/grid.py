@@ -21,7 +21,7 @@ CORPORA = {'char': 'shakespeare_char', 'bible': 'bible_char'}
 LRFREE_LRS = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
 LS_METHODS = ('alsals', 'adamsls', 'sgdsls', 'plasls', 'muonsls')
 # the ALSALS of the paper beside the shipped config: a search on every step, constant eta (no annealing)
-PAPER = 'alsals@ls_skip_stable=0@ls_anneal_frac=0'
+PAPER = 'alsals@ls_skip_stable=0@ls_anneal_frac=0@ls_range_test=False'
 SIZES = {
     'quick': dict(n_layer=1, n_head=2, n_embd=16, batch_size=4, block_size=16, max_iters=20, eval_interval=10,
                   eval_iters=2, seeds=2, bracket_rounds=1),

@@ -46,7 +46,7 @@ from report import collect, mean_final, tuned_lr  # noqa: E402
 
 ETAS = np.logspace(-5, -1, 25)
 MUON_TUNED = 'muon@muon_adamw_lr=0.01'   # the study's tuned Muon (issue 20: the AdamW part at AdamW's tuned lr)
-MUON_PAPER = 'muonsls@muon_adamw_lr=0.01@ls_skip_stable=0@ls_anneal_frac=0'
+MUON_PAPER = 'muonsls@muon_adamw_lr=0.01@ls_skip_stable=0@ls_anneal_frac=0@ls_range_test=False'
 CS = (0.3, 0.5, 0.6)
 STAGES = {'quick': (10, 20), 'screen': (100, 300, 600), 'headline': (200, 500, 1000)}
 
