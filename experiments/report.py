@@ -46,6 +46,15 @@ def spread(recs):
 
 
 # ---- tables and plots -------------------------------------------------------------------------------------------
+def curve_methods(runs):
+    """AdamW, then the shipped ALSALS, then every other method run at two or more lrs (a curve to read)."""
+    count = {}
+    for (m, _) in runs:
+        count[m] = count.get(m, 0) + 1
+    rest = sorted(m for m, n in count.items() if n >= 2 and m not in ('adamw', 'alsals'))
+    return [m for m in ('adamw', 'alsals') if m in count] + rest
+
+
 def tables(size, corpus, runs, tuned, peers):
     s = SIZES[size]
     ls_lr = shipped(LS_CONFIG)['learning_rate']
@@ -55,17 +64,16 @@ def tables(size, corpus, runs, tuned, peers):
     out = [f"### {corpus} ({CORPORA[corpus]}), {size}: {s['n_layer']} layers x {s['n_embd']} dims, batch "
            f"{s['batch_size']}x{s['block_size']}, {s['max_iters']} iterations, warmup {max(1, s['max_iters'] // 10)}; "
            f"final val loss over {s['eval_iters']} fixed val batches, mean ± std over n seeds.{edge}", ""]
-    # issue 10 section 2: the one number a user picks
-    cols = [m for m in ('adamw', 'alsals', PAPER) if any(mm == m for (mm, _) in runs)]
+    # the one number a user picks (issue 10 section 2, issue 17): every method run at two or more of them
+    cols = curve_methods(runs)
     lrs = sorted({lr for (m, lr) in runs if m in cols})
-    if 'alsals' in cols:
+    if 'alsals' in cols or len(cols) > 1:
         best = {m: min(mean_final(runs[(mm, lr)]) for (mm, lr) in runs if mm == m) for m in cols}
-        out += ["Learning-rate-free test: final val loss against the one number a user picks (AdamW: peak lr; "
-                "ALSALS: warmup target `learning_rate`). ALSALS is the shipped config (annealed); the paper's form "
-                f"(`{PAPER}`: a search every step, constant eta) where it was run. In brackets: % above that "
-                "method's own best.", "",
-                "| lr | " + " | ".join({'adamw': 'AdamW + cosine', 'alsals': 'ALSALS (shipped config)',
-                                        PAPER: "ALSALS (paper's form)"}[m] for m in cols) + " |",
+        out += ["Learning-rate-free test: final val loss against the one number a user picks (AdamW, Muon: the peak "
+                "lr; the line searches: `learning_rate`, their first guess or warmup target). `alsals` is the "
+                f"shipped config; the paper's form is `{PAPER}` (a search every step, constant eta). In brackets: "
+                "% above that method's own best.", "",
+                "| lr | " + " | ".join(f"`{m}`" for m in cols) + " |",
                 "|---" * (len(cols) + 1) + "|"]
         for lr in lrs:
             cells = []
@@ -76,12 +84,14 @@ def tables(size, corpus, runs, tuned, peers):
                     continue
                 pct = 100 * (mean_final(r) / best[m] - 1)
                 cells.append(f"{spread(r)} (+{pct:.1f}%)" if math.isfinite(pct) else spread(r))
-            star = ' (shipped ALSALS)' if lr == ls_lr else ''
-            out.append(f"| {lr:g}{star} | " + " | ".join(cells) + " |")
-        within = [lr for lr in LRFREE_LRS
-                  if ('alsals', lr) in runs and mean_final(runs[('alsals', lr)]) <= 1.02 * best['alsals']]
-        n = sum(('alsals', lr) in runs for lr in LRFREE_LRS)
-        out += ["", f"ALSALS: {len(within)} of {n} warmup targets within 2% of its own best (goal: all).", ""]
+            out.append(f"| {lr:g} | " + " | ".join(cells) + " |")
+        out.append("")
+        for m in cols:
+            mine = [lr for (mm, lr) in runs if mm == m]
+            within = [lr for lr in mine if mean_final(runs[(m, lr)]) <= 1.02 * best[m]]
+            out.append(f"- `{m}`: {len(within)} of {len(mine)} within 2% of its own best, whose gap to the tuned "
+                       f"AdamW is {100 * (best[m] / mean_final(runs[('adamw', tuned)]) - 1):+.1f}%.")
+        out.append("")
     base = runs[('adamw', tuned)]
     b_ms = np.mean([r['ms_per_step'] for r in base])
     b_fwd = np.mean([r['fwd_per_step'] for r in base])
@@ -91,8 +101,7 @@ def tables(size, corpus, runs, tuned, peers):
             "eta or lr at the end |",
             "|---|---|---|---|---|---|---|"]
     rows = [('adamw', tuned, 'AdamW + cosine (tuned)')]
-    rows += [(m, lr, m + (' (shipped config)' if m == 'alsals' and lr == ls_lr else '')) for (m, lr) in sorted(runs)
-             if m != 'adamw' and not (m in ('alsals', PAPER) and lr != ls_lr)]
+    rows += [(m, lr, m) for (m, lr) in sorted(runs) if m != 'adamw']
     for m, lr, label in rows:
         rs = runs[(m, lr)]
         ms, fwd = np.mean([r['ms_per_step'] for r in rs]), np.mean([r['fwd_per_step'] for r in rs])
@@ -116,8 +125,8 @@ def plots(out_dir, size, corpus, runs, tuned):
     pngs = []
     # final val against the one number a user picks
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for m, c, label in (('adamw', 'k', 'AdamW + cosine: peak lr'), ('alsals', 'C3', 'ALSALS (shipped): warmup target'),
-                        (PAPER, 'C0', "ALSALS (paper's form): warmup target")):
+    for i, m in enumerate(curve_methods(runs)):
+        c, label = ('k', 'AdamW + cosine: peak lr') if m == 'adamw' else (f'C{i}', m)
         lrs = sorted(lr for (mm, lr) in runs if mm == m)
         if not lrs:
             continue
