@@ -229,6 +229,13 @@ class ALSALS(torch.optim.Optimizer):
         return self.param_groups[0]['step'] < self.param_groups[0]['warmup_steps']
 
     @property
+    def in_start(self) -> bool:
+        """True while the next step() belongs to the start: the warmup, or the range test (ramp) and its hold."""
+        first = self.param_groups[0]
+        ramp_ahead = first['ramping'] is None and first['ramp'] > 0
+        return self.in_warmup or ramp_ahead or bool(first['ramping']) or first['hold_left'] > 0
+
+    @property
     def eta(self) -> float:
         """The current step size (several components, as PLASLS's: their mean, as in [F] Fig. 7)."""
         etas = {g['component']: g['eta'] for g in self.param_groups}

@@ -7,8 +7,9 @@ command line [*bench defaults, *this script's other arguments, *the setting's ov
 every setting starts from the same init and draws the same batches, then times train.py's train_step. The
 learning rate stays at learning_rate: a schedule costs nothing.
 
-Timing: `burnin` untimed steps per setting (they contain the line search's AdamW warmup of warmup_iters
-steps, so every timed step of a line-search setting is a searched step), then `timed_steps` rounds, one step
+Timing: `burnin` untimed steps per setting, and for a line-search setting as many more as its start takes (the
+AdamW warmup of warmup_iters steps, or the range test and its hold: at most `max_start` steps), so that every
+timed step of a line-search setting is a searched step; then `timed_steps` rounds, one step
 of each setting per round, so that drift on a shared machine hits all alike. Reported per setting: median
 and p10/p90 of the step time, tokens/s, forwards per step (1 training forward + trial forwards x n_trial /
 accumulation steps), MFU (CUDA), peak memory, and ratios to the first adamw setting with the same tokens per
@@ -41,7 +42,8 @@ import train_setup # train.py's setup without its loop: the names it returns are
 
 # -----------------------------------------------------------------------------
 settings = 'adamw; alsals; alsals --ls_skip_stable=3; alsals --ls_trial_microsteps=0' # optimizer + train.py overrides
-burnin = 5 # untimed steps per setting (must pass warmup_iters)
+burnin = 5 # untimed steps per setting
+max_start = 500 # untimed steps a line-search setting may spend in its start (warmup or range test) after burnin
 timed_steps = 20 # timed rounds (one step of each setting per round)
 mem_steps = 3 # steps after the burnin in a memory probe
 num_threads = 2 # torch intra-op threads on CPU, fixed for comparable timings
@@ -75,7 +77,8 @@ if len(set(labels)) != len(labels):
 class Setting:
     def __init__(self, spec):
         """spec: [optimizer, *train.py overrides]. self.train: train.py's setup for it (train_setup.setup)."""
-        args = [*train_defaults, *train_args, *spec[1:], f'--optimizer={spec[0]}',
+        no_search = ['--ls_range_test=False'] if spec[0] in ('adamw', 'muon') else [] # the search's start, only
+        args = [*train_defaults, *train_args, *spec[1:], *no_search, f'--optimizer={spec[0]}',
                 '--wandb_log=False', '--log_file='] # a bench never logs a run
         self.label, self.train = ' '.join(spec), train_setup.setup(args, quiet=True) # quiet: config echo, notices
         self.it, self.times, self.fwds = 0, [], []
@@ -103,9 +106,14 @@ class Setting:
     def burn(self):
         for _ in range(burnin):
             self.step()
-        if self.train.line_search and self.train.optimizer.in_warmup:
-            fail(f"{self.label}: still in the AdamW warmup after burnin={burnin} steps; raise burnin or lower "
-                 f"--warmup_iters")
+        in_start = lambda: self.train.line_search and self.train.optimizer.in_start
+        for _ in range(max_start):
+            if not in_start():
+                break
+            self.step()
+        if in_start():
+            fail(f"{self.label}: still in its start (warmup or range test) after {burnin + max_start} steps; raise "
+                 f"max_start or lower --warmup_iters")
 
 def rss_bytes():
     with open('/proc/self/statm') as f:
@@ -181,7 +189,7 @@ def main():
                   f"cpu ({torch.get_num_threads()} threads, {os.cpu_count()} cores visible)", torch=torch.__version__,
                   memory_method='torch.cuda.max_memory_allocated' if 'cuda' in device else
                   'peak RSS (ru_maxrss) minus RSS before the first step',
-                  timing=f'median of {timed_steps} interleaved steps after {burnin} untimed')
+                  timing=f'median of {timed_steps} interleaved steps after {burnin} untimed and the start')
     f = lambda x, fmt: fmt % x if x is not None else '-'
     print(f"{report['device']}, torch {torch.__version__}; {burnin} untimed + {timed_steps} timed steps per setting")
     print(f"{'setting':<36} {'ms/step':>8} {'p10':>8} {'p90':>8} {'x adamw':>8} {'tok/s':>9} {'mfu %':>6} "

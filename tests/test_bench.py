@@ -74,6 +74,18 @@ def test_bench_bad_input(tmp_path, tiny_dataset):
         "error: timed_steps must be >= 20 (got 5): fewer gives no usable spread"]
     p = bench(tmp_path, tiny_dataset, "--settings=adamw; nosuchopt", f"--out={out}")
     assert p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1 and "nosuchopt" in p.stderr, p.stderr
-    p = bench(tmp_path, tiny_dataset, "--settings=adamw; alsals", "--burnin=1", f"--out={out}")  # warmup_iters=2
-    assert p.returncode == 1 and "still in the AdamW warmup" in p.stderr, p.stderr
+    p = bench(tmp_path, tiny_dataset, "--settings=adamw; alsals", "--burnin=1", "--max_start=0", f"--out={out}")
+    assert p.returncode == 1 and "still in its start" in p.stderr, p.stderr  # warmup_iters=2 > 1 step
     assert not out.exists()
+
+
+def test_bench_times_searched_steps_after_the_range_test(tmp_path, tiny_dataset):
+    # the shipped configs' start: adamw has none (no error), alsals is timed only after its range test and hold
+    out = tmp_path / "rt.json"
+    p = bench(tmp_path, tiny_dataset, "--ls_range_test=True", "--settings=adamw; alsals", "--burnin=1",
+              f"--out={out}")
+    assert p.returncode == 0, p.stderr[-3000:]
+    hp = json.loads(out.read_text())["results"]["alsals"]["hparams"]
+    assert hp["ramping"] is False and hp["hold_left"] == 0 and hp["warmup_steps"] == 0
+    # ramp steps (eta doubles until the edge, at least one) + the hold of warmup_iters=2 steps went untimed
+    assert hp["step"] >= 1 + 1 + 2 + 20, hp["step"]
