@@ -358,7 +358,7 @@ def main(argv=None):
                 comp = search_state(train.optimizer) if train.line_search else None
                 res[run][str(it)] = dict(analyse(recs, etas, comp, train.optimizer.param_groups[0]), batches=recs,
                                          iter=int(train.iter_num),
-                                         lr_adamw=float(train.get_lr(it)) if run == 'adamw' else None)
+                                         lr_adamw=float(train.get_lr(it)) if not train.line_search else None)
                 r = res[run][str(it)]
                 print(f"{run:6s} ckpt {it:5d}: slope {r['f_a_mean']:.3g}  best one-batch eta {r['eta_best_batch']:.2e}"
                       f"  best val-batch eta {r['eta_best_val']:.2e}  E-ratio crosses c=0.6 at {r['crossing']['0.6']}"
