@@ -4,7 +4,7 @@ README.md (the project) and results/README.md (the study, the landscape, the cos
 These tests trace each one back to the files the scripts wrote, so that a figure typed wrong, or left behind
 when a result changed, fails here. The result files: the run JSONs results/study/<size>/<corpus>/*.json and
 the summary.md experiments/study.py generates from them, results/skip_stable/*.jsonl, results/landscape/*.json,
-results/bench.json, results/bench_gpu_h200.json, results/gpu_check.json and .md. Series (a loss or a step
+results/range_test/*.json, results/bench.json, results/bench_gpu_h200.json, results/gpu_check.json and .md. Series (a loss or a step
 size per iteration) are not figures: of a run only its scalars, its evals and its largest, first searched and
 last step size count.
 
@@ -45,7 +45,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, 'results')
 DOCS = ['README.md', 'results/README.md']
 MAX_README_LINES = 300
-WARMUP = {'headline': 100, 'screen': 60}  # experiments/study.py: 10% of max_iters
+with open(os.path.join(ROOT, 'experiments', 'grid.py')) as _f:  # the study's sizes: warmup is 10% of max_iters
+    WARMUP = {size: max(1, int(n) // 10) for size, n in re.findall(r"'(\w+)': dict\([^)]*?max_iters=(\d+)", _f.read())}
 
 # a number: 1,234(.5) | 1.25 | 1.25e-3 | 3e-3, signed when a sign stands before it; not part of a word, a
 # version (2.11.0) or a name (GPT-2, H200, cu130)
@@ -179,6 +180,12 @@ def pools():
                 if c.get('G'):
                     pool.append((c['D'] / (c['eta'] * c['G']), 'dg'))
 
+    pool = out['range_test'] = []  # experiments/range_test.py: its summary scalars (not the per-step series)
+    for f in glob.glob(os.path.join(RESULTS, 'range_test', '*.json')):
+        with open(f) as fh:
+            d = json.load(fh)
+        pool += [(v, 'text') for path, v in _scalars({k: v for k, v in d.items() if k not in ('lr', 'loss')})]
+
     for name in ('bench', 'bench_gpu_h200', 'gpu_check'):
         pool = out[name] = []
         with open(os.path.join(RESULTS, name + '.json')) as fh:
@@ -204,7 +211,7 @@ def rendered(source, kind, sci, decimals):
 
 def source_of(link):
     """The result source a link (relative to the repository) points into, or None."""
-    m = re.match(r'results/(study/(?:headline|screen)|landscape/\w+|skip_stable|bench_gpu_h200|bench|gpu_check)\b',
+    m = re.match(r'results/(study/\w+|landscape/\w+|skip_stable|range_test|bench_gpu_h200|bench|gpu_check)\b',
                  link)
     return m and m.group(1)
 
