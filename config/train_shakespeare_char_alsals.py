@@ -2,7 +2,7 @@
 # step size itself: learning_rate is only the first guess of an LR range test (from learning_rate/100, eta doubling
 # every warmup_iters/10 steps until the smoothed loss rises), warmup_iters steps at half that edge's eta, then the
 # search; the applied step anneals over the last 20%. Measured safe first guesses: 1e-4 ... 1e-1 (within 2.4% of tuned
-# AdamW at the study's headline size, both corpora; results/README.md)
+# AdamW at the study's headline size, both corpora; not at a 4x larger batch: results/README.md)
 # $ python train.py config/train_shakespeare_char_alsals.py
 exec(open('config/train_shakespeare_char.py').read())
 
