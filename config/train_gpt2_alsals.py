@@ -24,7 +24,7 @@ log_interval = 10
 weight_decay = 1e-1
 
 optimizer = 'alsals'
-learning_rate = 6e-4 # the range test's first guess (it starts at 1/100 of it); safe 1e-4 ... 1e-1 at the CPU study's shape
+learning_rate = 6e-4 # the range test's first guess (from 1/100 of it); safe 1e-4 ... 1e-1 at the CPU study's shape
 warmup_iters = 2000
 ls_ema_warmup_steps = 200 # trial forwards in the last 200 steps before the search warm the criterion's EMAs
 ls_trial_microsteps = 1 # the trial forward re-evaluates the first micro-batch of each rank (f(w) on the same one)

@@ -4,9 +4,9 @@ README.md (the project) and results/README.md (the study, the landscape, the cos
 These tests trace each one back to the files the scripts wrote, so that a figure typed wrong, or left behind
 when a result changed, fails here. The result files: the run JSONs results/study/<size>/<corpus>/*.json and
 the summary.md experiments/study.py generates from them, results/skip_stable/*.jsonl, results/landscape/*.json,
-results/range_test/*.json, results/bench.json, results/bench_gpu_h200.json, results/gpu_check.json and .md. Series (a loss or a step
-size per iteration) are not figures: of a run only its scalars, its evals and its largest, first searched and
-last step size count.
+results/range_test/*.json, results/bench.json, results/bench_gpu_h200.json, results/gpu_check.json and .md.
+Series (a loss or a step size per iteration) are not figures: of a run only its scalars, its evals and its
+largest, first searched and last step size count.
 
 A figure is a number with 3 or more significant digits (or 2 and 3 decimals, 0.044), in a table row or in the
 text of either file. Traced means:
