@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from grid import CORPORA, LRFREE_LRS, LS_CONFIG, PAPER, SIZES, code_fingerprint, shipped
+from grid import CORPORA, LS_CONFIG, PAPER, SIZES, code_fingerprint, shipped
 from peers import PEER_LR, PEERS
 
 
@@ -57,7 +57,6 @@ def curve_methods(runs):
 
 def tables(size, corpus, runs, tuned, peers):
     s = SIZES[size]
-    ls_lr = shipped(LS_CONFIG)['learning_rate']
     adamw_lrs = sorted(lr for (m, lr) in runs if m == 'adamw')
     edge = '' if adamw_lrs[0] < tuned < adamw_lrs[-1] else \
         " **The best AdamW lr is at the edge of the grid run so far (not bracketed).**"

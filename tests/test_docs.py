@@ -35,6 +35,7 @@ import glob
 import json
 import os
 import re
+import sys
 import unicodedata
 from functools import lru_cache
 
@@ -45,8 +46,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, 'results')
 DOCS = ['README.md', 'results/README.md']
 MAX_README_LINES = 300
-with open(os.path.join(ROOT, 'experiments', 'grid.py')) as _f:  # the study's sizes: warmup is 10% of max_iters
-    WARMUP = {size: max(1, int(n) // 10) for size, n in re.findall(r"'(\w+)': dict\([^)]*?max_iters=(\d+)", _f.read())}
+sys.path.insert(0, os.path.join(ROOT, 'experiments'))
+from grid import SIZES  # noqa: E402  the study's sizes
+WARMUP = {size: max(1, s['max_iters'] // 10) for size, s in SIZES.items()}  # experiments/study.py: 10% of max_iters
 
 # a number: 1,234(.5) | 1.25 | 1.25e-3 | 3e-3, signed when a sign stands before it; not part of a word, a
 # version (2.11.0) or a name (GPT-2, H200, cu130)
