@@ -1,7 +1,8 @@
 """
 Checkpoint I/O shared by train.py and sample.py; the RNG state that checkpoints and the line search's trial
-closure (train.py's replay_closure) save and restore; and what train.py does on resume besides loading the
-model and optimizer (notices of changed settings, every rank's RNG stream).
+closure (train.py's replay_closure) save and restore; what train.py does on resume besides loading the model
+and optimizer (its checks, the settings that apply, with notices, every rank's RNG stream); and train.py's
+JSON-lines log (log_file), the run's other file.
 
 Writes are atomic (temp file in the same directory, fsync, os.replace), so a kill -9 while saving leaves the
 previous checkpoint intact. Reads use torch.load(weights_only=True): checkpoints hold only tensors and plain
@@ -9,6 +10,7 @@ python values (config, RNG states as uint8 tensors), so loading one never execut
 meta.pkl is read the same way: data/loader.py's load_meta).
 """
 import glob
+import json
 import os
 import tempfile
 
@@ -103,10 +105,23 @@ def restore_rng_states(states, rank, world_size, seed, iter_num):
         torch.manual_seed(mix_seed(seed, rank, iter_num))
 
 
-def print_changed_settings(saved_group, saved_config, config):
-    """On resume, a one-line notice for each setting that changes the algorithm and differs from the checkpoint's
-    run (the new value applies): the schedule's, and every ls_* that is set (against the optimizer's saved one,
-    `saved_group`: its first param group as loaded)."""
+def check_resumable(checkpoint, ckpt_path, optimizer, fsdp):
+    """A checkpoint that this run cannot continue: another optimizer (its state would not fit), or written with the
+    other fsdp setting (FSDP2 writes its shards with DCP, parallel.py): a one-line error naming the fix."""
+    if checkpoint['config'].get('optimizer', 'adamw') != optimizer:
+        fail(f"{ckpt_path} was trained with optimizer={checkpoint['config'].get('optimizer')!r}, not {optimizer!r}")
+    if bool(checkpoint.get('dcp')) != fsdp:
+        fail(f"{ckpt_path} was written by a run with fsdp={not fsdp}: resume it with --fsdp={not fsdp}")
+
+
+def resume_settings(optimizer, ls_kwargs, saved_config, config):
+    """On resume, after the optimizer's state_dict is loaded: the line search's settings that are set (`ls_kwargs`)
+    override the checkpoint's (load_state_dict restored its param groups), and each setting that changes the
+    algorithm and differs from the checkpoint's run gets a one-line notice (the new value applies): the schedule's,
+    and every ls_* that is set (against the optimizer's saved one)."""
+    saved_group = dict(optimizer.param_groups[0]) # as the checkpoint's run left it
+    for param_group in optimizer.param_groups:
+        param_group.update(ls_kwargs)
     keys = ['warmup_iters', 'grad_clip', 'learning_rate', 'lr_decay_iters', 'min_lr', 'decay_lr']
     for k in keys + [k for k, v in config.items() if k.startswith('ls_') and v is not None]:
         if k.startswith('ls_'):
@@ -115,3 +130,17 @@ def print_changed_settings(saved_group, saved_config, config):
             old = saved_config.get(k)
         if old is not None and old != config[k]:
             print(f"note: resuming with {k}={config[k]!r} (the checkpoint's run used {old!r})")
+
+
+def json_log(path, fresh):
+    """log_json(**record): appends one JSON line per call to `path` (train.py's log_file), or does nothing if path
+    is '' (no log_file, or not the master process). `fresh` (a run from scratch) empties the file first; a resumed
+    run appends."""
+    if not path:
+        return lambda **record: None
+    if fresh:
+        open(path, 'w').close()
+    def log_json(**record):
+        with open(path, 'a') as f:
+            f.write(json.dumps(record) + '\n')
+    return log_json

@@ -10,11 +10,14 @@ text that is not a literal stays text (--ls_fa=fd).
 An unknown key, a type mismatch or a missing config file is a one-line error and exit code 1: a typo must
 not silently train with the default for hours.
 
-Also here, for every script: fail(), the one way they report a bad setting or input, and train.py's checks of
-its settings (check_train_config).
+Also here, for every script: fail(), the one way they report a bad setting or input; and for train.py: the
+checks of its settings (check_train_config) and the optimizer's kwargs derived from them (optimizer_kwargs,
+optimizer_errors).
 """
+import os
 import sys
 from ast import literal_eval
+from contextlib import contextmanager
 
 
 CONFIG_ERROR = 'config error'
@@ -104,6 +107,12 @@ def check_train_config(config):
         fail(f"dropout must be in [0, 1), got {config['dropout']}")
     if config['n_embd'] % config['n_head'] != 0:
         fail(f"n_embd={config['n_embd']} must be divisible by n_head={config['n_head']}")
+    world_size = int(os.environ.get('WORLD_SIZE', 1)) if 'RANK' in os.environ else 1 # under torchrun
+    if config['gradient_accumulation_steps'] % world_size != 0:
+        fail(f"gradient_accumulation_steps={config['gradient_accumulation_steps']} must be divisible by the number of "
+             f"processes ({world_size})")
+    if config['fsdp'] and 'RANK' not in os.environ:
+        fail("fsdp=True needs torchrun (e.g. torchrun --nproc_per_node=2 train.py ... --fsdp=True)")
     import torch
     if 'cuda' in device and not torch.cuda.is_available():
         fail(f"device={device!r} but CUDA is not available; use --device=cpu --dtype=float32")
@@ -115,3 +124,32 @@ def check_train_config(config):
         fail(f"ls_range_test=True is the line search's start; optimizer={config['optimizer']!r} has no line search")
     if config['ls_fa'] == 'fd' and dtype != 'float32':
         fail(f"ls_fa='fd' needs dtype='float32': under {dtype} autocast the finite difference measures rounding noise")
+
+
+TRAINER_ONLY = ('ls_trial_microsteps', 'ls_n_components', 'ls_anneal_frac', 'ls_range_test') # train.py's, not kwargs
+
+
+def optimizer_kwargs(config):
+    """The line search's kwargs for model.configure_optimizers from train.py's settings ({} for adamw and muon):
+    every ls_* that is set, without its prefix (None = the optimizer's own default), the AdamW warmup (warmup_iters)
+    or, with ls_range_test, the range test and a hold of warmup_iters steps in its place (alsals.py's ramp), and
+    grad_clip as the search's max_grad_norm."""
+    if config['optimizer'] in ('adamw', 'muon'):
+        return {}
+    kwargs = {k[3:]: v for k, v in config.items() if k.startswith('ls_') and v is not None and k not in TRAINER_ONLY}
+    if config['ls_range_test']:
+        warmup = config['warmup_iters']
+        kwargs = dict(dict(ramp=max(1.0, warmup / 10), ramp_rule='range', ramp_hold=warmup), **kwargs)
+    return dict(warmup_steps=0 if config['ls_range_test'] else config['warmup_iters'],
+                max_grad_norm=config['grad_clip'], **kwargs)
+
+
+@contextmanager
+def optimizer_errors(ls_kwargs, config):
+    """Building the optimizer: its own one-line message for a bad setting (ValueError; TypeError for a setting the
+    variant lacks) becomes fail(), naming the ls_* that are set."""
+    try:
+        yield
+    except (ValueError, TypeError) as e:
+        set_ls = ', '.join(f'ls_{k}={v!r}' for k, v in ls_kwargs.items() if 'ls_' + k in config)
+        fail(f"{e} (set: {set_ls or 'no ls_*'})")

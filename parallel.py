@@ -16,6 +16,7 @@ import sys
 
 import torch
 from torch.distributed import destroy_process_group
+from torch.distributed.fsdp import FSDPModule, fully_shard
 
 import checkpoint as ckpt_io
 from configurator import fail
@@ -26,37 +27,54 @@ def shard(model):
     (reshard_after_forward=True; by default the root keeps its parameters gathered for the backward): the line
     search's no-grad trial forwards have no backward, and the optimizer moves the local shards in place between
     them, so every forward must gather the shards anew."""
-    from torch.distributed.fsdp import fully_shard
     for block in model.transformer.h:
         fully_shard(block)
     fully_shard(model, reshard_after_forward=True)
 
 
-def save_sharded(model, optimizer, meta, out_dir):
-    """An FSDP2 checkpoint (module docstring); every rank calls it. `model` is the sharded module (not the
-    compiled wrapper), `meta` the checkpoint dict without 'model' and 'optimizer'."""
+def save_checkpoint(model, optimizer, checkpoint, out_dir):
+    """train.py's checkpoint: `checkpoint` is the dict of everything but the model and the optimizer. Under FSDP2
+    (a fully_shard-ed `model`, not the compiled wrapper) every rank calls it and writes its shards with DCP, then
+    rank 0 ckpt.pt naming them (module docstring); otherwise one process writes ckpt.pt with both state_dicts.
+    Either way ckpt.pt is written atomically (checkpoint.py)."""
+    if not isinstance(model, FSDPModule):
+        ckpt_io.save(dict(checkpoint, model=model.state_dict(), optimizer=optimizer.state_dict()),
+                     os.path.join(out_dir, 'ckpt.pt'))
+        return
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict
-    name = f"ckpt_dcp_{meta['iter_num']}"
+    name = f"ckpt_dcp_{checkpoint['iter_num']}"
     model_sd, optim_sd = get_state_dict(model, optimizer)
     dcp.save({'model': model_sd, 'optimizer': optim_sd}, checkpoint_id=os.path.join(out_dir, name))
     torch.distributed.barrier() # every shard is written before ckpt.pt names the directory
     if torch.distributed.get_rank() == 0:
-        ckpt_io.save(dict(meta, dcp=name), os.path.join(out_dir, 'ckpt.pt'))
+        ckpt_io.save(dict(checkpoint, dcp=name), os.path.join(out_dir, 'ckpt.pt'))
         for old in glob.glob(os.path.join(out_dir, 'ckpt_dcp_*')):
             if os.path.basename(old) != name:
                 shutil.rmtree(old, ignore_errors=True)
     torch.distributed.barrier()
 
 
-def load_sharded(model, optimizer, out_dir, name):
-    """Resume an FSDP2 run: this rank's shards of the model and the optimizer from out_dir/<name> (DCP)."""
+def load_optimizer(model, optimizer, checkpoint, out_dir):
+    """Resume the optimizer from train.py's `checkpoint` (ckpt.pt, loaded). An FSDP2 checkpoint (it names its DCP
+    directory under 'dcp'): this rank's shards of the model and the optimizer, from out_dir/<that name>; otherwise
+    the optimizer's state_dict (the model's weights were loaded before sharding, as in nanoGPT)."""
+    if not checkpoint.get('dcp'):
+        optimizer.load_state_dict(checkpoint['optimizer'])
+        return
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
     model_sd, optim_sd = get_state_dict(model, optimizer)
     state = {'model': model_sd, 'optimizer': optim_sd}
-    dcp.load(state, checkpoint_id=os.path.join(out_dir, name))
+    dcp.load(state, checkpoint_id=os.path.join(out_dir, checkpoint['dcp']))
     set_state_dict(model, optimizer, model_state_dict=state['model'], optim_state_dict=state['optimizer'])
+
+
+def mean_over_ranks(value, device):
+    """The mean of a python float over all ranks, the same on each (FSDP2: every rank evaluates)."""
+    mean = torch.tensor(value, device=device)
+    torch.distributed.all_reduce(mean)
+    return mean.item() / torch.distributed.get_world_size()
 
 
 def load_sharded_weights(model, path):

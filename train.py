@@ -15,15 +15,13 @@ $ torchrun --nproc_per_node=8 --nnodes=2 --node_rank=0 --master_addr=123.456.123
 $ torchrun --nproc_per_node=8 --nnodes=2 --node_rank=1 --master_addr=123.456.123.456 --master_port=1234 train.py
 (If your cluster does not have Infiniband interconnect prepend NCCL_IB_DISABLE=1)
 
-The optimizer is AdamW (nanoGPT) or, with --optimizer=alsals, the ALSALS line search of alsals.py after a
-warmup of warmup_iters AdamW steps: its code sits at the places marked `# ---- line search ----`.
+The optimizer is AdamW, Muon (muon.py) or a line search (alsals.py): its code sits at `# ---- line search ----`.
 """
 
 import os
 import sys
 import time
 import math
-import json
 from contextlib import nullcontext
 
 import torch
@@ -76,14 +74,12 @@ min_lr = 6e-5 # minimum learning rate, should be ~= learning_rate/10 per Chinchi
 muon_adamw_lr = None # muon, muonsls: the lr of the AdamW part (embeddings, head, norms); None = learning_rate
 # ---- line search ---- optimizer='alsals'|'adamsls'|'sgdsls'|'plasls'|'muonsls': warmup_iters AdamW steps, then
 # the search. ls_* are the optimizer's own kwargs (alsals.py, muon.py) with an ls_ prefix; None = its default
-ls_c = ls_smooth = ls_beta_s = ls_b = ls_backtrack = ls_max_backtracks = ls_eta_min = ls_eta_max = None
-ls_ema_warmup_steps = ls_skip_stable = ls_fa = ls_ramp = ls_ramp_rule = ls_ramp_sigma = ls_ramp_hold = None
-ls_separate_eta = None
+ls_c = ls_smooth = ls_beta_s = ls_backtrack = ls_max_backtracks = ls_eta_min = ls_eta_max = ls_separate_eta = None
+ls_b = ls_ema_warmup_steps = ls_skip_stable = ls_fa = ls_ramp = ls_ramp_rule = ls_ramp_sigma = ls_ramp_hold = None
 ls_trial_microsteps = 1 # trial forward on the first k micro-batches (f(w) on the same k); 0 = all
 ls_n_components = 10 # PLASLS: parameter components, each with its own step size
 ls_anneal_frac = 0.0 # anneal the applied step to min_lr/learning_rate over this last part of lr_decay_iters; 0 = paper
-ls_range_test = False # no AdamW warmup: an LR range test from learning_rate/100 (eta doubles every warmup_iters/10
-                      # steps until the smoothed loss rises), then warmup_iters steps at half that eta, then the search
+ls_range_test = False # instead of AdamW's warmup: a range test from learning_rate/100, warmup_iters steps at edge/2
 max_nonfinite_steps = 10 # stop after this many consecutive steps with a non-finite loss or gradient
 log_file = '' # JSON lines (one record per logged iter and per eval) appended here; '' = off
 # DDP settings
@@ -97,7 +93,7 @@ compile = True # use PyTorch 2.0 to compile the model to be faster
 # -----------------------------------------------------------------------------
 config_keys = [k for k,v in globals().items()
                if not k.startswith('_') and isinstance(v, (int, float, bool, str, type(None)))]
-from configurator import configure, check_train_config, fail
+from configurator import configure, check_train_config, optimizer_kwargs, optimizer_errors, fail
 configure(sys.argv[1:], globals(), config_keys) # overrides from command line or config file
 config = {k: globals()[k] for k in config_keys} # will be useful for logging
 check_train_config(config) # a setting that would fail inside torch or train with nonsense: a one-line error
@@ -118,25 +114,19 @@ if ddp:
     master_process = ddp_rank == 0 # this process will do logging, checkpointing etc.
     seed_offset = ddp_rank # each process gets a different seed
     # world_size number of processes will be training simultaneously, so we can scale
-    # down the desired gradient accumulation iterations per process proportionally
-    if gradient_accumulation_steps % ddp_world_size != 0:
-        fail(f"gradient_accumulation_steps={gradient_accumulation_steps} must be divisible by the number of "
-             f"processes ({ddp_world_size})")
+    # down the desired gradient accumulation iterations per process proportionally (divisible: check_train_config)
     gradient_accumulation_steps //= ddp_world_size
 else:
     # if not ddp, we are running on a single gpu, and one process
     master_process = True
     seed_offset = 0
     ddp_world_size = 1
-if fsdp and not ddp:
-    fail("fsdp=True needs torchrun (e.g. torchrun --nproc_per_node=2 train.py ... --fsdp=True)")
 tokens_per_iter = gradient_accumulation_steps * ddp_world_size * batch_size * block_size
 print(f"tokens per iteration will be: {tokens_per_iter:,}")
 
 if master_process:
     os.makedirs(out_dir, exist_ok=True)
-    if log_file and init_from == 'scratch':
-        open(log_file, 'w').close() # a fresh run starts a fresh log; a resumed run appends to it
+log_json = ckpt_io.json_log(log_file if master_process else '', fresh=init_from == 'scratch') # log_file's lines
 torch.manual_seed(seed + seed_offset) # dropout RNG; batches use their own generator (get_batch)
 torch.backends.cuda.matmul.allow_tf32 = True # allow tf32 on matmul
 torch.backends.cudnn.allow_tf32 = True # allow tf32 on cudnn
@@ -145,13 +135,7 @@ device_type = 'cuda' if 'cuda' in device else 'cpu' # for later use in torch.aut
 ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
 ctx = nullcontext() if dtype == 'float32' else torch.amp.autocast(device_type=device_type, dtype=ptdtype)
 
-def log_json(**record): # the JSON-lines log (log_file), from the master process
-    if log_file and master_process:
-        with open(log_file, 'a') as f:
-            f.write(json.dumps(record) + '\n')
-
-# data loader: batch number `index` of a split, drawn by its own generator seeded from (seed, rank, split, index),
-# so data order is reproducible and resuming needs no sampler state (data/loader.py)
+# data loader: batch `index` of a split from its own generator, seeded by (seed, rank, split, index) (data/loader.py)
 data_dir = os.path.join('data', dataset)
 loader.check_data(data_dir, block_size) # both splits there, each longer than block_size
 def get_batch(split, index):
@@ -192,11 +176,7 @@ elif init_from == 'resume':
     # the rest of the attributes (e.g. dropout) can stay as desired from command line
     for k in ['n_layer', 'n_head', 'n_embd', 'block_size', 'bias', 'vocab_size']:
         model_args[k] = checkpoint_model_args[k]
-    if checkpoint['config'].get('optimizer', 'adamw') != optimizer:
-        fail(f"{ckpt_path} was trained with optimizer={checkpoint['config'].get('optimizer')!r}, "
-             f"not {optimizer!r}")
-    if bool(checkpoint.get('dcp')) != fsdp: # FSDP2 writes its shards with DCP (parallel.py)
-        fail(f"{ckpt_path} was written by a run with fsdp={not fsdp}: resume it with --fsdp={not fsdp}")
+    ckpt_io.check_resumable(checkpoint, ckpt_path, optimizer, fsdp) # the same optimizer, the same fsdp setting
     # create the model
     gptconf = GPTConfig(**model_args)
     model = GPT(gptconf)
@@ -209,36 +189,20 @@ loader.check_vocab(data_dir, model_args['vocab_size']) # every token id indexes 
 model.to(device)
 if fsdp:
     parallel.shard(model) # FSDP2: each block and the root; the optimizer is built on the sharded parameters
-    sharded_model = model
 
 # initialize a GradScaler. If enabled=False scaler is a no-op
 scaler = torch.amp.GradScaler(device_type, enabled=(dtype == 'float16'))
 
 # optimizer (the config string `optimizer` names it; from here on `optimizer` is the object, as in nanoGPT)
-# ---- line search ---- its kwargs: the ls_* that are set (None = the variant's own default), warmup, clipping.
-# The optimizer validates them; on resume, load_state_dict restores the checkpoint's and a set ls_* wins.
+# ---- line search ---- its kwargs: the ls_* that are set, its start, clipping (configurator.py); errors: one line
 line_search = optimizer not in ('adamw', 'muon')
-trainer_only = ('ls_trial_microsteps', 'ls_n_components', 'ls_anneal_frac', 'ls_range_test') # train.py's settings
-ls_kwargs = {k[3:]: v for k, v in config.items() if k.startswith('ls_') and v is not None and k not in trainer_only}
-if ls_range_test: # the range test and a hold of warmup_iters steps replace the AdamW warmup (alsals.py's ramp)
-    ls_kwargs = dict(dict(ramp=max(1.0, warmup_iters / 10), ramp_rule='range', ramp_hold=warmup_iters), **ls_kwargs)
-ls_kwargs = dict(warmup_steps=0 if ls_range_test else warmup_iters, max_grad_norm=grad_clip,
-                 **ls_kwargs) if line_search else {}
-try:
+ls_kwargs = optimizer_kwargs(config)
+with optimizer_errors(ls_kwargs, config):
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type, optimizer,
                                            ls_n_components, adamw_lr=muon_adamw_lr, **ls_kwargs)
-except (ValueError, TypeError) as e: # the optimizer's one-line message (a setting it lacks: TypeError), the ls_*
-    set_ls = ', '.join(f'ls_{k}={v!r}' for k, v in ls_kwargs.items() if 'ls_' + k in config)
-    fail(f"{e} (set: {set_ls or 'no ls_*'})")
 if init_from == 'resume':
-    if fsdp:
-        parallel.load_sharded(model, optimizer, out_dir, checkpoint['dcp']) # this rank's shards: model, optimizer
-    else:
-        optimizer.load_state_dict(checkpoint['optimizer'])
-    saved_settings = dict(optimizer.param_groups[0]) # as the checkpoint's run left them
-    for param_group in optimizer.param_groups:
-        param_group.update(ls_kwargs)
-    ckpt_io.print_changed_settings(saved_settings, checkpoint['config'], config) # a change applies, with a notice
+    parallel.load_optimizer(model, optimizer, checkpoint, out_dir) # FSDP2: this rank's shards, model and optimizer
+    ckpt_io.resume_settings(optimizer, ls_kwargs, checkpoint['config'], config) # a set ls_* wins, with a notice
     ckpt_io.restore_rng_states(checkpoint['rng'], seed_offset, ddp_world_size, seed, iter_num) # dropout, per rank
 checkpoint = None # free up memory
 
@@ -266,9 +230,7 @@ def estimate_loss():
             losses[k] = loss.item()
         out[split] = losses.mean().item()
         if fsdp: # every rank evaluates (each forward is a collective): the mean over ranks, the same on each
-            mean = torch.tensor(out[split], device=device)
-            torch.distributed.all_reduce(mean)
-            out[split] = mean.item() / ddp_world_size
+            out[split] = parallel.mean_over_ranks(out[split], device)
     model.train()
     return out
 
@@ -281,10 +243,8 @@ def get_lr(it):
     # linear down to min_lr over the last ls_anneal_frac of lr_decay_iters (warmup-stable-decay; 0 = the paper)
     if line_search:
         start = max(warmup_iters, (1.0 - ls_anneal_frac) * lr_decay_iters)
-        if ls_anneal_frac == 0 or it < start:
-            return learning_rate
-        progress = min(1.0, (it - start) / max(1.0, lr_decay_iters - start))
-        return learning_rate - progress * (learning_rate - min(min_lr, learning_rate))
+        progress = min(1.0, max(0.0, it - start) / max(1.0, lr_decay_iters - start)) if ls_anneal_frac > 0 else 0.0
+        return learning_rate - progress * (learning_rate - min(min_lr, learning_rate)) # exactly learning_rate at 0
     # 2) from lr_decay_iters on, return min learning rate (>=: lr_decay_iters == warmup_iters would divide by 0)
     if it >= lr_decay_iters:
         return min_lr
@@ -297,9 +257,7 @@ def get_lr(it):
 # ---- line search ---- the trial closure: f(w + eta*d) on the micro-batches just trained on, same dropout masks
 n_trial = min(ls_trial_microsteps or gradient_accumulation_steps, gradient_accumulation_steps) # 0 = all
 def replay_closure(model, batches, ctx):
-    """The mean loss on `batches`, [(X, Y, RNG state taken just before that micro-batch's training forward)],
-    without autograd, each under its recorded RNG state: at unchanged parameters it equals f(w) bit for bit,
-    dropout and all."""
+    """Mean loss on [(X, Y, RNG state before its training forward)], no autograd: at w it is f(w) bit for bit."""
     @torch.no_grad()
     def closure():
         saved, losses = ckpt_io.get_rng_state(), []
@@ -312,10 +270,9 @@ def replay_closure(model, batches, ctx):
     return closure
 
 def train_step(X, Y, iter_num):
-    """One training iteration on the micro-batches starting with (X, Y), the batch number
-    iter_num * gradient_accumulation_steps. Returns the next batch X, Y, the step's mean loss (a device
-    tensor, the mean over micro-batches and ranks) and whether the update was applied (False on a
-    non-finite loss or gradient: then parameters and optimizer state are left as they were)."""
+    """One training iteration from (X, Y), batch number iter_num * gradient_accumulation_steps. Returns the next
+    X, Y, the step's mean loss (a device tensor, over micro-batches and ranks) and whether the update was applied
+    (not on a non-finite loss or gradient: then parameters and optimizer state are left as they were)."""
     # forward backward update, with optional gradient accumulation to simulate larger batch size
     # and using the GradScaler if data type is float16
     losses = [] # detached micro-batch losses (f(w))
@@ -338,22 +295,17 @@ def train_step(X, Y, iter_num):
         # backward pass, with gradient scaling if training in fp16
         scaler.scale(loss).backward()
     step_loss = torch.stack(losses).mean()
-    if ddp:
-        # the mean over ranks: the logged loss, and every rank decides to skip a step on the same value
+    if ddp: # the mean over ranks: the logged loss, and every rank decides to skip a step on the same value
         torch.distributed.all_reduce(step_loss)
         step_loss /= ddp_world_size
     if line_search:
-        # ---- line search ---- f(w) from this forward, the trial on the same batches; it clips and checks
-        # finiteness itself
+        # ---- line search ---- f(w) from this forward, the trial on the same batches; it clips, checks finiteness
         optimizer.step(closure=replay_closure(model, trial_batches, ctx), loss=torch.stack(losses[:n_trial]).mean())
         applied = not optimizer.last_stats['skipped']
     else:
-        # clip the gradient (its norm is needed when not clipping too: a non-finite gradient skips the step)
+        # clip the gradient; its norm, needed when not clipping too (inf), tells a non-finite gradient: no step
         scaler.unscale_(optimizer) # a no-op unless float16
-        if grad_clip != 0.0:
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        else:
-            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip != 0.0 else math.inf)
         applied = bool(torch.isfinite(step_loss + grad_norm)) # the step's one host sync
         # step the optimizer and scaler if training in fp16
         if applied:
@@ -403,32 +355,22 @@ while __name__ == '__main__': # train_setup.py runs this file under another name
         elif (losses['val'] < best_val_loss or always_save_checkpoint) and not eval_only:
             best_val_loss = min(best_val_loss, losses['val'])
             if iter_num > 0:
-                checkpoint = {
-                    'model_args': model_args,
-                    'iter_num': iter_num,
-                    'best_val_loss': best_val_loss,
-                    'config': config,
-                    'rng': rng_states, # one per rank
-                    'nonfinite_steps': nonfinite_steps,
-                }
+                checkpoint = {'model_args': model_args, 'iter_num': iter_num, 'best_val_loss': best_val_loss,
+                              'config': config, 'rng': rng_states, 'nonfinite_steps': nonfinite_steps} # rng: per rank
                 if master_process:
                     print(f"saving checkpoint to {out_dir}")
-                if fsdp: # every rank writes its shards (DCP), then rank 0 ckpt.pt naming them (parallel.py)
-                    parallel.save_sharded(sharded_model, optimizer, checkpoint, out_dir)
-                else:
-                    checkpoint.update(model=raw_model.state_dict(), optimizer=optimizer.state_dict())
-                    ckpt_io.save(checkpoint, os.path.join(out_dir, 'ckpt.pt')) # atomic: temp file, fsync, rename
+                # ckpt.pt, atomically; FSDP2: every rank writes its shards (DCP), then rank 0 ckpt.pt naming them
+                parallel.save_checkpoint(raw_model, optimizer, checkpoint, out_dir)
                 checkpoint = None
     if eval_only: # also when resuming (iter_num > 0): evaluate, never train
         break
 
     X, Y, loss, applied = train_step(X, Y, iter_num)
-    # a non-finite loss or gradient (on any rank) skips the update; too many in a row stop the run
-    nonfinite_steps = 0 if applied else nonfinite_steps + 1
+    nonfinite_steps = 0 if applied else nonfinite_steps + 1 # a non-finite loss or gradient (any rank): no update
     if not applied:
         print(f"iter {iter_num}: update skipped: non-finite loss or gradient "
               f"({nonfinite_steps}/{max_nonfinite_steps} in a row)")
-        if nonfinite_steps >= max_nonfinite_steps:
+        if nonfinite_steps >= max_nonfinite_steps: # too many in a row stop the run
             fail(f"{nonfinite_steps} consecutive non-finite steps at iter {iter_num}; stopping (last good "
                  f"checkpoint in {out_dir} kept)")
 
@@ -447,8 +389,7 @@ while __name__ == '__main__': # train_setup.py runs this file under another name
             mfu = raw_model.estimate_mfu(batch_size * gradient_accumulation_steps, dt,
                                          extra_forwards=st['forwards'] * n_trial * batch_size)
             running_mfu = mfu if running_mfu == -1.0 else 0.9*running_mfu + 0.1*mfu
-        extra = (f", fwd {st['forwards']}, bt {st['backtracks']}" + (" (warmup)" if st['warmup'] else "")
-                 if line_search else "")
+        extra = f", fwd {st['forwards']}, bt {st['backtracks']}" + " (warmup)" * st['warmup'] if line_search else ""
         print(f"iter {iter_num}: loss {lossf:.4f}, time {dt*1000:.2f}ms, mfu {running_mfu*100:.2f}%, "
               f"lr {lr:.3e}{extra}")
         log_json(iter=iter_num, loss=lossf, lr=lr, dt_ms=dt*1000, forwards=st['forwards'], backtracks=st['backtracks'],

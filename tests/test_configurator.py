@@ -139,3 +139,21 @@ def test_train_py_ls_settings_default_to_none():
     assert ls.pop('ls_anneal_frac') == 0.0  # the line search's lr decay: off (the paper) unless set
     assert ls.pop('ls_range_test') is False  # the AdamW warmup (the paper) unless set
     assert ls and all(v is None for v in ls.values()), ls  # the optimizer's: its own default unless set
+
+
+def test_optimizer_kwargs_from_train_py_settings():
+    """The line search's kwargs: the ls_* that are set, unprefixed, the trainer's own ls_* left out; AdamW's warmup
+    or, with ls_range_test, the range test's ramp and hold of warmup_iters in its place (a set ls_* wins there);
+    grad_clip as max_grad_norm; nothing for adamw and muon."""
+    from configurator import optimizer_kwargs
+    ns, keys = train_py_defaults()
+    config = {k: ns[k] for k in keys}
+    config.update(optimizer='alsals', warmup_iters=40, grad_clip=0.5, ls_c=0.3, ls_trial_microsteps=2)
+    assert optimizer_kwargs(config) == dict(warmup_steps=40, max_grad_norm=0.5, c=0.3)
+    config.update(ls_range_test=True, ls_ramp_hold=7)
+    assert optimizer_kwargs(config) == dict(warmup_steps=0, max_grad_norm=0.5, c=0.3, ramp=4.0, ramp_rule='range',
+                                            ramp_hold=7)
+    config.update(warmup_iters=5)  # at least one step per doubling
+    assert optimizer_kwargs(config)['ramp'] == 1.0
+    for name in ('adamw', 'muon'):
+        assert optimizer_kwargs(dict(config, optimizer=name)) == {}
