@@ -243,8 +243,10 @@ def get_lr(it):
     # linear down to min_lr over the last ls_anneal_frac of lr_decay_iters (warmup-stable-decay; 0 = the paper)
     if line_search:
         start = max(warmup_iters, (1.0 - ls_anneal_frac) * lr_decay_iters)
-        progress = min(1.0, max(0.0, it - start) / max(1.0, lr_decay_iters - start)) if ls_anneal_frac > 0 else 0.0
-        return learning_rate - progress * (learning_rate - min(min_lr, learning_rate)) # exactly learning_rate at 0
+        if ls_anneal_frac == 0 or it < start:
+            return learning_rate
+        progress = min(1.0, (it - start) / max(1.0, lr_decay_iters - start))
+        return learning_rate - progress * (learning_rate - min(min_lr, learning_rate))
     # 2) from lr_decay_iters on, return min learning rate (>=: lr_decay_iters == warmup_iters would divide by 0)
     if it >= lr_decay_iters:
         return min_lr
@@ -303,9 +305,12 @@ def train_step(X, Y, iter_num):
         optimizer.step(closure=replay_closure(model, trial_batches, ctx), loss=torch.stack(losses[:n_trial]).mean())
         applied = not optimizer.last_stats['skipped']
     else:
-        # clip the gradient; its norm, needed when not clipping too (inf), tells a non-finite gradient: no step
+        # clip the gradient (its norm is needed when not clipping too: a non-finite gradient skips the step)
         scaler.unscale_(optimizer) # a no-op unless float16
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip != 0.0 else math.inf)
+        if grad_clip != 0.0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        else:
+            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
         applied = bool(torch.isfinite(step_loss + grad_norm)) # the step's one host sync
         # step the optimizer and scaler if training in fp16
         if applied:
@@ -389,7 +394,8 @@ while __name__ == '__main__': # train_setup.py runs this file under another name
             mfu = raw_model.estimate_mfu(batch_size * gradient_accumulation_steps, dt,
                                          extra_forwards=st['forwards'] * n_trial * batch_size)
             running_mfu = mfu if running_mfu == -1.0 else 0.9*running_mfu + 0.1*mfu
-        extra = f", fwd {st['forwards']}, bt {st['backtracks']}" + " (warmup)" * st['warmup'] if line_search else ""
+        extra = (f", fwd {st['forwards']}, bt {st['backtracks']}" + (" (warmup)" if st['warmup'] else "")
+                 if line_search else "")
         print(f"iter {iter_num}: loss {lossf:.4f}, time {dt*1000:.2f}ms, mfu {running_mfu*100:.2f}%, "
               f"lr {lr:.3e}{extra}")
         log_json(iter=iter_num, loss=lossf, lr=lr, dt_ms=dt*1000, forwards=st['forwards'], backtracks=st['backtracks'],
