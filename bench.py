@@ -58,7 +58,7 @@ train_defaults = ['--dataset=shakespeare_char', '--device=cpu', '--dtype=float32
 config_keys = [k for k, v in globals().items() if not k.startswith('_') and isinstance(v, (int, str))]
 own = [a for a in sys.argv[1:] if a.startswith('--') and a[2:].split('=', 1)[0] in config_keys]
 train_args = [a for a in sys.argv[1:] if a not in own] # config files and --key=value for train.py
-from configurator import configure, fail # fail: one line on stderr, exit code 1
+from configurator import configure, fail, PLAIN_OPTIMIZERS # fail: one line on stderr, exit code 1
 with redirect_stdout(StringIO()):
     configure(own, globals(), config_keys)
 config = {k: globals()[k] for k in config_keys}
@@ -77,7 +77,7 @@ if len(set(labels)) != len(labels):
 class Setting:
     def __init__(self, spec):
         """spec: [optimizer, *train.py overrides]. self.train: train.py's setup for it (train_setup.setup)."""
-        no_search = ['--ls_range_test=False'] if spec[0] in ('adamw', 'muon') else [] # the search's start, only
+        no_search = ['--ls_range_test=False'] if spec[0] in PLAIN_OPTIMIZERS else [] # the search's start, only
         args = [*train_defaults, *train_args, *spec[1:], *no_search, f'--optimizer={spec[0]}',
                 '--wandb_log=False', '--log_file='] # a bench never logs a run
         self.label, self.train = ' '.join(spec), train_setup.setup(args, quiet=True) # quiet: config echo, notices

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 
 
 CONFIG_ERROR = 'config error'
+PLAIN_OPTIMIZERS = ('adamw', 'muon') # train.py's optimizers without a line search (no ls_* apply)
 
 
 def fail(msg, kind='error'):
@@ -117,10 +118,10 @@ def check_train_config(config):
     if 'cuda' in device and not torch.cuda.is_available():
         fail(f"device={device!r} but CUDA is not available; use --device=cpu --dtype=float32")
     # the line search (optimizer other than 'adamw')
-    if config['optimizer'] not in ('adamw', 'muon') and dtype == 'float16':
+    if config['optimizer'] not in PLAIN_OPTIMIZERS and dtype == 'float16':
         fail("the line-search optimizers need bfloat16 or float32 (GradScaler's loss scaling does not support a "
              "closure)")
-    if config['ls_range_test'] and config['optimizer'] in ('adamw', 'muon'):
+    if config['ls_range_test'] and config['optimizer'] in PLAIN_OPTIMIZERS:
         fail(f"ls_range_test=True is the line search's start; optimizer={config['optimizer']!r} has no line search")
     if config['ls_fa'] == 'fd' and dtype != 'float32':
         fail(f"ls_fa='fd' needs dtype='float32': under {dtype} autocast the finite difference measures rounding noise")
@@ -134,7 +135,7 @@ def optimizer_kwargs(config):
     every ls_* that is set, without its prefix (None = the optimizer's own default), the AdamW warmup (warmup_iters)
     or, with ls_range_test, the range test and a hold of warmup_iters steps in its place (alsals.py's ramp), and
     grad_clip as the search's max_grad_norm."""
-    if config['optimizer'] in ('adamw', 'muon'):
+    if config['optimizer'] in PLAIN_OPTIMIZERS:
         return {}
     kwargs = {k[3:]: v for k, v in config.items() if k.startswith('ls_') and v is not None and k not in TRAINER_ONLY}
     if config['ls_range_test']:

@@ -93,7 +93,7 @@ compile = True # use PyTorch 2.0 to compile the model to be faster
 # -----------------------------------------------------------------------------
 config_keys = [k for k,v in globals().items()
                if not k.startswith('_') and isinstance(v, (int, float, bool, str, type(None)))]
-from configurator import configure, check_train_config, optimizer_kwargs, optimizer_errors, fail
+from configurator import configure, check_train_config, optimizer_kwargs, optimizer_errors, fail, PLAIN_OPTIMIZERS
 configure(sys.argv[1:], globals(), config_keys) # overrides from command line or config file
 config = {k: globals()[k] for k in config_keys} # will be useful for logging
 check_train_config(config) # a setting that would fail inside torch or train with nonsense: a one-line error
@@ -195,7 +195,7 @@ scaler = torch.amp.GradScaler(device_type, enabled=(dtype == 'float16'))
 
 # optimizer (the config string `optimizer` names it; from here on `optimizer` is the object, as in nanoGPT)
 # ---- line search ---- its kwargs: the ls_* that are set, its start, clipping (configurator.py); errors: one line
-line_search = optimizer not in ('adamw', 'muon')
+line_search = optimizer not in PLAIN_OPTIMIZERS
 ls_kwargs = optimizer_kwargs(config)
 with optimizer_errors(ls_kwargs, config):
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type, optimizer,
