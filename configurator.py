@@ -133,7 +133,7 @@ TRAINER_ONLY = ('ls_trial_microsteps', 'ls_n_components', 'ls_anneal_frac', 'ls_
 def optimizer_kwargs(config):
     """The line search's kwargs for model.configure_optimizers from train.py's settings ({} for adamw and muon):
     every ls_* that is set, without its prefix (None = the optimizer's own default), the AdamW warmup (warmup_iters)
-    or, with ls_range_test, the range test and a hold of warmup_iters steps in its place (alsals.py's ramp), and
+    or, with ls_range_test, the range test and a hold of warmup_iters steps in its place (alsals/alsals.py's ramp), and
     grad_clip as the search's max_grad_norm."""
     if config['optimizer'] in PLAIN_OPTIMIZERS:
         return {}

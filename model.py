@@ -205,7 +205,7 @@ class GPT(nn.Module):
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, optimizer='adamw', n_components=10,
                              adamw_lr=None, **opt_kwargs):
-        # AdamW, a line-search optimizer of alsals.py, or Muon (torch.optim.Muon on the hidden matrices, AdamW at
+        # AdamW, a line-search optimizer of the alsals package, or Muon (torch.optim.Muon on the hidden matrices, AdamW at
         # adamw_lr on the rest) / its line search, on the same groups; extra kwargs go to the optimizer, which
         # validates them
         # start with all of the candidate parameters
@@ -228,7 +228,7 @@ class GPT(nn.Module):
             # Muon takes the 2-D weights inside the blocks (attention and MLP matrices); the embeddings, the lm_head
             # (tied to wte: one matrix, an embedding, so AdamW's), the norms and biases stay with AdamW at adamw_lr.
             # lr_scale: the schedule sets each group's lr to lr * lr_scale
-            import muon
+            import alsals
             hidden = [p for n, p in param_dict.items() if n.startswith('transformer.h.') and p.dim() == 2]
             rest = [p for p in decay_params if all(p is not q for q in hidden)]
             scale = (adamw_lr if adamw_lr is not None else learning_rate) / learning_rate
@@ -240,9 +240,9 @@ class GPT(nn.Module):
             print(f"muon: {len(hidden)} hidden matrices with {sum(p.numel() for p in hidden):,} parameters; "
                   f"AdamW at lr x {scale:g} on the other {len(rest) + len(nodecay_params)} tensors")
             if optimizer == 'muon':
-                return muon.MuonAdamW(optim_groups, lr=learning_rate, betas=betas,
-                                      fused=True if device_type == 'cuda' else None, **opt_kwargs)
-            return muon.MuonSLS(optim_groups, lr=learning_rate, betas=betas, **opt_kwargs)
+                return alsals.MuonAdamW(optim_groups, lr=learning_rate, betas=betas,
+                                        fused=True if device_type == 'cuda' else None, **opt_kwargs)
+            return alsals.MuonSLS(optim_groups, lr=learning_rate, betas=betas, **opt_kwargs)
         if optimizer != 'adamw':
             import alsals
             if optimizer not in alsals.OPTIMIZERS:

@@ -15,7 +15,7 @@ $ torchrun --nproc_per_node=8 --nnodes=2 --node_rank=0 --master_addr=123.456.123
 $ torchrun --nproc_per_node=8 --nnodes=2 --node_rank=1 --master_addr=123.456.123.456 --master_port=1234 train.py
 (If your cluster does not have Infiniband interconnect prepend NCCL_IB_DISABLE=1)
 
-The optimizer is AdamW, Muon (muon.py) or a line search (alsals.py): its code sits at `# ---- line search ----`.
+The optimizer is AdamW, Muon (alsals/muon.py) or a line search (alsals/alsals.py): its code sits at `# ---- line search ----`.
 """
 
 import os

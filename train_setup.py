@@ -13,7 +13,7 @@ runs that file under another name with the given command line, so the caller get
                   optimizer's name ('adamw', 'alsals', ...)
   model           the model being trained: compiled (compile=True) and DDP-wrapped (under torchrun)
   raw_model       the GPT itself (model.py), unwrapped
-  optimizer       the optimizer object (AdamW, muon.MuonAdamW, or a line search of alsals.py / muon.MuonSLS)
+  optimizer       the optimizer object (AdamW, alsals.MuonAdamW, or a line search of the alsals package)
   line_search     whether optimizer is a line search (config['optimizer'] not 'adamw' or 'muon')
   n_trial         how many micro-batches the line search's trial forward runs on
   train_step      train_step(X, Y, iter_num) -> (next X, next Y, the step's mean loss tensor, applied): one

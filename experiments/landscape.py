@@ -153,7 +153,7 @@ def direction(opt, p, grad, clip):
     (MuonSLS, MuonAdamW); scaled, for several param groups, by the group's lr relative to the first group's (the
     trial of MuonSLS with one eta; the update of MuonAdamW)."""
     import torch
-    from muon import _muon_direction
+    from alsals.muon import _muon_direction
     st, grp = opt.state[p], group_of(opt, p)
     ratio = grp['lr'] / opt.param_groups[0]['lr']
     if grp.get('use_muon'):

@@ -1,7 +1,7 @@
 """
 The LR range test of AdamW (Smith, "Cyclical Learning Rates for Training Neural Networks", 2017) at the study's
 sizes: where does the training loss stop falling as the lr grows, against the study's tuned AdamW lr? This is
-the measurement behind the range-test start of the line search (train.py's ls_range_test, alsals.py's
+the measurement behind the range-test start of the line search (train.py's ls_range_test, alsals/alsals.py's
 ramp_rule='range'), which runs the same test inside the optimizer.
 
 train.py's setup (train_setup.py) for the study's command line of a size and corpus (experiments/grid.py), then
@@ -29,7 +29,7 @@ from grid import CORPORA, SIZES, train_args  # noqa: E402
 
 
 def edge(lrs, losses, k, rise=0.02):
-    """alsals.py's 'range' rule on a recorded ramp: (step, lr) where the EMA over k steps of the loss first
+    """alsals/alsals.py's 'range' rule on a recorded ramp: (step, lr) where the EMA over k steps of the loss first
     exceeds (1 + rise) x its running minimum, or None."""
     ema, best = None, math.inf
     for t, f in enumerate(losses):

@@ -12,8 +12,7 @@ import torch.nn.functional as F
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import alsals  # noqa: E402
-import alsals_reference  # noqa: E402
-import muon  # noqa: E402
+from alsals import alsals_reference, muon  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 
 VARIANTS = ['alsals', 'adamsls', 'sgdsls', 'plasls', 'muonsls', 'muonsls_separate']
@@ -659,7 +658,7 @@ def previous_layouts(opt):
     with step_scale in the groups, and before that as 'line_search'/'line_search_hp' beside torch's keys."""
     new = opt.state_dict()
     g0 = new['param_groups'][0]
-    keys = ('lr', 'betas', 'eps', 'weight_decay', 'params') + alsals._SEARCH_KEYS
+    keys = ('lr', 'betas', 'eps', 'weight_decay', 'params') + alsals.alsals._SEARCH_KEYS
     search = dict(step=g0['step'], cursor=0, skip_left=g0['skip_left'], split=None, last={},
                   components=[dict(params=list(range(4)), eta=g0['eta'], D=g0['D'], G=g0['G'], exhausted=False)],
                   totals=dict(forwards=g0['forwards'], backtracks=g0['backtracks'], exhausted=g0['exhaustions'],

@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import muon  # noqa: E402
+import alsals.muon as muon  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 
 

@@ -9,7 +9,6 @@ import sys
 import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODULES = ("alsals", "alsals_reference", "muon")
 # left out of the copy: outputs, data, the venv; the build must need none of them
 IGNORE = shutil.ignore_patterns(".git", ".venv", "out*", "*.bin", "*.pkl", "input.txt", "build", "*.egg-info",
                                 "__pycache__", ".pytest_cache", "results", "wandb")
@@ -17,11 +16,13 @@ IGNORE = shutil.ignore_patterns(".git", ".venv", "out*", "*.bin", "*.pkl", "inpu
 USE = r"""
 import os, sys
 import torch
-import alsals, alsals_reference, muon
+import alsals
+from alsals import ALSALS, AdamSLS, SGDSLS, PLASLS, MuonAdamW, MuonSLS, LineSearchReference
 site = os.path.realpath(sys.argv[1])
-for m in (alsals, alsals_reference, muon):
-    assert os.path.realpath(m.__file__).startswith(site + os.sep), m.__file__
-for name in ('model', 'checkpoint', 'train'):  # the trainer stays out of the package
+assert os.path.realpath(alsals.__file__).startswith(site + os.sep), alsals.__file__
+assert MuonSLS.__module__ == 'alsals.muon' and LineSearchReference.__module__ == 'alsals.alsals_reference'
+# the trainer stays out of the package, and no top-level `muon` shadows PyPI's distributions of that name
+for name in ('model', 'checkpoint', 'train', 'muon', 'alsals_reference'):
     try:
         __import__(name)
     except ImportError:
@@ -30,7 +31,7 @@ for name in ('model', 'checkpoint', 'train'):  # the trainer stays out of the pa
         raise AssertionError(name + ' is importable')
 # one ALSALS step on f(w) = |w|^2 from w = 1: the contract's fast path (loss from the training forward)
 w = torch.nn.Parameter(torch.ones(4))
-opt = alsals.ALSALS([w], lr=0.1)
+opt = ALSALS([w], lr=0.1)
 def f():
     with torch.no_grad():
         return (w * w).sum()
@@ -56,9 +57,11 @@ def test_wheel_installs_and_imports(tmp_path):
     wheels = list((tmp_path / "dist").glob("alsals-*.whl"))
     assert len(wheels) == 1, wheels
     with zipfile.ZipFile(wheels[0]) as z:
-        top = {n for n in z.namelist() if "/" not in n}
+        top = {n.split("/")[0] for n in z.namelist() if not n.split("/")[0].endswith(".dist-info")}
+        files = {n for n in z.namelist() if n.startswith("alsals/")}
         meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode()
-    assert top == {m + ".py" for m in MODULES}, top  # exactly the optimizer modules
+    assert top == {"alsals"}, top  # one package: the optimizers, nothing of the trainer, no top-level muon
+    assert {"alsals/__init__.py", "alsals/alsals.py", "alsals/muon.py", "alsals/alsals_reference.py"} <= files, files
     requires = [line for line in meta.splitlines() if line.startswith("Requires-Dist:")]
     assert len(requires) == 1 and requires[0].split(":", 1)[1].strip().startswith("torch"), requires
     assert "License-Expression: MIT" in meta

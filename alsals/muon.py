@@ -25,7 +25,7 @@ from torch.optim._muon import _adjust_lr, _zeropower_via_newtonschulz
 from torch.optim.adam import adam as _adam
 from torch.optim.optimizer import _get_scalar_dtype
 
-from alsals import ALSALS, Params, _local, _require
+from .alsals import ALSALS, Params, _local, _require
 
 _MUON_DEFAULTS = dict(momentum=0.95, nesterov=True, ns_coefficients=(3.4445, -4.775, 2.0315), ns_eps=1e-7,
                       ns_steps=5, adjust_lr_fn=None)
