@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ADAMW_CONFIG = 'config/train_shakespeare_char.py'
 LS_CONFIG = 'config/train_shakespeare_char_alsals.py'
 MUON_CONFIG = 'config/train_shakespeare_char_muon.py'
-# Muon's runs: the AdamW part at lr / MUON_ADAMW_RATIO unless a variant sets muon_adamw_lr (issue 20's tuned pair,
+# Muon's runs: the AdamW part at lr / MUON_ADAMW_RATIO unless a variant sets muon_adamw_lr (the study's tuned pair,
 # Muon 0.03 with AdamW 0.01, has this ratio)
 MUON_ADAMW_RATIO = 3
 CORPORA = {'char': 'shakespeare_char', 'bible': 'bible_char'}
@@ -29,7 +29,7 @@ SIZES = {
                    eval_interval=150, eval_iters=20, seeds=3, bracket_rounds=3),
     'headline': dict(n_layer=3, n_head=4, n_embd=128, batch_size=32, block_size=128, max_iters=1000,
                      eval_interval=250, eval_iters=20, seeds=3, bracket_rounds=3),
-    # the headline size's transfer checks (issue 17): 3x the run, a 4x larger batch, a larger model (fewer steps)
+    # does the step size found from a first guess transfer? 3x the run, a 4x larger batch, a larger model
     'long': dict(n_layer=3, n_head=4, n_embd=128, batch_size=32, block_size=128, max_iters=3000,
                  eval_interval=750, eval_iters=20, seeds=1, bracket_rounds=1),
     'batch4x': dict(n_layer=3, n_head=4, n_embd=128, batch_size=128, block_size=128, max_iters=500,

@@ -1,5 +1,5 @@
 """
-What sets ALSALS's step size? The one-batch landscape along the Adam direction (issue 10, section 3), in the
+What sets ALSALS's step size? The one-batch landscape along the Adam direction, in the
 style of Figs. 2-4 of "Improving Line Search Methods for Large Scale Neural Network Training" (Kenneweg,
 Kenneweg, Hammer, 2024).
 
@@ -45,7 +45,7 @@ from grid import CORPORA, LS_CONFIG, PAPER, SIZES, shipped, train_args  # noqa: 
 from report import collect, mean_final, tuned_lr  # noqa: E402
 
 ETAS = np.logspace(-5, -1, 25)
-MUON_TUNED = 'muon@muon_adamw_lr=0.01'   # the study's tuned Muon (issue 20: the AdamW part at AdamW's tuned lr)
+MUON_TUNED = 'muon@muon_adamw_lr=0.01'   # the study's tuned Muon (the AdamW part at AdamW's tuned lr)
 MUON_PAPER = 'muonsls@muon_adamw_lr=0.01@ls_skip_stable=0@ls_anneal_frac=0@ls_range_test=False'
 CS = (0.3, 0.5, 0.6)
 STAGES = {'quick': (10, 20), 'screen': (100, 300, 600), 'headline': (200, 500, 1000)}

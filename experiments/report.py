@@ -63,7 +63,7 @@ def tables(size, corpus, runs, tuned, peers):
     out = [f"### {corpus} ({CORPORA[corpus]}), {size}: {s['n_layer']} layers x {s['n_embd']} dims, batch "
            f"{s['batch_size']}x{s['block_size']}, {s['max_iters']} iterations, warmup {max(1, s['max_iters'] // 10)}; "
            f"final val loss over {s['eval_iters']} fixed val batches, mean ± std over n seeds.{edge}", ""]
-    # the one number a user picks (issue 10 section 2, issue 17): every method run at two or more of them
+    # the one number a user picks (a learning rate or a first guess): every method run at two or more of them
     cols = curve_methods(runs)
     lrs = sorted({lr for (m, lr) in runs if m in cols})
     if 'alsals' in cols or len(cols) > 1:

@@ -1,5 +1,5 @@
 """
-Is ALSALS learning-rate-free, and does it beat a tuned AdamW schedule? (issue 10, sections 1-2)
+Is ALSALS learning-rate-free, and does it beat a tuned AdamW schedule?
 
 Every AdamW and line-search run is train.py itself, one subprocess per run, on the CPU in float32 with a
 JSON-lines log (--log_file); the study only chooses the overrides and reads the logs, so it measures exactly
@@ -9,7 +9,7 @@ corpus, model size, run length and learning rate overridden. Warmup is 10% of th
 decays by cosine to lr/10 at max_iters. A seed fixes both the init and the batch order (train.py's get_batch),
 so seed s sees the same batches with every method.
 
-  lrfree   AdamW peak lr and ALSALS warmup target `learning_rate` over 1e-4 .. 1e-2 (issue 10 section 2). The
+  lrfree   AdamW peak lr and ALSALS warmup target `learning_rate` over 1e-4 .. 1e-2 (the number a user picks). The
            AdamW grid is extended along 1-3-10 at an edge until its best point is interior.
            ALSALS here is the shipped config (annealed, ls_anneal_frac=0.2); the paper's form is the variant
            PAPER (alsals@ls_skip_stable=0@ls_anneal_frac=0), shown beside it where it was run.

@@ -918,7 +918,7 @@ def test_first_guess_far_too_high_comes_down():
     assert opt.eta < 0.5 and F.mse_loss(m(X), Y).item() < 0.5 * f0
 
 
-# ---- the search-driven start (issue 17 candidates) --------------------------------------------------------------
+# ---- the search-driven start (the candidates for finding the step size from a first guess) ----------------------
 def test_range_start_matches_reference():
     """ramp > 0, rule 'range': no AdamW warmup; eta starts at lr/100 and doubles every `ramp` steps while the
     training loss's EMA is tracked; when it rises 2 % above its minimum, eta becomes the eta at the minimum and
