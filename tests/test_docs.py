@@ -30,7 +30,7 @@ and in the text integers with thousands separators (1,000 iterations: a setting)
 
 Also: README.md has at most 300 lines and links to results/README.md; every relative link of both files points
 to an existing file and every #anchor to a heading of its target (GitHub's slugs); every cited
-`test_x.py::test_name` exists."""
+`test_x.py::test_name` exists; neither file, no config and no experiment cites an issue number."""
 import glob
 import json
 import os
@@ -498,3 +498,21 @@ def test_cited_tests_exist(doc):
             if not re.search(rf'^\s*def {name}\(', fh.read(), re.M):
                 missing.append(f"{file}::{name}")
     assert not missing, f"{doc} cites tests that do not exist: {missing}"
+
+
+# ---- named by content ----
+
+ISSUE = re.compile(r'\bissues?[\s-]*#?\d+', re.I)  # issue(s), spaces, a hyphen or a line break, '#', a number
+
+
+def test_no_issue_numbers():
+    """The docs, configs and experiments name the question or the result, not the issue that asked for it:
+    issues are not part of the product."""
+    files = DOCS + sorted(os.path.relpath(p, ROOT) for d in ('config', 'experiments')
+                          for p in glob.glob(os.path.join(ROOT, d, '*.py')))
+    bad = []
+    for rel in files:
+        with open(os.path.join(ROOT, rel)) as f:
+            text = f.read()
+        bad += [f"{rel}:{text.count(chr(10), 0, m.start()) + 1}: {m.group(0)!r}" for m in ISSUE.finditer(text)]
+    assert not bad, "issue numbers (name the question or the result instead):\n  " + '\n  '.join(bad)
