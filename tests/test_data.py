@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -331,7 +332,8 @@ def test_prepared_fixture_trains(tmp_path):
     assert sorted(losses) == [0, 1, 2, 3, 4], r.stdout
     assert abs(losses[0] - np.log(50304)) < 0.3  # an untrained model over GPT-2's padded vocabulary
     assert losses[4] < losses[0] - 0.3  # and it learns from the prepared tokens
-    assert (tmp_path / "run" / "ckpt.pt").exists()
+    ck = torch.load(tmp_path / "run" / "ckpt.pt", map_location="cpu", weights_only=False)
+    assert ck["config"]["optimizer"] == "alsals" and ck["config"]["dataset"] == str(out)  # the config's ALSALS
 
 
 # ----------------------------------------------------------------------------- web corpora: clear errors
