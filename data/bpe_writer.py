@@ -71,9 +71,7 @@ def open_corpus(dataset, subset=None, revision=None, data_files=None, cache_dir=
         kwargs = dict(path=dataset, name=subset, revision=revision)
         files = None
     ds = load_dataset(**kwargs, split="train", streaming=True, cache_dir=cache_dir)
-    if ds.column_names is not None:  # known (parquet): check now; else text_batches checks the first batch
-        if "text" not in ds.column_names:
-            raise PrepareError(f"no 'text' column in {data_files or dataset} (columns: {ds.column_names})")
+    if ds.column_names and "text" in ds.column_names:  # (text_batches reports a missing one)
         ds = ds.select_columns(["text"])  # FineWeb-Edu's other columns need no converting to Python
     return ds, files
 
@@ -117,6 +115,8 @@ def text_batches(ds, source):
     for batch in ds.iter(batch_size=BATCH_DOCS):
         if "text" not in batch:
             raise PrepareError(f"no 'text' column in {source} (columns: {sorted(batch)})")
+        if None in batch["text"]:
+            raise PrepareError(f"a document without text (null) in {source}")
         yield batch["text"]
 
 

@@ -350,12 +350,14 @@ def test_web_corpus_bad_input(tmp_path):
     fineweb_fixture(tmp_path / "fwe")
     pq.write_table(pa.table({"content": ["a page", "another page"]}), tmp_path / "no_text.parquet")
     (tmp_path / "no_text.jsonl").write_text('{"body": "a page"}\n{"body": "another"}\n')
+    (tmp_path / "null_text.jsonl").write_text('{"text": "a page"}\n{"body": "no text"}\n')
     out, hf = str(tmp_path / "out"), str(tmp_path / "hf")
     cases = [
         ("fineweb_edu", ["--dataset", str(tmp_path / "fwe"), "--subset", "sample-10B"], ["no subset 'sample-10B'",
                                                                                          "sample-10BT"]),
         ("openwebtext", ["--data_files", str(tmp_path / "no_text.parquet")], ["no 'text' column", "content"]),
         ("openwebtext", ["--data_files", str(tmp_path / "no_text.jsonl")], ["no 'text' column", "body"]),
+        ("openwebtext", ["--data_files", str(tmp_path / "null_text.jsonl")], ["without text (null)"]),
         ("openwebtext", ["--data_files", str(tmp_path / "nope" / "*.parquet")], ["missing data files", "nope"]),
         ("fineweb_edu", ["--dataset", str(tmp_path / "nope")], ["missing data files", "nope"]),
         ("fineweb_edu", ["--dataset", str(tmp_path / "fwe"), "--test_size", "0.9"], ["--test_size"]),
