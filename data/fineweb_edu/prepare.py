@@ -6,8 +6,9 @@ as parquet, which datasets streams: nothing goes to the HF cache. See data/bpe_w
 val split, the disk check and what an interrupted run leaves (nothing: it starts over).
 $ python data/fineweb_edu/prepare.py                          # subset sample-10BT (~10B GPT-2 tokens), streamed
 $ python data/fineweb_edu/prepare.py --subset sample-100BT    # or sample-350BT, default, CC-MAIN-2024-10, ...
-$ python data/fineweb_edu/prepare.py --dataset LOCAL_COPY     # offline: a downloaded copy of the repo, e.g.
-    hf download HuggingFaceFW/fineweb-edu --repo-type dataset --include 'sample/10BT/*' --local-dir LOCAL_COPY
+$ python data/fineweb_edu/prepare.py --dataset LOCAL_COPY     # offline: a downloaded copy of the repo (its README
+  names the subsets' files), e.g. from: hf download HuggingFaceFW/fineweb-edu --repo-type dataset
+  --include 'sample/10BT/*' --include README.md --local-dir LOCAL_COPY
 $ python data/fineweb_edu/prepare.py --data_files 'LOCAL_COPY/sample/10BT/*.parquet'   # offline: the files
 """
 import os
