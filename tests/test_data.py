@@ -18,7 +18,7 @@ sys.path.insert(0, ROOT)
 from data.gpt2_bpe import gpt2_encoding  # noqa: E402
 from data.shakespeare_char.prepare import shakespeare_works  # noqa: E402
 from data.bible.prepare import kjv_text  # noqa: E402
-from trainutil import check_ok, iter_losses, tiny_text, train  # noqa: E402
+from trainutil import check_ok, iter_losses, parallel, tiny_text, train  # noqa: E402
 
 EOT = "<|endoftext|>"
 
@@ -362,8 +362,9 @@ def test_web_corpus_bad_input(tmp_path):
         ("fineweb_edu", ["--dataset", str(tmp_path / "nope")], ["missing data files", "nope"]),
         ("fineweb_edu", ["--dataset", str(tmp_path / "fwe"), "--test_size", "0.9"], ["--test_size"]),
     ]
-    for name, args, needles in cases:
-        r = run_script(name, *args, "--out_dir", out, "--cache_dir", hf)
+    runs = parallel(*[lambda name=name, args=args: run_script(name, *args, "--out_dir", out, "--cache_dir", hf)
+                      for name, args, _ in cases])
+    for (name, args, needles), r in zip(cases, runs):
         check_one_line_error(r, *needles)
         assert not os.path.exists(os.path.join(out, "train.bin")), args
         assert not glob.glob(os.path.join(out, "*.tmp")), args
