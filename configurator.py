@@ -139,7 +139,8 @@ def check_train_config(config):
         fail(f"ls_fa='fd' needs dtype='float32': under {dtype} autocast the finite difference measures rounding noise")
 
 
-TRAINER_ONLY = ('ls_trial_microsteps', 'ls_n_components', 'ls_anneal_frac', 'ls_anneal_to', 'ls_range_test') # train.py's
+# train.py's own ls_* settings, not the optimizer's kwargs
+TRAINER_ONLY = ('ls_trial_microsteps', 'ls_n_components', 'ls_anneal_frac', 'ls_anneal_to', 'ls_range_test')
 
 
 def muon_adamw_lr_of(config):

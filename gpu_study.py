@@ -102,7 +102,8 @@ def summarize(records):
     ms = float(np.median(timed)) if timed else math.nan
     final = evals[-1]['val_loss'] if evals else math.nan
     return dict(final_val=final, val=[[e['iter'], e['val_loss']] for e in evals], ms_per_step=ms,
-                tokens_per_s=batch_size * BLOCK / (ms / 1000), fwd_per_step=float(np.mean([1 + r['forwards'] for r in steps])),
+                tokens_per_s=batch_size * BLOCK / (ms / 1000),
+                fwd_per_step=float(np.mean([1 + r['forwards'] for r in steps])), # training forward + trials
                 lr_end=steps[-1]['lr'] if steps else math.nan, loss_first=steps[0]['loss'] if steps else math.nan,
                 iters=len(steps), skipped=sum(bool(r['skipped']) for r in steps))
 

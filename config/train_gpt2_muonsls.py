@@ -8,4 +8,4 @@ exec(open('config/train_gpt2_alsals.py').read())
 wandb_run_name = 'gpt2-124M-muonsls'
 optimizer = 'muonsls'
 learning_rate = 0.02 # the range test's first guess (from learning_rate/100): Muon's lr (torch.optim.Muon's example)
-muon_adamw_ratio = 1 / 3 # the AdamW part at 1/3 of the Muon part's step (Muon 0.03 with AdamW 0.01: the pair tuned at the study's headline size)
+muon_adamw_ratio = 1 / 3 # the AdamW part at 1/3 of the Muon part's step (the study's tuned pair: Muon 0.03, AdamW 0.01)

@@ -95,7 +95,8 @@ def edge_notes(runs):
         best = tuned_lr(runs, m)
         if not lrs[0] < best < lrs[-1]:
             notes.append(f"`{m}` ({best:g})")
-    return (" **Best lr at the edge of the grid run so far (not bracketed): " + ", ".join(notes) + ".**") if notes else ''
+    return (" **Best lr at the edge of the grid run so far (not bracketed): " + ", ".join(notes) + ".**"
+            if notes else '')
 
 
 def tables(size, corpus, runs, peers):
@@ -278,7 +279,8 @@ def write_ladder(root, sizes=LADDER):
         if not per:
             continue
         rungs = list(per)
-        shape = lambda z: f"{SIZES[z]['n_layer']}x{SIZES[z]['n_embd']}, {SIZES[z]['batch_size']}x{SIZES[z]['block_size']}, {SIZES[z]['max_iters']} it"  # noqa: E731
+        shape = lambda z: (f"{SIZES[z]['n_layer']}x{SIZES[z]['n_embd']}, "  # noqa: E731
+                           f"{SIZES[z]['batch_size']}x{SIZES[z]['block_size']}, {SIZES[z]['max_iters']} it")
         md += [f"## {c} ({CORPORA[c]})", "",
                "| method | " + " | ".join(f"{z} ({shape(z)})" for z in rungs) + " |",
                "|---" * (len(rungs) + 1) + "|"]

@@ -37,7 +37,8 @@ experiments/report.py.
 
   python experiments/study.py --size screen --corpus char --what lrfree
   python experiments/study.py --size headline --corpus char,bible --seeds 2
-  python experiments/study.py --size wide --what baselines --baselines adamw,adamw@lr_schedule=wsd,muon,muon@lr_schedule=wsd
+  python experiments/study.py --size wide --what baselines \
+      --baselines adamw,adamw@lr_schedule=wsd,muon,muon@lr_schedule=wsd
   python experiments/study.py --size wide --what lrfree,methods --methods muonsls --lrs 1e-4,1e-3,1e-2,1e-1
   python experiments/study.py --quick --out out-study-quick   # what tests/test_study.py runs
 """
@@ -226,7 +227,7 @@ def main(argv=None):
     baselines = [b for b in args.baselines.split(',') if b]
     for b in baselines:
         if b.split('@')[0] not in ('adamw', 'muon'):
-            sys.exit(f"error: --baselines: {b!r} is not adamw or muon (or a variant of them, e.g. adamw@lr_schedule=wsd)")
+            sys.exit(f"error: --baselines: {b!r} is not adamw or muon (or a variant, e.g. adamw@lr_schedule=wsd)")
     lrs = [float(x) for x in args.lrs.split(',') if x] or (QUICK_LRS if args.quick else LRFREE_LRS)
     seeds = args.seeds or SIZES[size]['seeds']
     peers = peers_available()

@@ -196,7 +196,8 @@ def test_anneal_schedule(tiny_dataset, tmp_path):
     assert 1e-3 < ns.get_lr(50) < 1e-2 and ns.get_lr(100) == 1e-3                  # AdamW: cosine
 
 
-@pytest.mark.parametrize('config', ['config/train_shakespeare_char_alsals.py', 'config/train_shakespeare_char_muonsls.py'])
+@pytest.mark.parametrize('config', ['config/train_shakespeare_char_alsals.py',
+                                    'config/train_shakespeare_char_muonsls.py'])
 def test_first_guess_does_not_set_the_schedule(tiny_dataset, tmp_path, config):
     """A user of a shipped line-search config who changes only --learning_rate (its first guess; the config's min_lr
     stays) gets the same schedule: get_lr(it)/learning_rate is the same for every first guess, and anneals to
