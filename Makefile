@@ -1,4 +1,4 @@
-# make venv | data | demo | test | gpu-check | constraints | clean | distclean
+# make venv | data | demo | test | gpu-check | gpu-study | constraints | clean | distclean
 # The virtual environment is created with python3 and kept in .venv; the stamp .venv/.installed is redone only
 # when a requirements file or constraints.txt changes. pip resolves torch==2.13.0 through the machine's pip
 # configuration; constraints.txt pins every transitive dependency (`make constraints` refreshes it).
@@ -7,7 +7,7 @@ PIP := .venv/bin/pip
 STAMP := .venv/.installed
 CHAR_DATA := data/shakespeare_char/train.bin
 
-.PHONY: venv data demo test gpu-check constraints clean distclean
+.PHONY: venv data demo test gpu-check gpu-study constraints clean distclean
 
 venv: $(STAMP)
 
@@ -36,6 +36,11 @@ test: venv data
 GPU_PYTHON ?= python3
 gpu-check:
 	$(GPU_PYTHON) gpu_check.py
+
+# the GPU study on one CUDA GPU (< 8 minutes, no internet): GPT-2 124M with AdamW, Muon, ALSALS and MuonSLS from their
+# shipped configs, a few hundred steps each; results/gpu_study.json and .md
+gpu-study:
+	$(GPU_PYTHON) gpu_study.py
 
 # constraints.txt from a scratch venv that installs the requirements alone (the study's extras too) (needs the package registry); the
 # comment header is kept and local version labels (+cpu) are dropped so the pins also resolve CUDA builds

@@ -122,7 +122,7 @@ def resume_settings(optimizer, ls_kwargs, saved_config, config):
     saved_group = dict(optimizer.param_groups[0]) # as the checkpoint's run left it
     for param_group in optimizer.param_groups:
         param_group.update(ls_kwargs)
-    keys = ['warmup_iters', 'grad_clip', 'learning_rate', 'lr_decay_iters', 'min_lr', 'decay_lr']
+    keys = ['warmup_iters', 'grad_clip', 'learning_rate', 'lr_decay_iters', 'min_lr', 'decay_lr', 'lr_schedule', 'decay_frac']
     for k in keys + [k for k, v in config.items() if k.startswith('ls_') and v is not None]:
         if k.startswith('ls_'):
             old = saved_group.get(k[3:], saved_config.get(k))

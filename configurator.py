@@ -98,6 +98,18 @@ def check_train_config(config):
             fail(f"{k} must be >= 0, got {config[k]}")
     if not 0.0 <= config['ls_anneal_frac'] <= 1.0:
         fail(f"ls_anneal_frac must be in [0, 1], got {config['ls_anneal_frac']}")
+    if not 0.0 <= config['ls_anneal_to'] <= 1.0:
+        fail(f"ls_anneal_to must be in [0, 1] (the anneal's end as a fraction of the search's step), got "
+             f"{config['ls_anneal_to']}")
+    if config['lr_schedule'] not in ('cosine', 'wsd'):
+        fail(f"lr_schedule must be 'cosine' or 'wsd', got {config['lr_schedule']!r}")
+    if not 0.0 < config['decay_frac'] <= 1.0:
+        fail(f"decay_frac must be in (0, 1], got {config['decay_frac']}")
+    if config['lr_schedule'] != 'cosine' and config['optimizer'] not in PLAIN_OPTIMIZERS:
+        fail(f"lr_schedule={config['lr_schedule']!r} is for adamw and muon; the line search's schedule is "
+             f"ls_anneal_frac (warmup-stable-decay on its step)")
+    if not config['muon_adamw_ratio'] > 0:
+        fail(f"muon_adamw_ratio must be > 0, got {config['muon_adamw_ratio']}")
     if config['init_from'] not in ('scratch', 'resume'):
         fail(f"init_from must be 'scratch' or 'resume', got {config['init_from']!r} (loading OpenAI GPT-2 weights "
              f"needs a download and is not supported)")
@@ -127,7 +139,16 @@ def check_train_config(config):
         fail(f"ls_fa='fd' needs dtype='float32': under {dtype} autocast the finite difference measures rounding noise")
 
 
-TRAINER_ONLY = ('ls_trial_microsteps', 'ls_n_components', 'ls_anneal_frac', 'ls_range_test') # train.py's, not kwargs
+# train.py's own ls_* settings, not the optimizer's kwargs
+TRAINER_ONLY = ('ls_trial_microsteps', 'ls_n_components', 'ls_anneal_frac', 'ls_anneal_to', 'ls_range_test')
+
+
+def muon_adamw_lr_of(config):
+    """The lr of muon's and muonsls's AdamW part (embeddings, head, norms, biases): muon_adamw_lr if set, else
+    learning_rate * muon_adamw_ratio (a config whose only lr is learning_rate)."""
+    if config['muon_adamw_lr'] is not None:
+        return config['muon_adamw_lr']
+    return config['learning_rate'] * config['muon_adamw_ratio']
 
 
 def optimizer_kwargs(config):

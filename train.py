@@ -66,19 +66,23 @@ weight_decay = 1e-1
 beta1 = 0.9
 beta2 = 0.95
 grad_clip = 1.0 # clip gradients at this value, or disable if == 0.0
-# learning rate decay settings (AdamW; the line search replaces the schedule after warmup)
+# learning rate decay settings (AdamW, Muon; the line search replaces the schedule after warmup)
 decay_lr = True # whether to decay the learning rate
+lr_schedule = 'cosine' # after the warmup: 'cosine' to min_lr at lr_decay_iters, or 'wsd' (warmup-stable-decay)
+decay_frac = 0.2 # 'wsd': constant, then linear to min_lr over this last fraction of lr_decay_iters
 warmup_iters = 2000 # how many steps to warm up for (and for the line search: steps of AdamW before it)
 lr_decay_iters = 600000 # should be ~= max_iters per Chinchilla
-min_lr = 6e-5 # minimum learning rate, should be ~= learning_rate/10 per Chinchilla
-muon_adamw_lr = None # muon, muonsls: the lr of the AdamW part (embeddings, head, norms); None = learning_rate
+min_lr = 6e-5 # minimum learning rate, should be ~= learning_rate/10 per Chinchilla (not used by the line search)
+muon_adamw_lr = None # muon, muonsls: the lr of the AdamW part (embeddings, head, norms); None = the ratio's
+muon_adamw_ratio = 1.0 # muon, muonsls with muon_adamw_lr=None: the AdamW part's lr is learning_rate * this
 # ---- line search ---- optimizer='alsals'|'adamsls'|'sgdsls'|'plasls'|'muonsls': warmup_iters AdamW steps, then
 # the search. ls_* are the optimizer's own kwargs (alsals.py, muon.py) with an ls_ prefix; None = its default
 ls_c = ls_smooth = ls_beta_s = ls_backtrack = ls_max_backtracks = ls_eta_min = ls_eta_max = ls_separate_eta = None
 ls_b = ls_ema_warmup_steps = ls_skip_stable = ls_fa = ls_ramp = ls_ramp_rule = ls_ramp_sigma = ls_ramp_hold = None
 ls_trial_microsteps = 1 # trial forward on the first k micro-batches (f(w) on the same k); 0 = all
 ls_n_components = 10 # PLASLS: parameter components, each with its own step size
-ls_anneal_frac = 0.0 # anneal the applied step to min_lr/learning_rate over this last part of lr_decay_iters; 0 = paper
+ls_anneal_frac = 0.0 # anneal the applied step to ls_anneal_to over this last part of lr_decay_iters; 0 = paper
+ls_anneal_to = 0.1 # the anneal ends at this fraction of the search's step: no lr sets its depth (min_lr plays no part)
 ls_range_test = False # instead of AdamW's warmup: a range test from learning_rate/100, warmup_iters steps at edge/2
 max_nonfinite_steps = 10 # stop after this many consecutive steps with a non-finite loss or gradient
 log_file = '' # JSON lines (one record per logged iter and per eval) appended here; '' = off
@@ -93,7 +97,8 @@ compile = True # use PyTorch 2.0 to compile the model to be faster
 # -----------------------------------------------------------------------------
 config_keys = [k for k,v in globals().items()
                if not k.startswith('_') and isinstance(v, (int, float, bool, str, type(None)))]
-from configurator import configure, check_train_config, optimizer_kwargs, optimizer_errors, fail, PLAIN_OPTIMIZERS
+from configurator import (configure, check_train_config, optimizer_kwargs, optimizer_errors, fail, PLAIN_OPTIMIZERS,
+                          muon_adamw_lr_of)
 configure(sys.argv[1:], globals(), config_keys) # overrides from command line or config file
 config = {k: globals()[k] for k in config_keys} # will be useful for logging
 check_train_config(config) # a setting that would fail inside torch or train with nonsense: a one-line error
@@ -199,7 +204,7 @@ line_search = optimizer not in PLAIN_OPTIMIZERS
 ls_kwargs = optimizer_kwargs(config)
 with optimizer_errors(ls_kwargs, config):
     optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type, optimizer,
-                                           ls_n_components, adamw_lr=muon_adamw_lr, **ls_kwargs)
+                                           ls_n_components, adamw_lr=muon_adamw_lr_of(config), **ls_kwargs)
 if init_from == 'resume':
     parallel.load_optimizer(model, optimizer, checkpoint, out_dir) # FSDP2: this rank's shards, model and optimizer
     ckpt_io.resume_settings(optimizer, ls_kwargs, checkpoint['config'], config) # a set ls_* wins, with a notice
@@ -234,23 +239,31 @@ def estimate_loss():
     model.train()
     return out
 
-# learning rate decay scheduler (cosine with warmup)
+# learning rate decay scheduler (cosine or warmup-stable-decay, with warmup)
 def get_lr(it):
     # 1) linear warmup for warmup_iters steps (---- line search ---- unless its range test replaces it)
     if it < warmup_iters and not ls_range_test:
         return learning_rate * (it + 1) / (warmup_iters + 1)
     # ---- line search ---- after its warmup, lr scales the applied step (eta * lr/learning_rate): constant, then
-    # linear down to min_lr over the last ls_anneal_frac of lr_decay_iters (warmup-stable-decay; 0 = the paper)
+    # linear down to ls_anneal_to * learning_rate over the last ls_anneal_frac of lr_decay_iters (warmup-stable-decay;
+    # 0 = the paper). A fraction, not min_lr: a first guess (learning_rate) must not set the anneal's depth
     if line_search:
         start = max(warmup_iters, (1.0 - ls_anneal_frac) * lr_decay_iters)
         if ls_anneal_frac == 0 or it < start:
             return learning_rate
         progress = min(1.0, (it - start) / max(1.0, lr_decay_iters - start))
-        return learning_rate - progress * (learning_rate - min(min_lr, learning_rate))
+        return learning_rate * (1.0 - progress * (1.0 - ls_anneal_to))
     # 2) from lr_decay_iters on, return min learning rate (>=: lr_decay_iters == warmup_iters would divide by 0)
     if it >= lr_decay_iters:
         return min_lr
-    # 3) in between, use cosine decay down to min learning rate
+    # 3) wsd: learning_rate, then linear to min_lr over the last decay_frac of lr_decay_iters (the cooldown of
+    # modded-nanogpt, nanochat's warmdown, torchtitan's decay_ratio)
+    if lr_schedule == 'wsd':
+        start = max(warmup_iters, (1.0 - decay_frac) * lr_decay_iters)
+        if it < start:
+            return learning_rate
+        return learning_rate - (it - start) / (lr_decay_iters - start) * (learning_rate - min_lr)
+    # 3) cosine: in between, use cosine decay down to min learning rate
     decay_ratio = (it - warmup_iters) / (lr_decay_iters - warmup_iters)
     assert 0 <= decay_ratio <= 1
     coeff = 0.5 * (1.0 + math.cos(math.pi * decay_ratio)) # coeff ranges 0..1

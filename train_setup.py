@@ -21,8 +21,8 @@ runs that file under another name with the given command line, so the caller get
   replay_closure  replay_closure(model, [(X, Y, rng_state)], ctx): the trial closure train_step hands the search
   get_batch       get_batch(split, index) -> (X, Y): batch number `index` of 'train' or 'val' (its own seed)
   estimate_loss   estimate_loss() -> {'train': loss, 'val': loss} on the fixed eval batches
-  get_lr          get_lr(it): the learning rate at iteration it (warmup, then cosine decay; the line search:
-                  constant, then a linear decay over the last ls_anneal_frac, which scales its applied step)
+  get_lr          get_lr(it): the learning rate at iteration it (warmup, then cosine or wsd decay; the line
+                  search: constant, then a linear decay over the last ls_anneal_frac, which scales its applied step)
   ctx             the autocast context of the forward passes (nullcontext for float32)
   device          the device the model is on ('cuda:<local rank>' under DDP)
   gradient_accumulation_steps   micro-batches per step, per process

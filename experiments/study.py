@@ -3,28 +3,33 @@ Is ALSALS learning-rate-free, and does it beat a tuned AdamW schedule?
 
 Every AdamW and line-search run is train.py itself, one subprocess per run, on the CPU in float32 with a
 JSON-lines log (--log_file); the study only chooses the overrides and reads the logs, so it measures exactly
-what users run. The base configs are the shipped ones: config/train_shakespeare_char.py for AdamW,
-config/train_shakespeare_char_alsals.py for the line-search family (its ls_* settings as shipped), with the
-corpus, model size, run length and learning rate overridden. Warmup is 10% of the run for every method; AdamW
-decays by cosine to lr/10 at max_iters. A seed fixes both the init and the batch order (train.py's get_batch),
+what users run. The base configs are the shipped ones: config/train_shakespeare_char.py for AdamW, _muon.py for
+Muon, _muonsls.py for MuonSLS, config/train_shakespeare_char_alsals.py for the rest of the line-search family (its
+ls_* settings as shipped), with the corpus, model size, run length and learning rate overridden. Warmup is 10% of
+the run for every method; AdamW and Muon decay by cosine (or WSD) to lr/10 at max_iters. A seed fixes both the init and the batch order (train.py's get_batch),
 so seed s sees the same batches with every method.
 
-  lrfree   AdamW peak lr and ALSALS warmup target `learning_rate` over 1e-4 .. 1e-2 (the number a user picks). The
-           AdamW grid is extended along 1-3-10 at an edge until its best point is interior.
+  baselines  every run: each of --baselines (default adamw; also adamw@lr_schedule=wsd, muon,
+           muon@lr_schedule=wsd) over a grid (AdamW: the lr-free grid or --adamw-lrs; Muon: 1e-2, 3e-2, 1e-1 or
+           --muon-lrs), extended along 1-3-10 at an edge until its best point is interior. The line search is judged
+           against the better of its direction's baselines (AdamW's for ALSALS, Muon's for MuonSLS).
+  lrfree   AdamW peak lr and ALSALS warmup target `learning_rate` over 1e-4 .. 1e-2 (the number a user picks).
            ALSALS here is the shipped config (annealed, ls_anneal_frac=0.2); the paper's form is the variant
            PAPER (alsals@ls_skip_stable=0@ls_anneal_frac=0), shown beside it where it was run.
-  methods  AdamSLS, SGDSLS, PLASLS with the shipped warmup target; variants method@key=value (train.py
-           overrides) at the shipped target or at each of --lrs.
+  methods  AdamSLS, SGDSLS, PLASLS, MuonSLS at their shipped first guess; the ones named in --methods (variants
+           method@key=value: train.py overrides) at each of --lrs if given.
   peers    Prodigy, D-Adapt Adam, Schedule-Free AdamW, SaLSA with their authors' settings (optional extras,
            requirements-study.txt; "not run" when missing), each in its own process on train.py's setup with
            train.py's optimizer replaced (experiments/peers.py).
 
-Sizes: quick (tests, seconds), screen (2 x 64, 16x64 tokens, 600 steps, 3 seeds) and headline (3 x 128,
-32x128 tokens, 1000 steps). Corpora: char = data/shakespeare_char, bible = data/bible_char (character level).
+Sizes: quick (tests, seconds), screen (2 x 64, 16x64 tokens, 600 steps, 3 seeds), headline (3 x 128,
+32x128 tokens, 1000 steps) and the ladder's other rungs (grid.LADDER: wide, batch4x, deep, long). Corpora: char =
+data/shakespeare_char, bible = data/bible_char (character level).
 
 Each run writes results/study/<size>/<corpus>/<run>.json atomically (config, log records, final val, per-step
 cost); a rerun skips the runs that exist, so the study resumes where it stopped. Then per size: summary.md
-(tables), <corpus>_lrfree.png, <corpus>_val.png, <corpus>_eta.png (experiments/report.py).
+(tables), <corpus>_lrfree.png, <corpus>_val.png, <corpus>_eta.png (experiments/report.py); after a ladder rung,
+ladder.md: every rung's final val and forwards per step, one column per rung.
 
 This file runs the runs and holds the command line; the grid (sizes, corpora, methods, train.py's command line
 for a run) is experiments/grid.py, the peers' adapters experiments/peers.py, the tables and plots
@@ -32,6 +37,9 @@ experiments/report.py.
 
   python experiments/study.py --size screen --corpus char --what lrfree
   python experiments/study.py --size headline --corpus char,bible --seeds 2
+  python experiments/study.py --size wide --what baselines \
+      --baselines adamw,adamw@lr_schedule=wsd,muon,muon@lr_schedule=wsd
+  python experiments/study.py --size wide --what lrfree,methods --methods muonsls --lrs 1e-4,1e-3,1e-2,1e-1
   python experiments/study.py --quick --out out-study-quick   # what tests/test_study.py runs
 """
 import argparse
@@ -47,12 +55,12 @@ import time
 import numpy as np
 
 import report
-from grid import (CORPORA, LRFREE_LRS, LS_CONFIG, LS_METHODS, QUICK_LRS, ROOT, SIZES, code_fingerprint, shipped,
-                  train_args)
+from grid import (BASELINE_LRS, CORPORA, LADDER, LRFREE_LRS, LS_METHODS, QUICK_LRS, ROOT, SIZES, code_fingerprint,
+                  shipped_lr, train_args)
 from peers import PEERS, peer_main, peers_available
 
 THREADS = 1  # torch threads per run (--threads)
-BRACKET = None  # --bracket: rounds of AdamW grid extension (default: the size's)
+BRACKET = None  # --bracket: rounds of each baseline's grid extension (default: the size's)
 
 
 def log(msg):
@@ -137,9 +145,11 @@ def run_one(out_dir, size, corpus, method, lr, seed):
 
 
 # ---- the study -------------------------------------------------------------------------------------------------
-def run_corpus(out_dir, size, corpus, what, seeds, lrs, peers, only, variant_lrs=None, adamw_lrs=None):
-    """Runs (or finds) the AdamW grid, bracketed, and the parts asked for. A variant (method@key=value) runs at
-    each of variant_lrs (default: the shipped warmup target). The tables read every finished run (collect)."""
+def run_corpus(out_dir, size, corpus, what, seeds, lrs, peers, only, variant_lrs=None, adamw_lrs=None,
+               baselines=('adamw',), muon_lrs=None):
+    """Runs (or finds) each baseline's grid, bracketed, and the parts asked for. A method named in `only` (or a
+    variant, method@key=value) runs at each of variant_lrs (default: its shipped first guess). The tables read every
+    finished run (collect)."""
     runs = {}
 
     def runs_of(method, lr):
@@ -147,29 +157,29 @@ def run_corpus(out_dir, size, corpus, what, seeds, lrs, peers, only, variant_lrs
             runs[(method, lr)] = [run_one(out_dir, size, corpus, method, lr, s) for s in range(seeds)]
         return runs[(method, lr)]
 
-    grid = sorted(adamw_lrs or lrs)
     rounds = SIZES[size]['bracket_rounds'] if BRACKET is None else BRACKET
-    for round_ in range(rounds + 1):  # AdamW: extend the grid until the best is interior
-        for lr in grid:
-            runs_of('adamw', lr)
-        best = min(grid, key=lambda lr: report.mean_final(runs[('adamw', lr)]))
-        if grid[0] < best < grid[-1]:
-            break
-        if round_ == rounds:
-            log(f"{corpus}: warning: best AdamW lr {best:g} is at the edge of the grid (not bracketed)")
-            break
-        grid.insert(0, next_lr(grid[0], False)) if best == grid[0] else grid.append(next_lr(grid[-1], True))
-        log(f"{corpus}: best AdamW lr {best:g} at the edge of the grid; extending to {[f'{x:g}' for x in grid]}")
-    ls_lr = shipped(LS_CONFIG)['learning_rate']
+    for b in baselines:  # each baseline (adamw, muon, @lr_schedule=wsd): extend its grid until the best is interior
+        grid = sorted((adamw_lrs or lrs) if b.split('@')[0] == 'adamw' else (muon_lrs or BASELINE_LRS['muon']))
+        for round_ in range(rounds + 1):
+            for lr in grid:
+                runs_of(b, lr)
+            best = min(grid, key=lambda lr: report.mean_final(runs[(b, lr)]))
+            if grid[0] < best < grid[-1]:
+                break
+            if round_ == rounds:
+                log(f"{corpus}: warning: best {b} lr {best:g} is at the edge of the grid (not bracketed)")
+                break
+            grid.insert(0, next_lr(grid[0], False)) if best == grid[0] else grid.append(next_lr(grid[-1], True))
+            log(f"{corpus}: best {b} lr {best:g} at the edge of the grid; extending to {[f'{x:g}' for x in grid]}")
     if 'lrfree' in what:
-        for lr in sorted(set(lrs) | {ls_lr}):
+        for lr in sorted(set(lrs) | {shipped_lr('alsals')}):
             runs_of('alsals', lr)
     methods = list(LS_METHODS) if 'methods' in what else []
     methods += [p for p in PEERS if peers[p] is None] if 'peers' in what else []
     if only:
         methods = [m for m in only if m in methods or '@' in m]
     for m in methods:
-        for lr in [1.0] if m in PEERS else (variant_lrs or [ls_lr]) if '@' in m else [ls_lr]:
+        for lr in [1.0] if m in PEERS else (variant_lrs or [shipped_lr(m)]) if only else [shipped_lr(m)]:
             runs_of(m, lr)
 
 
@@ -181,17 +191,24 @@ def main(argv=None):
     ap.add_argument('--size', default='screen', choices=list(SIZES))
     ap.add_argument('--quick', action='store_true', help='--size quick, two lrs (seconds; the tests)')
     ap.add_argument('--corpus', default='char,bible', help='comma list of char, bible')
-    ap.add_argument('--what', default='lrfree,methods,peers', help='comma list of lrfree, methods, peers')
-    ap.add_argument('--methods', default='', help="comma list: run only these of methods/peers (default all); "
-                    "a variant is method@key=value[@key=value] (train.py overrides), e.g. alsals@ls_c=0.3")
+    ap.add_argument('--what', default='lrfree,methods,peers', help='comma list of lrfree, methods, peers '
+                    '(baselines: only the brackets, which every invocation runs)')
+    ap.add_argument('--methods', default='', help="comma list: run only these of methods/peers (default all), at "
+                    "each of --lrs if given; a variant is method@key=value[@key=value] (train.py overrides), e.g. "
+                    "alsals@ls_c=0.3")
+    ap.add_argument('--baselines', default='adamw', help="comma list of the baselines to bracket: adamw, muon, and "
+                    "their variants, e.g. adamw@lr_schedule=wsd (default adamw)")
+    ap.add_argument('--muon-lrs', default='', help='comma list: the grid Muon baselines start from (default '
+                    '1e-2,3e-2,1e-1)')
     ap.add_argument('--seeds', type=int, default=0, help='number of seeds (default: the size\'s)')
     ap.add_argument('--lrs', default='', help='comma list replacing the lr-free grid 1e-4..1e-2 (and the '
-                    'warmup targets of the --methods variants, which otherwise run at the shipped one)')
+                    'first guesses of the --methods named, which otherwise run at their shipped one)')
     ap.add_argument('--adamw-lrs', default='', help='comma list: the AdamW grid to start from (default: the '
                     'lr-free grid or --lrs); with --bracket 0 exactly these')
     ap.add_argument('--out', default=os.path.join(ROOT, 'results', 'study'))
     ap.add_argument('--threads', type=int, default=1, help='torch threads per run (default 1)')
-    ap.add_argument('--bracket', type=int, default=None, help='rounds of AdamW grid extension (default: the size\'s)')
+    ap.add_argument('--bracket', type=int, default=None, help='rounds of each baseline\'s grid extension (default: '
+                    'the size\'s)')
     args = ap.parse_args(argv)
     global THREADS, BRACKET
     THREADS, BRACKET = args.threads, args.bracket
@@ -205,6 +222,12 @@ def main(argv=None):
         if not os.path.exists(os.path.join(d, 'train.bin')):
             sys.exit(f"error: {os.path.join('data', CORPORA[c], 'train.bin')} missing: run python "
                      f"data/{CORPORA[c]}/prepare.py first")
+    if what - {'lrfree', 'methods', 'peers', 'baselines'}:
+        sys.exit(f"error: --what takes lrfree, methods, peers, baselines; got {args.what!r}")
+    baselines = [b for b in args.baselines.split(',') if b]
+    for b in baselines:
+        if b.split('@')[0] not in ('adamw', 'muon'):
+            sys.exit(f"error: --baselines: {b!r} is not adamw or muon (or a variant, e.g. adamw@lr_schedule=wsd)")
     lrs = [float(x) for x in args.lrs.split(',') if x] or (QUICK_LRS if args.quick else LRFREE_LRS)
     seeds = args.seeds or SIZES[size]['seeds']
     peers = peers_available()
@@ -216,10 +239,13 @@ def main(argv=None):
     t0 = time.time()
     for c in corpora:
         run_corpus(out_dir, size, c, what, seeds, lrs, peers, only, variant_lrs=lrs if args.lrs else None,
-                   adamw_lrs=[float(x) for x in args.adamw_lrs.split(',') if x])
+                   adamw_lrs=[float(x) for x in args.adamw_lrs.split(',') if x], baselines=baselines,
+                   muon_lrs=[float(x) for x in args.muon_lrs.split(',') if x])
         section, *pngs = report.write_corpus(out_dir, size, c, peers)
         log(f"{c}: wrote {section} and {', '.join(os.path.basename(p) for p in pngs)}")
     log(f"wrote {report.write_summary(out_dir, size)} in {time.time() - t0:.0f}s")
+    if size in LADDER:
+        log(f"wrote {report.write_ladder(args.out)}")
 
 
 if __name__ == '__main__':

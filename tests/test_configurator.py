@@ -137,6 +137,7 @@ def test_train_py_ls_settings_default_to_none():
     ls = {k: ns[k] for k in keys if k.startswith('ls_')}
     assert ls.pop('ls_trial_microsteps') == 1 and ls.pop('ls_n_components') == 10  # the trainer's own settings
     assert ls.pop('ls_anneal_frac') == 0.0  # the line search's lr decay: off (the paper) unless set
+    assert ls.pop('ls_anneal_to') == 0.1  # ... and its end, a fraction of the search's step
     assert ls.pop('ls_range_test') is False  # the AdamW warmup (the paper) unless set
     assert ls and all(v is None for v in ls.values()), ls  # the optimizer's: its own default unless set
 

@@ -1,4 +1,5 @@
-"""experiments/study.py --quick: it runs train.py itself (no copy of the step), its outputs, and resuming."""
+"""experiments/study.py --quick: it runs train.py itself (no copy of the step), its outputs, resuming, a WSD
+baseline bracketed beside AdamW, and the ladder's table."""
 import json
 import os
 import subprocess
@@ -8,9 +9,13 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUDY = os.path.join(ROOT, "experiments", "study.py")
+sys.path.insert(0, os.path.join(ROOT, "experiments"))  # report.py (the ladder's table)
 # short: the lr-free grid is the shipped ALSALS warmup target alone (AdamW's grid is then extended once, to
-# a neighbour on the 1-3-10 grid), and one peer (in-process on train.py's setup); 2 seeds
-ARGS = ["--quick", "--corpus", "char", "--lrs", "3e-3", "--methods", "schedulefree_adamw"]
+# a neighbour on the 1-3-10 grid), Muon with WSD bracketed from 1e-2 alone (extended once too), and one peer
+# (in-process on train.py's setup); 2 seeds
+ARGS = ["--quick", "--corpus", "char", "--lrs", "3e-3", "--methods", "schedulefree_adamw",
+        "--baselines", "adamw,muon@lr_schedule=wsd", "--muon-lrs", "1e-2"]
+WSD = "muon@lr_schedule=wsd"
 
 
 def study(out, *extra):
@@ -36,8 +41,9 @@ def test_outputs(quick):
     adamw = {n for n in names if n.startswith("adamw_")}
     assert len(adamw) == 4 and {"adamw_lr3e-3_s0", "adamw_lr3e-3_s1"} <= adamw  # 3e-3 and one neighbour
     assert adamw & {"adamw_lr1e-3_s0", "adamw_lr1e-2_s0"}
-    assert names - adamw == {"alsals_lr3e-3_s0", "alsals_lr3e-3_s1", "schedulefree_adamw_lr1e0_s0",
-                             "schedulefree_adamw_lr1e0_s1"}
+    wsd = {n for n in names if n.startswith(WSD + "_")}
+    assert names - adamw - wsd == {"alsals_lr3e-3_s0", "alsals_lr3e-3_s1", "schedulefree_adamw_lr1e0_s0",
+                                   "schedulefree_adamw_lr1e0_s1"}
     r = rec(out, "alsals_lr3e-3_s0")
     # final val: train.py's eval at iter max_iters, after max_iters updates (nanoGPT's loop then takes one
     # more, unevaluated step: max_iters + 1 logged iterations)
@@ -97,3 +103,37 @@ def test_bad_setting_is_one_line_error_and_no_result(quick):
     assert p.stderr.strip().startswith("error: run alsals@ls_c=2.0_lr3e-3_s0 failed") and "c must be" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
     assert not list((out / "quick" / "char").glob("alsals@*.json"))
+
+
+def test_wsd_baseline_bracketed(quick):
+    """A Muon baseline with lr_schedule=wsd is bracketed like AdamW's (its grid from --muon-lrs, extended once to a
+    1-3-10 neighbour), each run is Muon's config with the WSD schedule (the logged lr: warmup, constant, linear to
+    lr/10 over the last 20%), and the tables list its tuned point and judge against it."""
+    out, stdout = quick
+    lrs = {n.split("_lr")[1].split("_s")[0] for n in (f.stem for f in (out / "quick" / "char").glob(WSD + "_*.json"))}
+    assert len(lrs) == 2 and "1e-2" in lrs and lrs & {"3e-3", "3e-2"}
+    assert f"best {WSD} lr 0.01 at the edge of the grid; extending" in stdout
+    r = rec(out, f"{WSD}_lr1e-2_s0")
+    assert r["command"][1] == "config/train_shakespeare_char_muon.py" and "--lr_schedule=wsd" in r["command"]
+    lr = r["eta"]  # iters 0..20: warmup 2, constant to 16 (= 0.8 x 20), then linear to 1e-3 at 20
+    assert lr[2:17] == [1e-2] * 15 and lr[18] == pytest.approx(1e-2 - 0.5 * 9e-3) and lr[20] == pytest.approx(1e-3)
+    summary = (out / "quick" / "summary.md").read_text()
+    assert "| Muon + WSD (tuned) |" in summary and "| vs tuned AdamW | vs tuned Muon |" in summary
+    assert f"| lr | `adamw` | `alsals` | `{WSD}` |" in summary
+
+
+def test_ladder_table(quick):
+    """ladder.md: per corpus one column per rung, the tuned AdamW and Muon rows naming their schedule, and every
+    other method with its gap to the baseline it is judged against and its forwards per step."""
+    import report
+    out, _ = quick
+    md = open(report.write_ladder(str(out), sizes=["quick"])).read()
+    runs = report.collect(str(out / "quick"), "char")
+    adamw = report.reference(runs, "adamw")
+    alsals = [r["final_val"] for r in runs[("alsals", 3e-3)]]
+    gap = 100 * (sum(alsals) / len(alsals) / report.mean_final(runs[adamw]) - 1)
+    fwd = sum(r["fwd_per_step"] for r in runs[("alsals", 3e-3)]) / 2
+    assert "| method | quick (1x16, 4x16, 20 it) |" in md
+    assert f"| tuned AdamW | {report.mean_final(runs[adamw]):.4f} n=2 · 1.00 fwd (AdamW + cosine {adamw[1]:g}) |" in md
+    assert "| tuned Muon | " in md and "(Muon + WSD " in md
+    assert f"| `alsals` 0.003 | {sum(alsals) / 2:.4f} ({gap:+.1f}%) n=2 · {fwd:.2f} fwd |" in md

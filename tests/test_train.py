@@ -314,13 +314,13 @@ def test_resume_keeps_or_announces_algorithm_settings(tiny_dataset, tmp_path):
 
 def test_anneal_reaches_the_optimizer(tiny_dataset, tmp_path):
     """With ls_anneal_frac the line search's lr schedule is warmup-stable-decay: the loop sets each group's lr, the
-    JSON log records lr/learning_rate (1, then linear to min_lr/learning_rate), and the optimizer applies
-    eta * lr/lr_0 (lr_0 = learning_rate, the lr at the hand-off): the final checkpoint's groups hold the last lr
-    and lr_0."""
+    JSON log records lr/learning_rate (1, then linear to ls_anneal_to = 0.1; min_lr plays no part), and the
+    optimizer applies eta * lr/lr_0 (lr_0 = learning_rate, the lr at the hand-off): the final checkpoint's groups
+    hold the last lr and lr_0."""
     log = tmp_path / 'log.jsonl'
     tu.check_ok(tu.train(dataset=tiny_dataset, out_dir=str(tmp_path / 'out'), optimizer='alsals', max_iters=20,
                          eval_interval=20, warmup_iters=4, ls_ema_warmup_steps=2, lr_decay_iters=20,
-                         learning_rate=1e-2, min_lr=1e-3, ls_anneal_frac=0.5, log_interval=1, log_file=str(log)))
+                         learning_rate=1e-2, min_lr=5e-4, ls_anneal_frac=0.5, log_interval=1, log_file=str(log)))
     recs = [json.loads(line) for line in open(log) if '"loss"' in line]
     factor = {r['iter']: r['lr_factor'] for r in recs}
     assert [factor[i] for i in range(4, 11)] == [1.0] * 7

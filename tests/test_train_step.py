@@ -180,17 +180,68 @@ def test_lr_schedule_when_decay_ends_with_warmup(tiny_dataset, tmp_path):
 
 def test_anneal_schedule(tiny_dataset, tmp_path):
     """The line search's lr schedule (it scales the applied step, eta * lr/learning_rate, after the warmup): the
-    warmup ramp, then learning_rate until the last ls_anneal_frac of lr_decay_iters, then linear to min_lr at
-    lr_decay_iters, where it stays; ls_anneal_frac = 0: constant after the warmup (the paper). AdamW keeps its
-    cosine."""
-    ns = setup(tiny_dataset, tmp_path, optimizer='alsals', learning_rate=1e-2, min_lr=1e-3, warmup_iters=10,
-               lr_decay_iters=100, ls_anneal_frac=0.2)
+    warmup ramp, then learning_rate until the last ls_anneal_frac of lr_decay_iters, then linear to
+    ls_anneal_to * learning_rate at lr_decay_iters, where it stays (min_lr plays no part); ls_anneal_frac = 0:
+    constant after the warmup (the paper). AdamW keeps its cosine."""
+    ns = setup(tiny_dataset, tmp_path, optimizer='alsals', learning_rate=1e-2, min_lr=5e-4, warmup_iters=10,
+               lr_decay_iters=100, ls_anneal_frac=0.2, ls_anneal_to=0.2)
     f = ns.get_lr
     assert f(4) == pytest.approx(1e-2 * 5 / 11) and [f(i) for i in (10, 79, 80)] == [1e-2, 1e-2, 1e-2]
-    assert f(90) == pytest.approx(1e-2 * (1.0 - 0.5 * 0.9)) and f(100) == pytest.approx(1e-3)
-    assert f(150) == pytest.approx(1e-3) and all(f(i) > f(i + 1) for i in range(80, 100))
+    assert f(90) == pytest.approx(1e-2 * (1.0 - 0.5 * 0.8)) and f(100) == pytest.approx(2e-3)
+    assert f(150) == pytest.approx(2e-3) and all(f(i) > f(i + 1) for i in range(80, 100))
     ns = setup(tiny_dataset, tmp_path, optimizer='alsals', learning_rate=1e-2, min_lr=1e-3, warmup_iters=10,
                lr_decay_iters=100)
     assert all(ns.get_lr(i) == 1e-2 for i in range(10, 200, 7))   # the default: the paper's constant step
     ns = setup(tiny_dataset, tmp_path, learning_rate=1e-2, min_lr=1e-3, warmup_iters=10, lr_decay_iters=100)
     assert 1e-3 < ns.get_lr(50) < 1e-2 and ns.get_lr(100) == 1e-3                  # AdamW: cosine
+
+
+@pytest.mark.parametrize('config', ['config/train_shakespeare_char_alsals.py',
+                                    'config/train_shakespeare_char_muonsls.py'])
+def test_first_guess_does_not_set_the_schedule(tiny_dataset, tmp_path, config):
+    """A user of a shipped line-search config who changes only --learning_rate (its first guess; the config's min_lr
+    stays) gets the same schedule: get_lr(it)/learning_rate is the same for every first guess, and anneals to
+    ls_anneal_to = 0.1."""
+    ratios = []
+    for lr in (1e-4, 1e-1):
+        ns = train_setup.setup([config, *tu.args_of(dataset=tiny_dataset, out_dir=str(tmp_path), learning_rate=lr,
+                                                    min_lr=None, warmup_iters=None, lr_decay_iters=100)], cwd=tu.ROOT)
+        assert ns.config['min_lr'] == 3e-4 and ns.config['learning_rate'] == lr
+        ratios.append([ns.get_lr(i) / lr for i in range(0, 120)])
+    assert ratios[0] == pytest.approx(ratios[1], rel=1e-12)
+    assert ratios[0][79] == 1.0 and ratios[0][90] == pytest.approx(0.55) and ratios[0][100] == pytest.approx(0.1)
+
+
+def test_wsd_schedule(tiny_dataset, tmp_path):
+    """lr_schedule='wsd' (AdamW, Muon): the same linear warmup, learning_rate until the last decay_frac of
+    lr_decay_iters, then linear to min_lr at lr_decay_iters, where it stays; a decay longer than the run after
+    the warmup starts at the warmup's end."""
+    ns = setup(tiny_dataset, tmp_path, learning_rate=1e-2, min_lr=1e-3, warmup_iters=10, lr_decay_iters=100,
+               lr_schedule='wsd', decay_frac=0.2)
+    f = ns.get_lr
+    assert [f(i) for i in range(10)] == [1e-2 * (i + 1) / 11 for i in range(10)]
+    assert [f(i) for i in (10, 50, 79, 80)] == [1e-2] * 4
+    for it in (81, 85, 90, 99):
+        assert f(it) == pytest.approx(1e-2 - (it - 80) / 20 * 9e-3, rel=1e-12)
+    assert f(100) == f(150) == 1e-3
+    ns = setup(tiny_dataset, tmp_path, optimizer='muon', learning_rate=2e-2, min_lr=2e-3, warmup_iters=10,
+               lr_decay_iters=100, lr_schedule='wsd', decay_frac=0.95)
+    f = ns.get_lr
+    assert f(10) == 2e-2 and f(55) == pytest.approx(2e-2 - 0.5 * 1.8e-2, rel=1e-12) and f(100) == 2e-3
+
+
+@pytest.mark.parametrize('config', ['config/train_shakespeare_char_muonsls.py', 'config/train_gpt2_muonsls.py'])
+def test_muonsls_config_one_lr(tiny_dataset, tmp_path, config):
+    """The MuonSLS configs start (a few training steps, finite) with the ALSALS configs' range test, and their one lr
+    is learning_rate: changing only it scales both parts, the AdamW part at muon_adamw_ratio = 1/3 of it."""
+    for lr in (1e-3, 1e-1):
+        ns = train_setup.setup([config, *tu.args_of(dataset=tiny_dataset, out_dir=str(tmp_path), learning_rate=lr,
+                                                    min_lr=None, warmup_iters=4)], cwd=tu.ROOT)
+        assert ns.config['optimizer'] == 'muonsls' and ns.config['ls_range_test'] and ns.config['muon_adamw_lr'] is None
+        groups = ns.optimizer.param_groups
+        assert [g['lr'] / lr for g in groups] == pytest.approx([1.0, 1 / 3, 1 / 3], rel=1e-12)
+        assert [g['use_muon'] for g in groups] == [True, False, False]
+    X, Y = ns.get_batch('train', 0)
+    for it in range(6):
+        X, Y, loss, applied = ns.train_step(X, Y, it)
+        assert applied and torch.isfinite(loss)
