@@ -58,8 +58,11 @@ def train(model, opt, rank, world, start, stop, record):
             f_w = loss.detach().clone()
             if world > 1:
                 torch.distributed.all_reduce(f_w)
-            opt.step()
-            record.append(dict(f_w=f_w.item() / world))
+            from torch.distributed.tensor.debug import CommDebugMode
+            with CommDebugMode() as comm:                     # counts DTensor's collectives (not FSDP2's own)
+                opt.step()
+            gathers = comm.get_comm_counts().get(torch.ops.c10d_functional.all_gather_into_tensor, 0)
+            record.append(dict(f_w=f_w.item() / world, gathers=gathers))
             continue
         opt.step(closure=lambda: model(X, Y)[1], loss=loss.detach())
         st = opt.last_stats

@@ -101,7 +101,8 @@ def test_fsdp2_sharded_muon_matches_one_process(tmp_path, name):
     """A GPT of model.py, fully_shard on each block and the root (Shard(0) rows, some matrices split unevenly),
     2 gloo ranks each with half of the global batch: MuonAdamW / MuonSLS end within 1e-5 of one process on the
     whole batch after 30 steps, f(w) (and MuonSLS's eta, forwards and backtracks) agreeing every step. Newton-Schulz
-    on a shard alone, or r from a shard's shape, moves the matrices differently."""
+    on a shard alone, or r from a shard's shape, moves the matrices differently. MuonAdamW's step gathers each
+    Muon matrix once (counted by torch's CommDebugMode)."""
     from fsdp_worker import spawn, worker
     r0, r1 = spawn(tmp_path, 'run', name)
     single_dir = tmp_path / 'single'
@@ -109,6 +110,9 @@ def test_fsdp2_sharded_muon_matches_one_process(tmp_path, name):
     worker(0, 1, 0, str(single_dir), 'run', name)
     single = torch.load(single_dir / 'run_rank0.pt', weights_only=True)
     assert r0['record'] == r1['record'] and len(single['record']) == 30
+    if name == 'muon':     # the cost: one all-gather per Muon matrix per step (8: 4 per block), none in one process
+        assert [r.pop('gathers') for r in r0['record']] == [8] * 30
+        assert [r.pop('gathers') for r in single['record']] == [0] * 30
     if name == 'muonsls':
         assert sum(not r['warmup'] for r in r0['record']) == 25 and sum(r['backtracks'] for r in r0['record']) > 0
     for a, s in zip(r0['record'], single['record']):
