@@ -26,7 +26,11 @@ def shard(model):
     """FSDP2: fully_shard each transformer block, then the root. The root reshards after its forward as well
     (reshard_after_forward=True; by default the root keeps its parameters gathered for the backward): the line
     search's no-grad trial forwards have no backward, and the optimizer moves the local shards in place between
-    them, so every forward must gather the shards anew."""
+    them, so every forward must gather the shards anew. First every rank takes rank 0's weights, as DDP's wrapper
+    does: train.py seeds each rank differently before building the model, and fully_shard keeps each rank's own
+    slice, which would start the run from a mix of inits instead of the one a single process draws."""
+    for t in model.state_dict().values():
+        torch.distributed.broadcast(t, src=0)
     for block in model.transformer.h:
         fully_shard(block)
     fully_shard(model, reshard_after_forward=True)

@@ -14,13 +14,19 @@ Muon on the hidden matrices, and the Armijo line search on Muon's direction.
 
 Muon: K. Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024; torch.optim.Muon.
 NS is torch's quintic Newton-Schulz iteration (run in bfloat16, as torch does), r = torch's shape adjustment
-(adjust_lr_fn; 'original': sqrt(max(1, rows/cols))). Under FSDP2 a Muon group's parameters would be sharded
-matrices, whose orthogonalisation needs the whole matrix: both optimizers refuse DTensor parameters there.
+(adjust_lr_fn; 'original': sqrt(max(1, rows/cols))).
+
+FSDP2 (a Muon matrix is a DTensor, each rank holding a shard): the momentum is kept on the local shard, the
+Nesterov update is gathered into the whole matrix (one all-gather per matrix per step), every rank runs
+Newton-Schulz on that same matrix and keeps its own shard of the result; r is the whole matrix's. So each rank
+moves its shard exactly as one process moves that part of the matrix (as torchtitan's DistMuon and the PyPI
+muon-fsdp2 package do). MuonSLS's slope f_a = -g.d is then this rank's part of a sum over shards, reduced in the
+search's one collective with the trial loss, as for ALSALS's shards.
 """
 from typing import Optional
 
 import torch
-from torch.distributed.tensor import DTensor
+from torch.distributed.tensor import DTensor, Replicate
 from torch.optim._muon import _adjust_lr, _zeropower_via_newtonschulz
 from torch.optim.adam import adam as _adam
 from torch.optim.optimizer import _get_scalar_dtype
@@ -36,19 +42,26 @@ def _check_muon_groups(name: str, groups: list) -> None:
         for p in group['params']:
             _require(not group['use_muon'] or p.ndim == 2,
                      f"{name}: a use_muon group holds a {p.ndim}-D parameter; Muon takes 2-D matrices only")
-            _require(not (group['use_muon'] and isinstance(p, DTensor)),
-                     f"{name}: Muon needs whole matrices; its groups cannot hold FSDP2-sharded (DTensor) parameters")
 
 
-def _muon_direction(group: dict, state: dict, p: torch.Tensor, grad: torch.Tensor, clip_coef: float = 1.0):
+def _muon_direction(group: dict, state: dict, grad: torch.Tensor, clip_coef: float = 1.0):
     """torch.optim.Muon's update before its lr: momentum buffer (lerp), Nesterov, Newton-Schulz; and its shape
-    factor r (the update is p -= lr * r * NS(...))."""
+    factor r (the update is p -= lr * r * NS(...)). grad: the gradient, or under FSDP2 its local shard; the
+    momentum buffer is then a DTensor, whose placements say how the matrix is sharded (module docstring)."""
     buf, momentum = state['momentum_buffer'], group['momentum']
+    local_buf = _local(buf)
     g = grad if clip_coef == 1.0 else grad * clip_coef
-    buf.lerp_(g, 1 - momentum)
-    update = g.lerp(buf, momentum) if group['nesterov'] else buf
+    local_buf.lerp_(g, 1 - momentum)
+    update = g.lerp(local_buf, momentum) if group['nesterov'] else local_buf
+    sharded = isinstance(buf, DTensor)
+    if sharded:   # Newton-Schulz casts to bfloat16 first: gathering the bfloat16 shards is the same, at half the bytes
+        update = DTensor.from_local(update.bfloat16(), buf.device_mesh, buf.placements, shape=buf.shape,
+                                    stride=buf.stride()).full_tensor()
     ortho = _zeropower_via_newtonschulz(update, group['ns_coefficients'], group['ns_steps'], group['ns_eps'])
-    return ortho, _adjust_lr(1.0, group['adjust_lr_fn'], p.shape)
+    if sharded:   # this rank's shard of the whole result: Replicate -> the buffer's placements is a local slice
+        replicated = DTensor.from_local(ortho, buf.device_mesh, [Replicate()] * buf.device_mesh.ndim)
+        ortho = replicated.redistribute(buf.device_mesh, buf.placements).to_local()
+    return ortho, _adjust_lr(1.0, group['adjust_lr_fn'], buf.shape)   # the whole matrix's shape
 
 
 class MuonAdamW(torch.optim.Optimizer):
@@ -101,9 +114,10 @@ class MuonAdamW(torch.optim.Optimizer):
                 for p, state in zip(params, states):
                     if not state:
                         state['momentum_buffer'] = torch.zeros_like(p.grad, memory_format=torch.preserve_format)
-                    ortho, ratio = _muon_direction(group, state, p, p.grad)
-                    p.mul_(1 - group['lr'] * group['weight_decay'])
-                    p.add_(ortho, alpha=-group['lr'] * ratio)
+                    ortho, ratio = _muon_direction(group, state, _local(p.grad))
+                    p_local = _local(p)                          # FSDP2: this rank's shard moves
+                    p_local.mul_(1 - group['lr'] * group['weight_decay'])
+                    p_local.add_(ortho, alpha=-group['lr'] * ratio)
                 continue
             fused = bool(group['fused'])                          # torch.optim.AdamW
             for p, state in zip(params, states):
@@ -165,7 +179,7 @@ class MuonSLS(ALSALS):
         part.clip_coef = clip_coef
         nums, scales = [], []
         for p, grad, state in zip(part.params, part.grads, part.states):
-            ortho, ratio = _muon_direction(part.group, state, p, grad, clip_coef)
+            ortho, ratio = _muon_direction(part.group, state, grad, clip_coef)
             nums.append(ortho.to(p.dtype))
             scales.append(-ratio)
         part.final_num = part.trial_num = nums

@@ -1,8 +1,11 @@
-"""Worker for tests/test_alsals.py's FSDP2 tests (torch.multiprocessing.spawn pickles the function by module
-name): a small GPT of model.py, fully_shard on each block and on the root, stepped by a line-search optimizer
-on 2 gloo ranks; or the same model in one process on the same global batch (world=1, no process group)."""
+"""Worker for the FSDP2 tests of tests/test_alsals.py and tests/test_muon.py (torch.multiprocessing.spawn pickles
+the function by module name): a small GPT of model.py, fully_shard on each block and on the root, stepped by a
+line-search optimizer or MuonAdamW on 2 gloo ranks; or the same model in one process on the same global batch
+(world=1, no process group)."""
 import os
+import socket
 import sys
+import time
 
 import torch
 
@@ -11,6 +14,9 @@ import parallel  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 
 CONFIG = dict(block_size=16, vocab_size=32, n_layer=2, n_head=2, n_embd=16, dropout=0.0, bias=True)
+# Muon's: 15 = 3 heads of 5, so the hidden matrices have 45, 15 and 60 rows: FSDP2's Shard(0) splits the odd ones
+# unevenly (8 + 7 rows), as it does any matrix whose rows do not divide by the world size
+MUON_CONFIG = dict(CONFIG, n_head=3, n_embd=15)
 GLOBAL_BATCH = 8
 
 
@@ -27,11 +33,14 @@ def batch(it, rank, world):
 
 def build(world, optimizer='alsals', **opt_kw):
     torch.manual_seed(0)
-    model = GPT(GPTConfig(**CONFIG)).double()   # float64: Adam's normalisation amplifies rounding differences
-    if world > 1:
+    muon = optimizer in ('muon', 'muonsls')     # Muon's matrices (2-D, inside the blocks), AdamW's the rest
+    model = GPT(GPTConfig(**(MUON_CONFIG if muon else CONFIG))).double()   # float64: Adam's normalisation
+    if world > 1:                                                          # amplifies rounding differences
         parallel.shard(model)      # train.py's: each block and the root (which reshards after its forward too)
-    kw = dict(warmup_steps=5, ema_warmup_steps=3, max_grad_norm=1.0)
-    kw.update(opt_kw)
+    kw = {} if optimizer == 'muon' else dict(warmup_steps=5, ema_warmup_steps=3, max_grad_norm=1.0)
+    if optimizer == 'muonsls':
+        kw['b'] = 4.0              # eta's first guess grows fast: the search backtracks (Muon's default never does here)
+    kw.update(opt_kw, **(dict(adamw_lr=3e-3) if muon else {}))
     opt = model.configure_optimizers(0.1, 3e-2, (0.9, 0.95), 'cpu', optimizer, **kw)
     return model, opt
 
@@ -41,14 +50,42 @@ def train(model, opt, rank, world, start, stop, record):
         X, Y = batch(it, rank, world)
         if it < 5:
             for g in opt.param_groups:
-                g['lr'] = 3e-2 * (it + 1) / 5
+                g['lr'] = 3e-2 * g.get('lr_scale', 1.0) * (it + 1) / 5
         _, loss = model(X, Y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if not hasattr(opt, 'last_stats'):                    # MuonAdamW: no search; f(w), all ranks' mean
+            f_w = loss.detach().clone()
+            if world > 1:
+                torch.distributed.all_reduce(f_w)
+            from torch.distributed.tensor.debug import CommDebugMode
+            with CommDebugMode() as comm:                     # counts DTensor's collectives (not FSDP2's own)
+                opt.step()
+            gathers = comm.get_comm_counts().get(torch.ops.c10d_functional.all_gather_into_tensor, 0)
+            record.append(dict(f_w=f_w.item() / world, gathers=gathers))
+            continue
         opt.step(closure=lambda: model(X, Y)[1], loss=loss.detach())
         st = opt.last_stats
         record.append(dict(eta=opt.eta, f_w=st['f_w'], forwards=st['forwards'], backtracks=st['backtracks'],
                            warmup=st['warmup']))
+
+
+def spawn(tmp_path, mode, optimizer='alsals'):
+    """worker() on 2 gloo ranks (processes); returns each rank's record and parameters. A hang (the ranks
+    disagreeing on the number of collectives) fails after 180 s."""
+    import pytest
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    ctx = torch.multiprocessing.start_processes(worker, args=(2, port, str(tmp_path), mode, optimizer), nprocs=2,
+                                                join=False, start_method='spawn')
+    deadline = time.time() + 180
+    while not ctx.join(timeout=1):
+        if time.time() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("FSDP2 ranks hung: they disagreed on the number of collectives")
+    return [torch.load(os.path.join(tmp_path, f'{mode}_rank{r}.pt'), weights_only=True) for r in (0, 1)]
 
 
 def worker(rank, world, port, out, mode='run', optimizer='alsals'):

@@ -796,21 +796,9 @@ def test_distributed_checkpoint_state_dict_round_trips(variant, flatten):
 
 
 def _spawn_fsdp(tmp_path, mode):
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from fsdp_worker import worker
-    ctx = torch.multiprocessing.start_processes(worker, args=(2, port, str(tmp_path), mode), nprocs=2, join=False,
-                                                start_method='spawn')
-    import time
-    deadline = time.time() + 180
-    while not ctx.join(timeout=1):
-        if time.time() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail("FSDP2 ranks hung: they disagreed on the number of collectives")
-    return [torch.load(tmp_path / f'{mode}_rank{r}.pt', weights_only=True) for r in (0, 1)]
+    from fsdp_worker import spawn
+    return spawn(tmp_path, mode)
 
 
 def test_fsdp2_matches_one_process(tmp_path):
