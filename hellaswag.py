@@ -66,6 +66,15 @@ def completion_losses(logits, targets, mask):
     return total, total / mask.sum(1)
 
 
+def item_losses(model, tokens, mask, ctx):
+    """completion_losses of one render()ed item under `model` (called as model(idx, targets) -> logits, loss),
+    in the autocast context ctx."""
+    x, y = tokens[:, :-1], tokens[:, 1:].contiguous() # the model predicts token t+1 from tokens ..t
+    with ctx:
+        logits, _ = model(x, y) # targets given: logits at every position
+    return completion_losses(logits, y, mask[:, 1:].float())
+
+
 @torch.no_grad()
 def evaluate(model, rendered, device, ctx, rank=0, world_size=1, lockstep=False):
     """Accuracy of `model` (a model.py GPT, or a wrapper with its forward) on `rendered` (render()'s tuples):
@@ -79,13 +88,9 @@ def evaluate(model, rendered, device, ctx, rank=0, world_size=1, lockstep=False)
     mine = rendered[rank::world_size]
     for i in range(-(-len(rendered) // world_size) if lockstep else len(mine)):
         tokens, mask, label = mine[i] if i < len(mine) else rendered[0]
-        tokens, mask = tokens.to(device), mask.to(device)
-        x, y = tokens[:, :-1], tokens[:, 1:].contiguous() # the model predicts token t+1 from tokens ..t
-        with ctx:
-            logits, _ = model(x, y) # targets given: logits at every position
+        total, mean = item_losses(model, tokens.to(device), mask.to(device), ctx)
         if i >= len(mine):
             continue
-        total, mean = completion_losses(logits, y, mask[:, 1:].float())
         counts[0] += int(mean.argmin()) == label
         counts[1] += int(total.argmin()) == label
         counts[2] += 1

@@ -99,7 +99,7 @@ def test_mean_and_sum_losses_match_the_math(enc):
     sums = [-sum(lp[t].item() for t in e) for e in ends]
     means = [s / len(e) for s, e in zip(sums, ends)]
     tokens, mask, label = hellaswag.render(item, enc, 1024)
-    total, mean = hellaswag.completion_losses(Unigram(w)(tokens[:, :-1])[0], tokens[:, 1:], mask[:, 1:].float())
+    total, mean = hellaswag.item_losses(Unigram(w), tokens, mask, torch.no_grad())
     assert torch.allclose(total, torch.tensor(sums), rtol=1e-5) and torch.allclose(mean, torch.tensor(means), rtol=1e-5)
     assert int(np.argmin(means)) != int(np.argmin(sums)) # the two criteria disagree here
     r = hellaswag.evaluate(Unigram(w), [(tokens, mask, int(np.argmin(means)))], 'cpu', torch.no_grad())
@@ -110,8 +110,11 @@ def test_long_context_cut_from_the_left_and_ranks_split(enc):
     """block_size shorter than an item: the context loses its start, the ending stays whole; ranks 0 and 1 of 2
     score items 0::2 and 1::2, together the whole set."""
     tokens, mask, _ = hellaswag.render(ITEMS[1], enc, 8)
-    assert tokens.shape[1] <= 9 and mask.sum(1).tolist() == [min(9, len(enc.encode_ordinary(' ' + e)))
-                                                          for e in ITEMS[1]['endings']]
+    ctx = enc.encode_ordinary(ITEMS[1]['ctx'])
+    assert tokens.shape[1] == 9
+    for row, m, e in zip(tokens, mask, ITEMS[1]['endings']): # each row: the context's last tokens, the whole ending
+        end = enc.encode_ordinary(' ' + e)
+        assert row[:len(ctx + end)].tolist() == (ctx + end)[-9:] and m[:9].tolist() == ([0] * 9 + [1] * len(end))[-9:]
     torch.manual_seed(0)
     w = torch.randn(50257)
     rendered = [hellaswag.render(it, enc, 16) for it in ITEMS * 3]
