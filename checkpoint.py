@@ -58,6 +58,26 @@ def load(path, map_location='cpu'):
         fail(f"checkpoint {path} is corrupt or unreadable ({msg[:200]})")
 
 
+def load_model(out_dir, device='cpu'):
+    """(the GPT of out_dir/ckpt.pt, the checkpoint dict) for sample.py and export_hf.py: the weights from ckpt.pt,
+    or, for an FSDP2 run's checkpoint, from the DCP directory it names, read in this one process (parallel.py).
+    A missing, corrupt or foreign checkpoint is a one-line error."""
+    from model import GPTConfig, GPT
+    ckpt_path = os.path.join(out_dir, 'ckpt.pt')
+    checkpoint = load(ckpt_path, device)
+    try:
+        model = GPT(GPTConfig(**checkpoint['model_args']))
+        if checkpoint.get('dcp'): # written by an FSDP2 run: the weights are its shards in out_dir/<dcp>/
+            import parallel
+            parallel.load_sharded_weights(model, os.path.join(out_dir, checkpoint['dcp']))
+        else:
+            model.load_state_dict(strip_compile_prefix(checkpoint['model']))
+    except (KeyError, TypeError, RuntimeError) as e:
+        fail(f"checkpoint {ckpt_path} does not hold a GPT model ({type(e).__name__}: "
+             f"{str(e).strip().splitlines()[0][:200]})")
+    return model, checkpoint
+
+
 def strip_compile_prefix(state_dict):
     # torch.compile's wrapper prefixes parameter names with '_orig_mod.'
     unwanted_prefix = '_orig_mod.'

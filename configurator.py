@@ -93,7 +93,8 @@ def check_train_config(config):
               'log_interval', 'eval_interval', 'ls_n_components', 'learning_rate'):
         if config[k] <= 0:
             fail(f"{k} must be > 0, got {config[k]}")
-    for k in ('max_iters', 'warmup_iters', 'min_lr', 'grad_clip', 'ls_trial_microsteps', 'max_nonfinite_steps'):
+    for k in ('max_iters', 'warmup_iters', 'min_lr', 'grad_clip', 'ls_trial_microsteps', 'max_nonfinite_steps',
+              'hellaswag_items'):
         if config[k] < 0:
             fail(f"{k} must be >= 0, got {config[k]}")
     if not 0.0 <= config['ls_anneal_frac'] <= 1.0:
@@ -110,9 +111,10 @@ def check_train_config(config):
              f"ls_anneal_frac (warmup-stable-decay on its step)")
     if not config['muon_adamw_ratio'] > 0:
         fail(f"muon_adamw_ratio must be > 0, got {config['muon_adamw_ratio']}")
-    if config['init_from'] not in ('scratch', 'resume'):
-        fail(f"init_from must be 'scratch' or 'resume', got {config['init_from']!r} (loading OpenAI GPT-2 weights "
-             f"needs a download and is not supported)")
+    from model import HF_GPT2_NAMES
+    if config['init_from'] not in ('scratch', 'resume', *HF_GPT2_NAMES) and not os.path.isdir(config['init_from']):
+        fail(f"init_from must be 'scratch', 'resume', one of {', '.join(HF_GPT2_NAMES)} or a Hugging Face GPT-2 "
+             f"directory, got {config['init_from']!r}")
     dtype, device = config['dtype'], config['device']
     if dtype not in ('float32', 'bfloat16', 'float16'):
         fail(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")

@@ -6,11 +6,13 @@ https://github.com/openai/gpt-2/blob/master/src/model.py
 2) huggingface/transformers PyTorch implementation:
 https://github.com/huggingface/transformers/blob/main/src/transformers/models/gpt2/modeling_gpt2.py
 
-Loading OpenAI's pretrained GPT-2 weights needs a download and is deliberately not part of this project.
+GPT.from_pretrained loads GPT-2 weights from a local Hugging Face directory (never downloading them);
+export_hf.py writes one.
 """
 
 import math
 import inspect
+import os
 from dataclasses import dataclass
 
 import torch
@@ -100,6 +102,29 @@ class GPTConfig:
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True # True: bias in Linears and LayerNorms, like GPT-2. False: a bit better and faster
+
+# Hugging Face's GPT-2: the names from_pretrained looks up in the local Hugging Face cache, and the weights that
+# transformers' Conv1D stores as (in, out), transposed to nn.Linear's (out, in)
+HF_GPT2_NAMES = ('gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl')
+HF_CONV1D = ('attn.c_attn.weight', 'attn.c_proj.weight', 'mlp.c_fc.weight', 'mlp.c_proj.weight')
+
+def hf_gpt2_dir(name):
+    """The local directory of the Hugging Face GPT-2 `name`: a directory as given, or one of HF_GPT2_NAMES in the
+    local Hugging Face cache (HF_HUB_CACHE; nothing is downloaded). FileNotFoundError with a one-line message."""
+    if os.path.isdir(name):
+        return name
+    if name not in HF_GPT2_NAMES:
+        raise FileNotFoundError(f"init_from={name!r} is neither a directory nor one of {', '.join(HF_GPT2_NAMES)}")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.constants import HF_HUB_CACHE
+    for repo_id in (f'openai-community/{name}', name): # the Hub's current name, and the old one
+        try:
+            return snapshot_download(repo_id, local_files_only=True)
+        except (OSError, ValueError):
+            pass
+    raise FileNotFoundError(f"{name!r} is not in the local Hugging Face cache {HF_HUB_CACHE} and is never downloaded "
+                            f"here: run `hf download openai-community/{name}` where there is network and copy that "
+                            f"cache here, or give init_from=DIR (a directory with config.json and model.safetensors)")
 
 class GPT(nn.Module):
 
@@ -202,6 +227,48 @@ class GPT(nn.Module):
         while len(comps) > max(1, n_components): # n_components < 3: merge the trailing components
             comps[-2:] = [comps[-2] + comps[-1]]
         return comps
+
+    @classmethod
+    def from_pretrained(cls, model_type, override_args=None):
+        """GPT-2 from a Hugging Face GPT-2 directory (hf_gpt2_dir: a path, or 'gpt2', 'gpt2-medium', 'gpt2-large',
+        'gpt2-xl' from the local cache), as nanoGPT's from_pretrained. Its shape comes from config.json (vocab
+        as saved: 50257 for OpenAI's); bias=False when every bias in it is zero (export_hf.py's export of a
+        bias=False model). model.py's MLP uses the exact GELU: a checkpoint with activation 'gelu_new' (OpenAI's)
+        loads with a notice, as in nanoGPT (logits differ slightly). Only 'dropout' may be overridden."""
+        override_args = override_args or {}
+        assert all(k == 'dropout' for k in override_args)
+        path = hf_gpt2_dir(model_type)
+        if not os.path.isfile(os.path.join(path, 'config.json')):
+            raise FileNotFoundError(f"{path} has no config.json: not a Hugging Face model directory")
+        from transformers import GPT2LMHeadModel
+        print(f"loading weights from the Hugging Face GPT-2 in {path}")
+        model_hf = GPT2LMHeadModel.from_pretrained(path, local_files_only=True)
+        c = model_hf.config
+        unsupported = {k: getattr(c, k) for k, ok in [
+            ('n_inner', c.n_inner in (None, 4 * c.n_embd)), ('layer_norm_epsilon', c.layer_norm_epsilon == 1e-5),
+            ('scale_attn_weights', c.scale_attn_weights), ('tie_word_embeddings', c.tie_word_embeddings),
+            ('scale_attn_by_inverse_layer_idx', not c.scale_attn_by_inverse_layer_idx),
+            ('activation_function', c.activation_function in ('gelu', 'gelu_new'))] if not ok}
+        if unsupported:
+            raise ValueError(f"{path}: settings model.py does not implement: {unsupported}")
+        if c.activation_function != 'gelu':
+            print(f"note: {path} uses activation {c.activation_function!r}, model.py the exact GELU (as nanoGPT)")
+        sd_hf = {k: v for k, v in model_hf.state_dict().items()
+                 if not k.endswith(('.attn.masked_bias', '.attn.bias'))} # causal-mask buffers of older versions
+        bias = any(v.any() for k, v in sd_hf.items() if k.endswith('.bias'))
+        config = GPTConfig(n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, block_size=c.n_positions,
+                           vocab_size=c.vocab_size, bias=bias, **override_args)
+        model = GPT(config)
+        sd = model.state_dict()
+        keys = [k for k in sd if not k.endswith('.bias') or bias]
+        missing = sorted(set(keys) - set(sd_hf))
+        assert not missing, f"not in {path}: {missing}"
+        for k in keys:
+            w = sd_hf[k].t() if k.endswith(HF_CONV1D) else sd_hf[k]
+            assert w.shape == sd[k].shape, (k, w.shape, sd[k].shape)
+            with torch.no_grad():
+                sd[k].copy_(w)
+        return model
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, optimizer='adamw', n_components=10,
                              adamw_lr=None, **opt_kwargs):

@@ -12,7 +12,6 @@ from contextlib import nullcontext
 
 import torch
 
-from model import GPTConfig, GPT
 import checkpoint as ckpt_io # checkpoint I/O; nanoGPT's name `checkpoint` stays free for the dict
 from data.loader import load_meta # a dataset's meta.pkl, plain values only
 
@@ -51,17 +50,8 @@ ctx = nullcontext() if dtype == 'float32' else torch.amp.autocast(device_type=de
 
 # model
 ckpt_path = os.path.join(out_dir, 'ckpt.pt')
-checkpoint = ckpt_io.load(ckpt_path, device) # exits with a one-line error if missing or corrupt
-try:
-    gptconf = GPTConfig(**checkpoint['model_args'])
-    model = GPT(gptconf)
-    if checkpoint.get('dcp'): # written by an FSDP2 run: the weights are its shards in out_dir/<dcp>/
-        import parallel
-        parallel.load_sharded_weights(model, os.path.join(out_dir, checkpoint['dcp']))
-    else:
-        model.load_state_dict(ckpt_io.strip_compile_prefix(checkpoint['model']))
-except (KeyError, TypeError, RuntimeError) as e:
-    fail(f"checkpoint {ckpt_path} does not hold a GPT model ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]})")
+model, checkpoint = ckpt_io.load_model(out_dir, device) # plain or FSDP2; a one-line error if missing or corrupt
+gptconf = model.config
 model.eval()
 model.to(device)
 

@@ -42,7 +42,7 @@ log_interval = 1
 eval_iters = 200
 eval_only = False # if True, script exits right after the first eval
 always_save_checkpoint = True # if True, always save a checkpoint after each eval
-init_from = 'scratch' # 'scratch' or 'resume'
+init_from = 'scratch' # 'scratch', 'resume', or GPT-2 weights: 'gpt2*' (local Hugging Face cache) or a HF directory
 # wandb logging
 wandb_log = False # disabled by default
 wandb_project = 'owt'
@@ -86,6 +86,8 @@ ls_anneal_to = 0.1 # the anneal ends at this fraction of the search's step: no l
 ls_range_test = False # instead of AdamW's warmup: a range test from learning_rate/100, warmup_iters steps at edge/2
 max_nonfinite_steps = 10 # stop after this many consecutive steps with a non-finite loss or gradient
 log_file = '' # JSON lines (one record per logged iter and per eval) appended here; '' = off
+hellaswag_file = '' # HellaSwag's validation jsonl (data/hellaswag/prepare.py), scored at every eval; '' = off
+hellaswag_items = 0 # score the first this many items of hellaswag_file; 0 = all
 # DDP settings
 backend = 'nccl' # 'nccl', 'gloo', etc. (gloo is used automatically on CPU)
 fsdp = False # under torchrun: FSDP2 (fully_shard each block and the root) instead of DDP; checkpoints with DCP
@@ -131,7 +133,7 @@ print(f"tokens per iteration will be: {tokens_per_iter:,}")
 
 if master_process:
     os.makedirs(out_dir, exist_ok=True)
-log_json = ckpt_io.json_log(log_file if master_process else '', fresh=init_from == 'scratch') # log_file's lines
+log_json = ckpt_io.json_log(log_file if master_process else '', fresh=init_from != 'resume') # log_file's lines
 torch.manual_seed(seed + seed_offset) # dropout RNG; batches use their own generator (get_batch)
 torch.backends.cuda.matmul.allow_tf32 = True # allow tf32 on matmul
 torch.backends.cudnn.allow_tf32 = True # allow tf32 on cudnn
@@ -190,7 +192,38 @@ elif init_from == 'resume':
     iter_num = checkpoint['iter_num']
     best_val_loss = checkpoint['best_val_loss']
     nonfinite_steps = checkpoint.get('nonfinite_steps', 0)
+else: # 'gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl' from the local Hugging Face cache, or a directory: never downloaded
+    print(f"Initializing from Hugging Face GPT-2 weights: {init_from}")
+    try:
+        model = GPT.from_pretrained(init_from, dict(dropout=dropout)) # only the dropout rate can be overridden
+    except (OSError, ValueError) as e:
+        fail(str(e).strip().splitlines()[0])
+    # read off the created config params, so we can store them into checkpoint correctly
+    for k in ['n_layer', 'n_head', 'n_embd', 'block_size', 'bias', 'vocab_size']:
+        model_args[k] = getattr(model.config, k)
+    if block_size > model.config.block_size:
+        fail(f"block_size={block_size} exceeds the n_positions of {init_from} ({model.config.block_size})")
+    if block_size < model.config.block_size: # crop down the model block size, using model surgery
+        model.crop_block_size(block_size)
+        model_args['block_size'] = block_size # so that the checkpoint will have the right value
 loader.check_vocab(data_dir, model_args['vocab_size']) # every token id indexes the embedding (one pass)
+
+# HellaSwag (hellaswag.py) for GPT-2 BPE runs: the items tokenized once here, scored at every eval on every rank
+hellaswag_data = [] # render()'s (tokens, mask, label) per item
+if hellaswag_file and meta_vocab_size is not None:
+    print(f"note: HellaSwag needs GPT-2 BPE, and {dataset!r} is char-level (meta.pkl): hellaswag_file skipped")
+elif hellaswag_file and not os.path.isfile(hellaswag_file):
+    print(f"note: hellaswag_file {hellaswag_file!r} not found (python data/hellaswag/prepare.py writes it): "
+          f"HellaSwag skipped")
+elif hellaswag_file:
+    import hellaswag
+    from data.gpt2_bpe import gpt2_encoding
+    try:
+        hellaswag_data = [hellaswag.render(item, gpt2_encoding(), block_size)
+                          for item in hellaswag.load_items(hellaswag_file, hellaswag_items)]
+    except (OSError, ValueError) as e:
+        fail(f"hellaswag_file: {e}")
+    print(f"HellaSwag: {len(hellaswag_data)} items from {hellaswag_file}")
 model.to(device)
 if fsdp:
     parallel.shard(model) # FSDP2: each block and the root; the optimizer is built on the sharded parameters
@@ -345,6 +378,8 @@ local_iter_num = 0 # number of iterations in the lifetime of this process
 raw_model = model.module if ddp and not fsdp else model # unwrap DDP container if needed
 raw_model = getattr(raw_model, '_orig_mod', raw_model) # and torch.compile's wrapper
 running_mfu = -1.0
+dt_sum, dt_n = 0.0, 0 # iteration times after this process's first: the ETA's mean
+hms = lambda s: f"{int(s) // 3600}:{int(s) % 3600 // 60:02d}:{int(s) % 60:02d}" # h:mm:ss
 while __name__ == '__main__': # train_setup.py runs this file under another name: the setup above, no loop
 
     # determine and set the learning rate for this iteration
@@ -354,11 +389,16 @@ while __name__ == '__main__': # train_setup.py runs this file under another name
 
     # evaluate the loss on train/val sets and write checkpoints (with every rank's RNG state: all ranks gather it)
     rng_states = ckpt_io.gather_rng_states() if iter_num % eval_interval == 0 else None
+    # HellaSwag: every rank scores items rank::world_size (the counts all-reduced), on the uncompiled model
+    hs = (hellaswag.evaluate(raw_model, hellaswag_data, device, ctx, seed_offset, ddp_world_size, lockstep=fsdp)
+          if hellaswag_data and iter_num % eval_interval == 0 else None) # seed_offset: this rank
     if iter_num % eval_interval == 0 and (master_process or fsdp): # FSDP2: every rank evaluates and saves
         losses = estimate_loss()
         if master_process:
-            print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
-        log_json(iter=iter_num, train_loss=losses['train'], val_loss=losses['val'])
+            print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
+                  + (f", hellaswag {hs['acc']:.4f} ({hs['n']} items; by summed loss {hs['acc_sum']:.4f})" if hs else ""))
+        log_json(iter=iter_num, train_loss=losses['train'], val_loss=losses['val'],
+                 **(dict(hellaswag=hs['acc'], hellaswag_sum=hs['acc_sum']) if hs else {}))
         if wandb_log and master_process:
             wandb.log({
                 "iter": iter_num,
@@ -366,6 +406,7 @@ while __name__ == '__main__': # train_setup.py runs this file under another name
                 "val/loss": losses['val'],
                 "lr": lr,
                 "mfu": running_mfu*100, # convert to percentage
+                **({"hellaswag": hs['acc']} if hs else {}),
             })
         if not math.isfinite(losses['val']):
             if master_process:
@@ -396,6 +437,8 @@ while __name__ == '__main__': # train_setup.py runs this file under another name
     t1 = time.time()
     dt = t1 - t0
     t0 = t1
+    if local_iter_num >= 1: # the ETA's mean time per iteration leaves out the first (compilation, warm-up)
+        dt_sum, dt_n = dt_sum + dt, dt_n + 1
     if iter_num % log_interval == 0 and master_process:
         # get loss as float. note: this is a CPU-GPU sync point
         lossf = loss.item()
@@ -409,14 +452,19 @@ while __name__ == '__main__': # train_setup.py runs this file under another name
             running_mfu = mfu if running_mfu == -1.0 else 0.9*running_mfu + 0.1*mfu
         extra = (f", fwd {st['forwards']}, bt {st['backtracks']}" + (" (warmup)" if st['warmup'] else "")
                  if line_search else "")
+        # tok/s: this iteration's training tokens (all ranks) over its wall time, which includes the line search's
+        # trial forwards (their tokens are not counted) and, every eval_interval, the eval; eta: to max_iters at
+        # the mean time per iteration so far
+        tok_per_s = tokens_per_iter / dt
+        eta_s = (max_iters - iter_num) * (dt_sum / dt_n if dt_n else dt)
         print(f"iter {iter_num}: loss {lossf:.4f}, time {dt*1000:.2f}ms, mfu {running_mfu*100:.2f}%, "
-              f"lr {lr:.3e}{extra}")
+              f"lr {lr:.3e}{extra}, tok/s {tok_per_s:,.0f}, eta {hms(eta_s)}")
         log_json(iter=iter_num, loss=lossf, lr=lr, dt_ms=dt*1000, forwards=st['forwards'], backtracks=st['backtracks'],
-                 skipped=not applied, warmup=st['warmup'],
+                 skipped=not applied, warmup=st['warmup'], tok_per_s=tok_per_s, eta_s=eta_s,
                  **({'lr_factor': get_lr(iter_num) / learning_rate} if line_search else {})) # applied: lr*lr_factor
         if wandb_log:
             wandb.log({"iter": iter_num, "train/loss_step": lossf, "lr": lr, "forwards": st['forwards'],
-                       "backtracks": st['backtracks']})
+                       "backtracks": st['backtracks'], "tok_per_s": tok_per_s, "eta_s": eta_s})
     iter_num += 1
     local_iter_num += 1
 

@@ -1,0 +1,166 @@
+"""hellaswag.py: the scoring (mean completion loss, as llm.c and modded-nanogpt), the rank split,
+data/hellaswag/prepare.py offline (file:// URLs), and train.py scoring a fixture at its evals."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import trainutil as tu
+
+gpt2_bpe = pytest.importorskip('data.gpt2_bpe')
+import hellaswag  # noqa: E402
+
+# the official jsonl's layout (hellaswag_val.jsonl): the scorer reads ctx, endings and label
+ITEMS = [
+    dict(ind=24, activity_label='Roof shingle removal', ctx_a='A man is sitting on a roof.', ctx_b='he',
+         ctx='A man is sitting on a roof. he', split='val', split_type='indomain', label=3, source_id='x',
+         endings=['is using wrap to wrap a pair of skis.', 'is ripping level tiles off.',
+                  "is holding a rubik's cube.", 'starts pulling up roofing on a roof.']),
+    dict(ind=92, activity_label='Clean and jerk', ctx_a='A lady walks to a barbell.', ctx_b='she',
+         ctx='A lady walks to a barbell. She bends down and grabs the pole. the lady', split='val',
+         split_type='zeroshot', label=0, source_id='y',
+         endings=['stands and lifts the weight over her head.', 'swings and lands in her arms.',
+                  'pulls the barbell forward.', 'pulls a rope attached to the barbell.']),
+    dict(ind=106, activity_label='Canoeing', ctx_a='Two women in a child are shown in a canoe while a man pulls',
+         ctx_b='the canoe', ctx='Two women in a child are shown in a canoe while a man pulls the canoe', split='val',
+         split_type='indomain', label=2, source_id='z',
+         endings=['remains on the water.', 'walks away.', 'is dragged to the shore by the man.',
+                  'falls and sinks.']),
+]
+
+
+def write_items(path, items=ITEMS):
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(''.join(json.dumps(it) + '\n' for it in items))
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def enc():
+    try:
+        return gpt2_bpe.gpt2_encoding()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+
+
+class BigramOracle(torch.nn.Module):
+    """A stub model.py GPT: logits[t] put +20 on the token that follows x[t] in one known token sequence (its
+    bigrams), 0 elsewhere. Given the right item's full tokens it knows the answer, if the scorer aligns the
+    predictions with the ending's tokens."""
+    def __init__(self, known, V=50257):
+        super().__init__()
+        self.next = {a: b for a, b in zip(known[:-1], known[1:])}
+        self.V = V
+
+    def forward(self, x, targets=None):
+        logits = torch.zeros(*x.shape, self.V)
+        for b in range(x.shape[0]):
+            for t in range(x.shape[1]):
+                if int(x[b, t]) in self.next:
+                    logits[b, t, self.next[int(x[b, t])]] = 20.0
+        return logits, None
+
+
+class Unigram(torch.nn.Module):
+    """A stub whose logits are the same vector at every position: each token's loss is -log_softmax(w)[token]."""
+    def __init__(self, w):
+        super().__init__()
+        self.w = w
+
+    def forward(self, x, targets=None):
+        return self.w.expand(*x.shape, -1), None
+
+
+def test_known_answer_wins(enc):
+    """An oracle of item 1's right continuation picks it (ending 0), and no other item's label by chance."""
+    item = ITEMS[1]
+    known = enc.encode_ordinary(item['ctx'] + ' ' + item['endings'][item['label']])
+    r = hellaswag.evaluate(BigramOracle(known), [hellaswag.render(item, enc, 1024)], 'cpu', torch.no_grad())
+    assert r == dict(acc=1.0, acc_sum=1.0, n=1)
+    # the same oracle on an item whose right answer is another ending: wrong (it knows item 1's ending 0 only)
+    wrong = dict(item, label=2)
+    assert hellaswag.evaluate(BigramOracle(known), [hellaswag.render(wrong, enc, 1024)], 'cpu',
+                              torch.no_grad())['acc'] == 0.0
+
+
+def test_mean_and_sum_losses_match_the_math(enc):
+    """Mean vs summed completion loss, each computed here token by token from a unigram model's log-probs; the
+    weights make a long ending of likely tokens (lowest mean) and a short one (lowest sum) disagree."""
+    item = dict(ctx='The cat sat on the', endings=['cat', 'mat and the mat and the mat', 'dog', 'roof of the house'],
+                label=1)
+    w = torch.zeros(50257)
+    for tok in enc.encode_ordinary(' mat and the'):
+        w[tok] = 6.0 # likely tokens: the long ending's mean loss is low, its sum is not
+    w[enc.encode_ordinary(' cat')] = 0.5 # the one-token ending: the lowest sum
+    lp = torch.log_softmax(w, 0)
+    ends = [enc.encode_ordinary(' ' + e) for e in item['endings']]
+    sums = [-sum(lp[t].item() for t in e) for e in ends]
+    means = [s / len(e) for s, e in zip(sums, ends)]
+    tokens, mask, label = hellaswag.render(item, enc, 1024)
+    total, mean = hellaswag.item_losses(Unigram(w), tokens, mask, torch.no_grad())
+    assert torch.allclose(total, torch.tensor(sums), rtol=1e-5) and torch.allclose(mean, torch.tensor(means), rtol=1e-5)
+    assert int(np.argmin(means)) != int(np.argmin(sums)) # the two criteria disagree here
+    r = hellaswag.evaluate(Unigram(w), [(tokens, mask, int(np.argmin(means)))], 'cpu', torch.no_grad())
+    assert r == dict(acc=1.0, acc_sum=0.0, n=1)
+
+
+def test_long_context_cut_from_the_left_and_ranks_split(enc):
+    """block_size shorter than an item: the context loses its start, the ending stays whole; ranks 0 and 1 of 2
+    score items 0::2 and 1::2, together the whole set."""
+    tokens, mask, _ = hellaswag.render(ITEMS[1], enc, 8)
+    ctx = enc.encode_ordinary(ITEMS[1]['ctx'])
+    assert tokens.shape[1] == 9
+    for row, m, e in zip(tokens, mask, ITEMS[1]['endings']): # each row: the context's last tokens, the whole ending
+        end = enc.encode_ordinary(' ' + e)
+        assert row[:len(ctx + end)].tolist() == (ctx + end)[-9:] and m[:9].tolist() == ([0] * 9 + [1] * len(end))[-9:]
+    torch.manual_seed(0)
+    w = torch.randn(50257)
+    rendered = [hellaswag.render(it, enc, 16) for it in ITEMS * 3]
+    whole = hellaswag.evaluate(Unigram(w), rendered, 'cpu', torch.no_grad())
+    parts = [hellaswag.evaluate(Unigram(w), rendered, 'cpu', torch.no_grad(), rank=r, world_size=2) for r in (0, 1)]
+    assert [p['n'] for p in parts] == [5, 4] and whole['n'] == 9
+    assert sum(p['acc'] * p['n'] for p in parts) == pytest.approx(whole['acc'] * 9)
+
+
+def test_prepare_offline_and_without_network(tmp_path):
+    src = write_items(tmp_path / 'src.jsonl')
+    out = tmp_path / 'hs' / 'hellaswag_val.jsonl'
+    r = tu.check_ok(tu.run_script('data/hellaswag/prepare.py', f'--url=file://{src}', f'--out={out}'))
+    assert 'wrote 3 HellaSwag items' in r.stdout and out.read_text() == open(src).read()
+    r = tu.run_script('data/hellaswag/prepare.py', f'--url=file://{tmp_path}/none.jsonl', f'--out={tmp_path}/x')
+    tu.check_one_line_error(r, 'cannot download', 'without network')
+    (tmp_path / 'bad.jsonl').write_text('{"ctx": "a"}\n')
+    r = tu.run_script('data/hellaswag/prepare.py', f'--url=file://{tmp_path}/bad.jsonl', f'--out={tmp_path}/x')
+    tu.check_one_line_error(r, 'bad.jsonl:1', 'not a HellaSwag item')
+    assert not os.path.exists(tmp_path / 'x') and os.listdir(tmp_path / 'hs') == ['hellaswag_val.jsonl']
+
+
+def test_train_logs_hellaswag(enc, tmp_path, tiny_dataset):
+    """A GPT-2 BPE run scores the fixture at each eval (console, JSON log); a char-level run and an absent file
+    get a one-line notice and train on."""
+    data = tmp_path / 'bpe'
+    data.mkdir()
+    ids = np.array(enc.encode_ordinary(tu.tiny_text(6000)), dtype=np.uint16)
+    ids[:1200].tofile(data / 'train.bin')
+    ids[1200:].tofile(data / 'val.bin')
+    hs_file = write_items(tmp_path / 'hs.jsonl', ITEMS * 2)
+    log = tmp_path / 'log.jsonl'
+    bpe, char, absent = tu.parallel(
+        lambda: tu.train(dataset=str(data), out_dir=str(tmp_path / 'o1'), max_iters=2, eval_interval=2, block_size=16,
+                         batch_size=4, hellaswag_file=hs_file, hellaswag_items=5, log_file=str(log)),
+        lambda: tu.train(dataset=tiny_dataset, out_dir=str(tmp_path / 'o2'), max_iters=0, hellaswag_file=hs_file),
+        lambda: tu.train(dataset=str(data), out_dir=str(tmp_path / 'o3'), max_iters=0, block_size=16, batch_size=4,
+                         hellaswag_file=str(tmp_path / 'none.jsonl')))
+    tu.check_ok(bpe)
+    assert 'HellaSwag: 5 items from' in bpe.stdout
+    evals = [r for r in map(json.loads, log.read_text().splitlines()) if 'val_loss' in r]
+    assert [e['iter'] for e in evals] == [0, 2]
+    for e in evals:
+        assert e['hellaswag'] * 5 == round(e['hellaswag'] * 5) and 0 <= e['hellaswag'] <= 1, e
+        assert f"hellaswag {e['hellaswag']:.4f} (5 items" in bpe.stdout
+    tu.check_ok(char)
+    assert 'HellaSwag needs GPT-2 BPE' in char.stdout and 'hellaswag 0' not in char.stdout
+    tu.check_ok(absent)
+    assert "none.jsonl' not found" in absent.stdout and 'hellaswag_val.jsonl' not in absent.stderr

@@ -1,0 +1,108 @@
+"""Hugging Face export (export_hf.py) and import (GPT.from_pretrained, train.py's init_from): transformers loads
+the export with no missing or unexpected weights and computes model.py's logits; the round trip keeps them."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import trainutil as tu
+
+transformers = pytest.importorskip('transformers')
+from model import GPT, GPTConfig  # noqa: E402
+import export_hf  # noqa: E402
+
+
+def hf_logits(hf_dir, x):
+    model, info = transformers.GPT2LMHeadModel.from_pretrained(hf_dir, output_loading_info=True)
+    assert all(not v for v in info.values()), info # no missing, unexpected or mismatched weights
+    model.eval()
+    with torch.no_grad():
+        return model(x).logits
+
+
+def logits_of(model, x):
+    model.eval()
+    with torch.no_grad():
+        return model(x, x)[0] # targets given: logits at every position
+
+
+@pytest.mark.parametrize('bias', [False, True])
+def test_export_gives_model_py_logits(tmp_path, bias):
+    """A GPT-2 BPE model padded to 50304 (cropped to 50257 on export), with and without biases (random ones, so a
+    missed bias or transpose shows), in float32: transformers' logits equal model.py's; from_pretrained reads the
+    directory back to the same model (bias=False from the zero biases)."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=16, block_size=24, vocab_size=50304, bias=bias))
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n.endswith('bias') or n.endswith('ln_1.weight'):
+                p.normal_()
+    assert export_hf.export(model, str(tmp_path), bpe=True) == 50257
+    x = torch.randint(0, 50257, (2, 24))
+    want = logits_of(model, x)[..., :50257]
+    torch.testing.assert_close(hf_logits(str(tmp_path), x), want, atol=1e-5, rtol=0)
+    back = GPT.from_pretrained(str(tmp_path))
+    assert back.config.bias == bias and back.config.vocab_size == 50257 and back.config.block_size == 24
+    torch.testing.assert_close(logits_of(back, x), want, atol=1e-5, rtol=0)
+    assert transformers.GenerationConfig.from_pretrained(str(tmp_path)).eos_token_id == 50256
+
+
+def test_cli_exports_a_trained_and_an_fsdp_checkpoint(trained_dir, tmp_path):
+    """export_hf.py on train.py's char-level checkpoint (vocab from the checkpoint, not cropped), and on the same
+    weights written as an FSDP2 checkpoint does (ckpt.pt naming a DCP directory): equal logits both ways."""
+    import torch.distributed.checkpoint as dcp
+    import checkpoint as ckpt_io
+    model, checkpoint = ckpt_io.load_model(trained_dir)
+    fsdp_out = tmp_path / 'fsdp'
+    dcp.save({'model': model.state_dict()}, checkpoint_id=str(fsdp_out / 'ckpt_dcp_10')) # parallel.save_checkpoint's
+    ckpt_io.save({k: v for k, v in checkpoint.items() if k not in ('model', 'optimizer')} | {'dcp': 'ckpt_dcp_10'},
+                 str(fsdp_out / 'ckpt.pt'))
+    runs = tu.parallel(*[lambda o=o, h=h: tu.run_script('export_hf.py', f'--out_dir={o}', f'--hf_dir={h}')
+                         for o, h in [(trained_dir, tmp_path / 'hf'), (fsdp_out, tmp_path / 'hf_fsdp')]])
+    V = model.config.vocab_size
+    x = torch.randint(0, V, (2, model.config.block_size))
+    for r, h in zip(runs, ['hf', 'hf_fsdp']):
+        assert f'vocab_size {V}; char-level' in tu.check_ok(r).stdout
+        assert sorted(os.listdir(tmp_path / h)) == ['config.json', 'model.safetensors'] # no BPE: no generation config
+        torch.testing.assert_close(hf_logits(str(tmp_path / h), x), logits_of(model, x), atol=1e-5, rtol=0)
+    tu.check_one_line_error(tu.run_script('export_hf.py', f'--out_dir={tmp_path}/none', f'--hf_dir={tmp_path}/h'),
+                            'ckpt.pt')
+
+
+def hf_cache(root, hf_dir, repo='openai-community/gpt2'):
+    """hf_dir laid out as the Hugging Face cache holds a downloaded repo (refs/main naming a snapshot)."""
+    repo_dir = os.path.join(root, 'models--' + repo.replace('/', '--'))
+    shutil.copytree(hf_dir, os.path.join(repo_dir, 'snapshots', 'abc123'))
+    os.makedirs(os.path.join(repo_dir, 'refs'))
+    with open(os.path.join(repo_dir, 'refs', 'main'), 'w') as f:
+        f.write('abc123')
+
+
+def test_round_trip_through_train_py(trained_dir, tiny_dataset, tmp_path):
+    """export, then train.py --init_from=DIR and --init_from=gpt2 (from a local cache, HF_HUB_CACHE): the same val
+    loss as the checkpoint itself (--init_from=resume --eval_only); gpt2 absent from the cache: one line saying
+    where to put it."""
+    hf_dir = str(tmp_path / 'hf')
+    tu.check_ok(tu.run_script('export_hf.py', f'--out_dir={trained_dir}', f'--hf_dir={hf_dir}'))
+    hf_cache(str(tmp_path / 'cache'), hf_dir)
+    out = tmp_path / 'resume'
+    shutil.copytree(trained_dir, out)
+
+    def train(init_from, out_dir, cache):
+        env = tu.env_of(HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE='1')
+        return subprocess.run([sys.executable, 'train.py', *tu.args_of(dataset=tiny_dataset, out_dir=str(out_dir),
+                               init_from=init_from, eval_only=True)], cwd=tu.ROOT, env=env, capture_output=True,
+                              text=True, timeout=300)
+    runs = tu.parallel(lambda: train('resume', out, tmp_path / 'none'),
+                       lambda: train(hf_dir, tmp_path / 'o1', tmp_path / 'none'),
+                       lambda: train('gpt2', tmp_path / 'o2', tmp_path / 'cache'),
+                       lambda: train('gpt2-medium', tmp_path / 'o3', tmp_path / 'cache'))
+    want = tu.step_losses(tu.check_ok(runs[0]).stdout)
+    assert len(want) == 1
+    for r in runs[1:3]:
+        assert tu.step_losses(tu.check_ok(r).stdout) == [(0,) + want[0][1:]]
+    assert os.path.join('snapshots', 'abc123') in runs[2].stdout
+    tu.check_one_line_error(runs[3], "'gpt2-medium'", 'hf download openai-community/gpt2-medium', 'init_from=DIR')
