@@ -163,7 +163,7 @@ def optimizer_kwargs(config):
     kwargs = {k[3:]: v for k, v in config.items() if k.startswith('ls_') and v is not None and k not in TRAINER_ONLY}
     if config['ls_range_test']:
         warmup = config['warmup_iters']
-        kwargs = dict(dict(ramp=max(1.0, warmup / 10), ramp_rule='range', ramp_hold=warmup), **kwargs)
+        kwargs = dict(dict(ramp=max(1.0, warmup / 10), ramp_hold=warmup), **kwargs)
     return dict(warmup_steps=0 if config['ls_range_test'] else config['warmup_iters'],
                 max_grad_norm=config['grad_clip'], **kwargs)
 

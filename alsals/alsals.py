@@ -58,9 +58,8 @@ Project choices (not in the papers), each for a stated reason:
   * Clipping (max_grad_norm) is done here: the clipped gradient feeds the moments (as clip_grad_norm_ + AdamW),
     but f_a uses the unclipped gradient, because the slope of the loss along d is -grad f(w).d.
   * A non-finite f(w) or gradient norm skips the step: neither moments nor parameters change.
-  * The search-driven start (ramp > 0; issue 17, not the paper's): no AdamW warmup; eta ramps from the first
-    guess until a rule ends the ramp (ramp_rule 'range': an LR range test, the optimizer's plain steps while
-    the training loss is watched; 'polyak', 'nonmonotone': searched steps; see _ramp_step), then the search.
+  * The start when ramp > 0 (not in the papers): no AdamW warmup; an LR range test from lr/100 finds the edge
+    where the training loss rises, and the search starts from its eta / ramp_sigma (alsals/start.py).
   * lr = 0 in every group makes step() a no-op that only creates the per-parameter state:
     torch.distributed.checkpoint initialises a fresh optimizer's state that way.
   * DDP: every decision reads only all-reduced numbers, each decision's inputs in one collective: [f(w),
@@ -82,22 +81,20 @@ import torch
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor
 
+from . import start
+from ._compat import upgrade_state_dict
+
 Params = Union[Iterable[torch.Tensor], Iterable[dict]]
 
 # the settings of the search itself: one search over all parameters, so they must agree in every group
 _SEARCH_KEYS = ('c', 'smooth', 'beta_s', 'b', 'backtrack', 'max_backtracks', 'eta_min', 'eta_max', 'warmup_steps',
-                'ema_warmup_steps', 'skip_stable', 'max_grad_norm', 'fa', 'fd_eps', 'reduce_losses', 'ramp', 'ramp_rule',
+                'ema_warmup_steps', 'skip_stable', 'max_grad_norm', 'fa', 'fd_eps', 'reduce_losses', 'ramp',
                 'ramp_sigma', 'ramp_hold')
 # the search's scalars in every param group: per component (the groups sharing group['component']) ...
 _COMPONENT_STATE = dict(eta=None, D=0.0, G=0.0, exhausted=False)
-# ... and for the whole optimizer (every group holds the same value)
+# ... and for the whole optimizer (every group holds the same value), the start's (alsals/start.py) among them
 _OPTIMIZER_STATE = dict(step=0, cursor=0, skip_left=0, forwards=0, backtracks=0, exhaustions=0, skipped=0,
-                        ramping=None, hold_left=0, loss_ema=0.0, loss_min=math.inf, ref=0.0, ref_q=0.0)
-# what ends the search-driven start (ramp > 0): the issue-17 candidates, see _ramp_step
-_RAMP_RULES = ('range', 'polyak', 'nonmonotone')
-_RANGE_START = 0.01    # 'range': the range test starts at 1/100 of the first guess ...
-_RANGE_RISE = 0.02     # ... and ends when the smoothed training loss is 2 % above its minimum: the edge
-_ZH_XI = 0.85          # 'nonmonotone': Zhang-Hager's weight of the past in the reference value
+                        **start.STATE)
 
 
 def _local(t: torch.Tensor) -> torch.Tensor:
@@ -151,12 +148,11 @@ class ALSALS(torch.optim.Optimizer):
             1e-5)
         reduce_losses (bool, optional): all-reduce the decision inputs over the default process group when one
             is initialised (default: True)
-        ramp (float, optional): the search-driven start: steps per doubling of eta while it ramps; 0 = off, the
-            paper (default: 0)
-        ramp_rule (str, optional): what ends the ramp: 'range', 'polyak' or 'nonmonotone' (default: 'range')
-        ramp_sigma (float, optional): 'range': the search starts from the edge's eta / ramp_sigma (default: 2)
-        ramp_hold (int, optional): 'range': steps at that eta before the search (the last ema_warmup_steps with
-            a trial that warms D and G); -1 = ramp steps (default: 0)
+        ramp (float, optional): the start by an LR range test (alsals/start.py): steps per doubling of eta, >= 1;
+            0 = off, the paper (default: 0)
+        ramp_sigma (float, optional): the search starts from the range test's edge eta / ramp_sigma (default: 2)
+        ramp_hold (int, optional): steps at that eta before the search (the last ema_warmup_steps with a trial
+            that warms D and G); -1 = ramp steps (default: 0)
 
     step(closure, loss=None): `closure()` returns the loss at the current parameters on the batch the gradient
     came from (called without autograd); `loss` is f(w) from the training forward. Without `loss`, f(w) comes
@@ -171,7 +167,7 @@ class ALSALS(torch.optim.Optimizer):
                  b: float = 500.0, backtrack: float = 0.9, max_backtracks: int = 20, eta_min: float = 1e-8,
                  eta_max: float = 1.0, warmup_steps: int = 0, ema_warmup_steps: int = 100, skip_stable: int = 0,
                  max_grad_norm: float = 0.0, fa: str = 'exact', fd_eps: float = 1e-5, reduce_losses: bool = True,
-                 ramp: float = 0.0, ramp_rule: str = 'range', ramp_sigma: float = 2.0, ramp_hold: int = 0):
+                 ramp: float = 0.0, ramp_sigma: float = 2.0, ramp_hold: int = 0):
         name = type(self).__name__
         _require(lr > 0, f"{name}: lr must be > 0, got {lr}")
         _require(0 <= betas[0] < 1 and 0 <= betas[1] < 1, f"{name}: betas must be in [0, 1), got {betas}")
@@ -190,21 +186,20 @@ class ALSALS(torch.optim.Optimizer):
         _require(max_grad_norm >= 0, f"{name}: max_grad_norm must be >= 0, got {max_grad_norm}")
         _require(fa in ('exact', 'fd'), f"{name}: fa must be 'exact' or 'fd', got {fa!r}")
         _require(fd_eps > 0, f"{name}: fd_eps must be > 0, got {fd_eps}")
-        _require(ramp >= 0, f"{name}: ramp must be >= 0, got {ramp}")
-        _require(ramp_rule in _RAMP_RULES, f"{name}: ramp_rule must be one of {', '.join(_RAMP_RULES)}, got {ramp_rule!r}")
+        _require(ramp == 0 or ramp >= 1, f"{name}: ramp must be 0 (off) or >= 1 (steps per doubling), got {ramp}")
         _require(ramp_sigma >= 1, f"{name}: ramp_sigma must be >= 1, got {ramp_sigma}")
         _require(ramp_hold >= -1, f"{name}: ramp_hold must be >= 0 (or -1: ramp steps), got {ramp_hold}")
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, c=c, smooth=smooth, beta_s=beta_s,
                         b=b, backtrack=backtrack, max_backtracks=max_backtracks, eta_min=eta_min, eta_max=eta_max,
                         warmup_steps=warmup_steps, ema_warmup_steps=ema_warmup_steps, skip_stable=skip_stable,
                         max_grad_norm=max_grad_norm, fa=fa, fd_eps=fd_eps, reduce_losses=reduce_losses, ramp=ramp,
-                        ramp_rule=ramp_rule, ramp_sigma=ramp_sigma, ramp_hold=ramp_hold)
+                        ramp_sigma=ramp_sigma, ramp_hold=ramp_hold)
         self.last_stats = {}   # the last step: eta, forwards, backtracks, accepted, exhausted, skipped, f_w, ...
         super().__init__(params, defaults)
         _require(fa == 'exact' or all(p.dtype in (torch.float32, torch.float64) for p in self._all_params()),
                  f"{name}: fa='fd' needs float32/float64 parameters (a finite difference of {fd_eps:g} vanishes in "
                  f"16-bit floats)")
-        self.register_load_state_dict_pre_hook(_upgrade_state_dict)
+        self.register_load_state_dict_pre_hook(upgrade_state_dict)   # checkpoints of earlier layouts: _compat.py
 
     def add_param_group(self, param_group: dict) -> None:
         """A new group joins the search (component 0 unless it names another); its parameters start their own
@@ -230,10 +225,8 @@ class ALSALS(torch.optim.Optimizer):
 
     @property
     def in_start(self) -> bool:
-        """True while the next step() belongs to the start: the warmup, or the range test (ramp) and its hold."""
-        first = self.param_groups[0]
-        ramp_ahead = first['ramping'] is None and first['ramp'] > 0
-        return self.in_warmup or ramp_ahead or bool(first['ramping']) or first['hold_left'] > 0
+        """True while the next step() belongs to the start: the warmup, or the range test and its hold."""
+        return self.in_warmup or start.pending(self.param_groups[0])
 
     @property
     def eta(self) -> float:
@@ -279,7 +272,7 @@ class ALSALS(torch.optim.Optimizer):
             return f_w
         clip_coef = min(1.0, first['max_grad_norm'] / (grad_norm + 1e-6)) if first['max_grad_norm'] > 0 else 1.0
 
-        # 2. moments and directions
+        # 2. the direction: moments and directions per group
         self._set_all(step=first['step'] + 1)
         parts = self._init_group()
         for part in parts:
@@ -290,7 +283,8 @@ class ALSALS(torch.optim.Optimizer):
             self._warmup_step(parts, closure, f_w if loss is not None else None, stats)
             return stats['f_w']
 
-        # 4. the search (one component; PLASLS: one per step, round robin), the applied step a = eta * lr/lr_0
+        # 4. the hand-off records lr_0; the search (one component; PLASLS: one per step, round robin) and the move,
+        # with the applied step a = eta * lr/lr_0
         for group in self.param_groups:
             if group['handoff_lr'] is None:
                 group['handoff_lr'] = group['lr']
@@ -303,7 +297,6 @@ class ALSALS(torch.optim.Optimizer):
                       exhaustions=first['exhaustions'] + int(stats['exhausted']))
         return f_w
 
-    # ---- phases ----------------------------------------------------------------------------------------------
     def _init_group(self) -> list:
         """Gather, once per step, every parameter that has a gradient with its state: one _Part per group."""
         parts = []
@@ -328,38 +321,12 @@ class ALSALS(torch.optim.Optimizer):
             state['exp_avg'] = torch.zeros_like(p, memory_format=torch.preserve_format)
             state['exp_avg_sq'] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
+    # ---- the direction -----------------------------------------------------------------------------------------
     def _directions(self, part: _Part, clip_coef: float) -> None:
-        """Adam's moments on the clipped gradient (as clip_grad_norm_ + AdamW), then the directions:
-        d_final = -m^/(sqrt(v^)+eps) = scale * m / denom  [A] Eq. 3, with scale = -sqrt(1-beta2^t)/(1-beta1^t),
-        denom = sqrt(v) + eps*sqrt(1-beta2^t) (torch.optim.AdamW's rewrite); SGD: d = -coef * g."""
-        part.clip_coef = clip_coef
-        if not self.adam:
-            part.final_num = part.trial_num = part.grads
-            part.final_scale = part.trial_scale = [-clip_coef] * len(part.grads)
-            return
-        beta1, beta2 = part.group['betas']
-        exp_avgs = [_local(s['exp_avg']) for s in part.states]
-        exp_avg_sqs = [_local(s['exp_avg_sq']) for s in part.states]
-        if clip_coef == 1.0:
-            torch._foreach_lerp_(exp_avgs, part.grads, 1 - beta1)              # one pass
-        else:
-            torch._foreach_mul_(exp_avgs, beta1)
-            torch._foreach_add_(exp_avgs, part.grads, alpha=(1 - beta1) * clip_coef)
-        torch._foreach_mul_(exp_avg_sqs, beta2)
-        torch._foreach_addcmul_(exp_avg_sqs, part.grads, part.grads, value=(1 - beta2) * clip_coef ** 2)
-        eps_prime, trial_scale = [], []
-        for state in part.states:
-            state['step'] += 1
-            bc1, bc2 = 1 - beta1 ** state['step'], 1 - beta2 ** state['step']
-            part.final_scale.append(-math.sqrt(bc2) / bc1)
-            trial_scale.append(-clip_coef * math.sqrt(bc2))                   # [F] Eq. 5: -g/(sqrt(v^)+eps)
-            eps_prime.append(part.group['eps'] * math.sqrt(bc2))
-        part.denom = torch._foreach_sqrt(exp_avg_sqs)
-        torch._foreach_add_(part.denom, eps_prime)
-        part.final_num = exp_avgs
-        part.trial_num, part.trial_scale = ((exp_avgs, part.final_scale) if self.momentum_trial
-                                            else (part.grads, trial_scale))
+        """The trial and final directions of one part (a hook: MuonSLS gives Muon's for its groups)."""
+        _adam_directions(part, clip_coef, self.adam, self.momentum_trial)
 
+    # ---- the warmup (the paper's start) --------------------------------------------------------------------------
     def _warmup_step(self, parts: list, closure, f_w, stats: dict) -> None:
         """AdamW (SGD) with group['lr']; in the last ema_warmup_steps steps one closure call warms D and G."""
         first = self.param_groups[0]
@@ -372,11 +339,11 @@ class ALSALS(torch.optim.Optimizer):
                     and first['step'] > first['warmup_steps'] - first['ema_warmup_steps'])
         if not warm_ema:
             for part in parts:
-                self._update_part(part, part.group['lr'])
+                _update_part(part, part.group['lr'])
             return
         f_a = self._fa(parts, closure, f_w, stats)
         for part in parts:
-            self._move(part, part.group['lr'], trial=True)
+            _move(part, part.group['lr'], trial=True)
         f_t, f_a = self._reduce([closure(), f_a], partial=(False, True))
         stats.update(forwards=stats['forwards'] + 1, f_trial=f_t, f_a=f_a)
         if math.isfinite(f_t):
@@ -384,8 +351,9 @@ class ALSALS(torch.optim.Optimizer):
             self._set_component(self.param_groups, D=beta_s * first['D'] + (1 - beta_s) * (f_w - f_t),
                                 G=beta_s * first['G'] + (1 - beta_s) * f_a)
         for part in parts:
-            self._accept_part(part, part.group['lr'], part.group['lr'])
+            _accept_part(part, part.group['lr'], part.group['lr'], self.momentum_trial)
 
+    # ---- the search ----------------------------------------------------------------------------------------------
     def _search_components(self, parts: list, closure, f_w, stats: dict) -> None:
         """Search one component (round robin when there are several); the others step with their own eta."""
         comps = _by_component(parts)
@@ -393,44 +361,36 @@ class ALSALS(torch.optim.Optimizer):
         self._set_all(cursor=(searched + 1) % len(comps))
         stats['searched'] = searched
         for comp in comps:
-            self._multipliers(comp)
+            _multipliers(comp)
         self._search_or_skip(comps[searched], closure, f_w, stats)
         for k, comp in enumerate(comps):                           # [F]: the update rule after Eq. 7
             if k != searched:
-                self._update(comp, comp[0].group['eta'])
-
-    def _multipliers(self, comp: list) -> None:
-        """Per group of a component: the trial moves eta * lr_0(k)/lr_0(ref) along d_k; the applied step is
-        eta * lr(k)/lr_0(ref), so a scheduler's lr scales it (ref: the component's first group)."""
-        lr0 = comp[0].group['handoff_lr']
-        for part in comp:
-            part.trial_mult = part.group['handoff_lr'] / lr0
-            part.applied_mult = part.group['lr'] / lr0
+                _update(comp, comp[0].group['eta'])
 
     def _search_or_skip(self, comp: list, closure, f_w, stats: dict) -> None:
-        """Search the component, or, in the skip_stable steps after a first-trial acceptance, take the grown eta."""
-        first = self.param_groups[0]
-        state = comp[0].group
-        if first['ramping'] is None:                                   # the first searched step
-            self._set_all(ramping=first['ramp'] > 0)
-        if first['ramping']:
-            return self._ramp_step(comp, closure, f_w, stats)
-        if first['hold_left'] > 0:                    # after the range test: its eta, as a warmup's last steps:
-            self._set_all(hold_left=first['hold_left'] - 1)           # the last ema_warmup_steps warm the EMAs
-            if first['hold_left'] >= first['ema_warmup_steps'] or not first['smooth']:
-                return self._update(comp, state['eta'])
-            return self._search(comp, state['eta'], closure, f_w, stats, test=lambda *_: True)
+        """The start while it lasts; then search the component, or, in the skip_stable steps after a first-trial
+        acceptance, take the grown eta."""
+        first, state = self.param_groups[0], comp[0].group
+        # ---- the start (alsals/start.py): the range test, then a hold at its edge; None once it is over ----
+        begun = start.step(self.param_groups, state['eta'], f_w)
+        if begun is not None:
+            eta, mode = begun
+            stats['ramp_end'] = mode == 'edge'
+            self._set_component(_groups(comp), eta=eta)
+            if mode == 'warm':                                     # as a warmup's last steps: warm D and G
+                return self._search(comp, eta, closure, f_w, stats, accept_any=True)
+            return _update(comp, eta)
         eta = min(state['eta'] * 2.0 ** (1.0 / state['b']), state['eta_max'])          # [A] Eq. 2
         if first['skip_left'] > 0:
             self._set_all(skip_left=first['skip_left'] - 1)
             self._set_component(_groups(comp), eta=eta)
-            self._update(comp, eta)
+            _update(comp, eta)
         else:
             self._search(comp, eta, closure, f_w, stats)
 
-    def _search(self, comp: list, eta_start: float, closure, f_w: float, stats: dict, test=None) -> None:
-        """Backtracking Armijo search on one component, in place (no copies). [A] Eq. 8-9. `test(eta, f_t, f_a)`
-        replaces Eq. 9 during the search-driven start (the EMAs still follow the decrease, to warm them)."""
+    def _search(self, comp: list, eta_start: float, closure, f_w: float, stats: dict, accept_any=False) -> None:
+        """Backtracking Armijo search on one component, in place (no copies). [A] Eq. 8-9. accept_any: every
+        finite trial passes (the start's warming steps; the EMAs still follow the decrease)."""
         hp = comp[0].group
         beta_s, c, smooth = hp['beta_s'], hp['c'], hp['smooth']
         D, G = hp['D'], hp['G']
@@ -442,7 +402,7 @@ class ALSALS(torch.optim.Optimizer):
         eta, moved = eta_start, 0.0
         while True:
             for part in comp:
-                self._move(part, (eta - moved) * part.trial_mult, trial=True)
+                _move(part, (eta - moved) * part.trial_mult, trial=True)
             moved = eta
             if stats['f_a'] is None:                                   # first trial: fetch f_a with f_t
                 f_t, f_a = self._reduce([closure(), f_a], partial=(False, True))
@@ -453,7 +413,7 @@ class ALSALS(torch.optim.Optimizer):
                 f_t, = self._reduce([closure()])
             stats['forwards'] += 1
             D_new = beta_s * D + (1 - beta_s) * (f_w - f_t) if smooth else f_w - f_t
-            if math.isfinite(f_t) and (D_new >= c_h * eta * G_new if test is None else test(eta, f_t, f_a)):
+            if math.isfinite(f_t) and (accept_any or D_new >= c_h * eta * G_new):
                 break                                                                   # [A] Eq. 9
             if stats['backtracks'] >= hp['max_backtracks'] or eta <= hp['eta_min']:
                 stats.update(accepted=False, exhausted=True)
@@ -463,7 +423,7 @@ class ALSALS(torch.optim.Optimizer):
         stats['f_trial'] = f_t
         if stats['exhausted']:
             for part in comp:
-                self._move(part, -moved * part.trial_mult, trial=True)     # back to w: no update
+                _move(part, -moved * part.trial_mult, trial=True)     # back to w: no update
             # the smallest eta still failed at a finite loss: it is too large, keep cutting (from a first guess far
             # too high); after non-finite trials cut once only (a closure that fails whatever eta must not drive
             # eta to eta_min)
@@ -474,133 +434,18 @@ class ALSALS(torch.optim.Optimizer):
             return
         self._set_component(_groups(comp), eta=eta, D=D_new, G=G_new, exhausted=False)
         for part in comp:
-            self._accept_part(part, eta * part.trial_mult, eta * part.applied_mult)
+            _accept_part(part, eta * part.trial_mult, eta * part.applied_mult, self.momentum_trial)
         self._set_all(skip_left=hp['skip_stable'] if stats['backtracks'] == 0 else 0)
-
-    def _ramp_step(self, comp: list, closure, f_w: float, stats: dict) -> None:
-        """The search-driven start (ramp > 0; the candidates of issue 17, none of them in the papers): instead of an
-        AdamW warmup to a target, eta doubles every `ramp` steps until a rule ends the ramp; the search goes on
-        from there.
-          'range'       the LR range test (Smith, "Cyclical Learning Rates for Training Neural Networks", 2017) run
-                        as the start: plain steps (no trial) from eta = lr/100, while an EMA over `ramp` steps of
-                        the training loss f(w) is tracked; when it rises 2 % above its minimum (the edge), eta
-                        becomes the edge's eta / ramp_sigma (2: "Stepping on the Edge: Curvature Aware Learning
-                        Rate Tuners", Roulet et al., 2024), and for ramp_hold steps (0; -1: `ramp`) the update
-                        keeps that eta, the last ema_warmup_steps of them with a trial that warms D and G (as the
-                        warmup's last steps do), before the search judges it;
-          'polyak'      searched steps with eta capped by the Polyak step f(w)/f_a (f* = 0; "Stochastic Polyak
-                        Step-size", Loizou et al., 2021), a trial that raises the loss backtracks; the ramp ends
-                        when the cap binds;
-          'nonmonotone' searched steps whose trial is tested against Zhang-Hager's running reference C
-                        ("A Nonmonotone Line Search Technique", Zhang and Hager, 2004) instead of f(w), Armijo with
-                        c; the ramp ends at the first backtrack."""
-        first, state = self.param_groups[0], comp[0].group
-        rule, k = first['ramp_rule'], first['ramp']
-        if rule == 'range':
-            fresh = first['loss_min'] == math.inf
-            eta = state['eta'] * (_RANGE_START if fresh else 2.0 ** (1.0 / k))
-            beta = 1.0 - 1.0 / k
-            ema = f_w if fresh else beta * first['loss_ema'] + (1 - beta) * f_w
-            self._set_all(loss_ema=ema)
-            if ema < first['loss_min']:
-                self._set_all(loss_min=ema)
-            if ema > (1.0 + _RANGE_RISE) * first['loss_min'] or eta >= state['eta_max']:
-                eta = state['eta'] / first['ramp_sigma']           # the eta whose steps made the loss rise
-                self._set_all(ramping=False, hold_left=k if first['ramp_hold'] < 0 else first['ramp_hold'])
-                stats['ramp_end'] = True
-            self._set_component(_groups(comp), eta=eta)
-            self._update(comp, eta)
-            return
-        eta = min(state['eta'] * 2.0 ** (1.0 / k), state['eta_max'])
-        end = False
-        if rule == 'polyak':                                         # one more sync: f_a before the first trial
-            f_a, = self._reduce([self._slope(comp)], partial=(True,))
-            if f_a > 0 and f_w / f_a < eta:
-                eta, end = f_w / f_a, True
-            test = lambda eta, f_t, f_a: f_t <= f_w                   # the guard: the loss must not rise
-        else:                                                        # C_k = (xi*Q*C + f)/(xi*Q + 1), Q_0 = 0
-            q = _ZH_XI * first['ref_q'] + 1.0
-            ref = (_ZH_XI * first['ref_q'] * first['ref'] + f_w) / q
-            self._set_all(ref=ref, ref_q=q)
-            c = first['c']
-            test = lambda eta, f_t, f_a: ref - f_t >= (c if f_a > 0 else 1.0 / c) * eta * f_a
-        self._search(comp, eta, closure, f_w, stats, test=test)
-        self._set_all(skip_left=0)
-        if end or (rule == 'nonmonotone' and stats['backtracks'] > 0):
-            self._set_all(ramping=False)
-            stats['ramp_end'] = True
-
-    # ---- moves -----------------------------------------------------------------------------------------------
-    def _move(self, part: _Part, step: float, trial: bool) -> None:
-        """w += step * d, with d the trial direction (trial=True) or the final one, in one pass."""
-        if step == 0.0:
-            return
-        num, scale = (part.trial_num, part.trial_scale) if trial else (part.final_num, part.final_scale)
-        if part.denom is not None:
-            torch._foreach_addcdiv_(part.params, num, part.denom, [step * s for s in scale])
-        elif len(set(scale)) == 1:
-            torch._foreach_add_(part.params, num, alpha=step * scale[0])
-        else:
-            for p, n, s in zip(part.params, num, scale):
-                p.add_(n, alpha=step * s)
-
-    def _decay(self, part: _Part, applied: float) -> None:
-        """From w + a*d to the AdamW-form update w*(1 - a*wd) + a*d = p*(1 - a*wd) + a^2*wd*d."""
-        wd = part.group['weight_decay']
-        if wd != 0.0 and applied != 0.0:
-            torch._foreach_mul_(part.params, 1.0 - applied * wd)
-            self._move(part, applied * applied * wd, trial=False)
-
-    def _update_part(self, part: _Part, applied: float) -> None:
-        """The plain update w <- w*(1 - a*wd) + a*d_final (no search)."""
-        self._move(part, applied, trial=False)
-        self._decay(part, applied)
-
-    def _update(self, comp: list, eta: float) -> None:
-        for part in comp:
-            self._update_part(part, eta * part.applied_mult)
-
-    def _accept_part(self, part: _Part, tried: float, applied: float) -> None:
-        """From the accepted trial point w + tried*d_trial to the update w*(1 - a*wd) + a*d_final, a = applied."""
-        if not self.momentum_trial:                                    # [F]: the update uses the momentum
-            self._move(part, -tried, trial=True)
-            self._move(part, applied, trial=False)
-        elif applied != tried:                                         # a scheduler's lr: d_final == d_trial here
-            self._move(part, applied - tried, trial=False)
-        self._decay(part, applied)
 
     # ---- the slope and the reductions ------------------------------------------------------------------------
     def _fa(self, comp: list, closure, f_w: float, stats: dict):
-        """The slope along d_trial: exact (-g.d, no forward) or [A] Eq. 6's finite difference."""
+        """The slope along d_trial: exact (-g.d, no forward) or [A] Eq. 6's finite difference (fa='fd')."""
         if self.param_groups[0]['fa'] == 'exact':
             return self._slope(comp)
-        lam = self.param_groups[0]['fd_eps']                            # [A] Eq. 6, one extra forward
-        for part in comp:
-            self._move(part, lam * part.trial_mult, trial=True)
-        f_lambda, = self._reduce([closure()])
-        for part in comp:
-            self._move(part, -lam * part.trial_mult, trial=True)
-        stats['forwards'] += 1
-        return (f_w - f_lambda) / lam
+        return _fd_slope(self, comp, closure, f_w, stats)
 
     def _slope(self, comp: list) -> torch.Tensor:
-        """f_a = -g.d_trial with the unclipped gradient g, as a float64 device tensor (this rank's shards under
-        FSDP2; no sync here: it is fetched with the first trial loss). One float32 dot per tensor, summed in
-        float64 and weighted by python floats (a weight tensor would be a host-to-device copy, a sync on CUDA)."""
-        total = 0.0
-        for part in comp:
-            if part.denom is None:
-                ratio = part.trial_num
-            else:
-                ratio = torch._foreach_div(part.trial_num, part.denom)
-            dots = [torch.dot(g.reshape(-1), r.reshape(-1).to(g.dtype)) for g, r in zip(part.grads, ratio)]
-            weights = [-s * part.trial_mult for s in part.trial_scale]
-            del ratio
-            if len(set(weights)) == 1:                                     # the usual case: one bias correction
-                total = total + torch.stack(dots).double().sum() * weights[0]
-            else:
-                total = total + sum(d.double() * w for d, w in zip(dots, weights))
-        return total
+        return _exact_slope(comp)
 
     def _reduce(self, values: list, partial: tuple = ()) -> list:
         """The mean over ranks of a few scalars (tensors or floats), in one collective and one host sync. Under
@@ -630,6 +475,125 @@ class ALSALS(torch.optim.Optimizer):
 
     def _all_params(self) -> list:
         return [p for group in self.param_groups for p in group['params']]
+
+
+# ---- the directions and the slope --------------------------------------------------------------------------
+def _adam_directions(part: _Part, clip_coef: float, adam: bool, momentum_trial: bool) -> None:
+    """Adam's moments on the clipped gradient (as clip_grad_norm_ + AdamW), then the directions:
+    d_final = -m^/(sqrt(v^)+eps) = scale * m / denom  [A] Eq. 3, with scale = -sqrt(1-beta2^t)/(1-beta1^t),
+    denom = sqrt(v) + eps*sqrt(1-beta2^t) (torch.optim.AdamW's rewrite); SGD: d = -coef * g."""
+    part.clip_coef = clip_coef
+    if not adam:
+        part.final_num = part.trial_num = part.grads
+        part.final_scale = part.trial_scale = [-clip_coef] * len(part.grads)
+        return
+    beta1, beta2 = part.group['betas']
+    exp_avgs = [_local(s['exp_avg']) for s in part.states]
+    exp_avg_sqs = [_local(s['exp_avg_sq']) for s in part.states]
+    if clip_coef == 1.0:
+        torch._foreach_lerp_(exp_avgs, part.grads, 1 - beta1)              # one pass
+    else:
+        torch._foreach_mul_(exp_avgs, beta1)
+        torch._foreach_add_(exp_avgs, part.grads, alpha=(1 - beta1) * clip_coef)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, part.grads, part.grads, value=(1 - beta2) * clip_coef ** 2)
+    eps_prime, trial_scale = [], []
+    for state in part.states:
+        state['step'] += 1
+        bc1, bc2 = 1 - beta1 ** state['step'], 1 - beta2 ** state['step']
+        part.final_scale.append(-math.sqrt(bc2) / bc1)
+        trial_scale.append(-clip_coef * math.sqrt(bc2))                   # [F] Eq. 5: -g/(sqrt(v^)+eps)
+        eps_prime.append(part.group['eps'] * math.sqrt(bc2))
+    part.denom = torch._foreach_sqrt(exp_avg_sqs)
+    torch._foreach_add_(part.denom, eps_prime)
+    part.final_num = exp_avgs
+    part.trial_num, part.trial_scale = ((exp_avgs, part.final_scale) if momentum_trial
+                                        else (part.grads, trial_scale))
+
+
+def _exact_slope(comp: list) -> torch.Tensor:
+    """f_a = -g.d_trial with the unclipped gradient g, as a float64 device tensor (this rank's shards under
+    FSDP2; no sync here: it is fetched with the first trial loss). One float32 dot per tensor, summed in
+    float64 and weighted by python floats (a weight tensor would be a host-to-device copy, a sync on CUDA)."""
+    total = 0.0
+    for part in comp:
+        if part.denom is None:
+            ratio = part.trial_num
+        else:
+            ratio = torch._foreach_div(part.trial_num, part.denom)
+        dots = [torch.dot(g.reshape(-1), r.reshape(-1).to(g.dtype)) for g, r in zip(part.grads, ratio)]
+        weights = [-s * part.trial_mult for s in part.trial_scale]
+        del ratio
+        if len(set(weights)) == 1:                                     # the usual case: one bias correction
+            total = total + torch.stack(dots).double().sum() * weights[0]
+        else:
+            total = total + sum(d.double() * w for d, w in zip(dots, weights))
+    return total
+
+
+def _multipliers(comp: list) -> None:
+    """Per group of a component: the trial moves eta * lr_0(k)/lr_0(ref) along d_k; the applied step is
+    eta * lr(k)/lr_0(ref), so a scheduler's lr scales it (ref: the component's first group)."""
+    lr0 = comp[0].group['handoff_lr']
+    for part in comp:
+        part.trial_mult = part.group['handoff_lr'] / lr0
+        part.applied_mult = part.group['lr'] / lr0
+
+
+# ---- the moves: each one pass over a part's tensors ------------------------------------------------------------
+def _move(part: _Part, step: float, trial: bool) -> None:
+    """w += step * d, with d the trial direction (trial=True) or the final one, in one pass."""
+    if step == 0.0:
+        return
+    num, scale = (part.trial_num, part.trial_scale) if trial else (part.final_num, part.final_scale)
+    if part.denom is not None:
+        torch._foreach_addcdiv_(part.params, num, part.denom, [step * s for s in scale])
+    elif len(set(scale)) == 1:
+        torch._foreach_add_(part.params, num, alpha=step * scale[0])
+    else:
+        for p, n, s in zip(part.params, num, scale):
+            p.add_(n, alpha=step * s)
+
+
+def _decay(part: _Part, applied: float) -> None:
+    """From w + a*d to the AdamW-form update w*(1 - a*wd) + a*d = p*(1 - a*wd) + a^2*wd*d."""
+    wd = part.group['weight_decay']
+    if wd != 0.0 and applied != 0.0:
+        torch._foreach_mul_(part.params, 1.0 - applied * wd)
+        _move(part, applied * applied * wd, trial=False)
+
+
+def _update_part(part: _Part, applied: float) -> None:
+    """The plain update w <- w*(1 - a*wd) + a*d_final (no search)."""
+    _move(part, applied, trial=False)
+    _decay(part, applied)
+
+
+def _update(comp: list, eta: float) -> None:
+    for part in comp:
+        _update_part(part, eta * part.applied_mult)
+
+
+def _accept_part(part: _Part, tried: float, applied: float, momentum_trial: bool) -> None:
+    """From the accepted trial point w + tried*d_trial to the update w*(1 - a*wd) + a*d_final, a = applied."""
+    if not momentum_trial:                                             # [F]: the update uses the momentum
+        _move(part, -tried, trial=True)
+        _move(part, applied, trial=False)
+    elif applied != tried:                                             # a scheduler's lr: d_final == d_trial here
+        _move(part, applied - tried, trial=False)
+    _decay(part, applied)
+
+
+def _fd_slope(opt: ALSALS, comp: list, closure, f_w: float, stats: dict) -> float:
+    """fa='fd': [A] Eq. 6's finite difference (f(w) - f(w + lambda*d))/lambda, one extra forward."""
+    lam = opt.param_groups[0]['fd_eps']
+    for part in comp:
+        _move(part, lam * part.trial_mult, trial=True)
+    f_lambda, = opt._reduce([closure()])
+    for part in comp:
+        _move(part, -lam * part.trial_mult, trial=True)
+    stats['forwards'] += 1
+    return (f_w - f_lambda) / lam
 
 
 def _require(ok: bool, message: str) -> None:
@@ -716,7 +680,7 @@ class PLASLS(AdamSLS):
     def _search_components(self, parts: list, closure, f_w, stats: dict) -> None:
         first = self.param_groups[0]
         if first['step'] == first['warmup_steps'] + 1:             # the first search covers the whole network
-            self._multipliers(parts)
+            _multipliers(parts)
             self._search_or_skip(parts, closure, f_w, stats)
             stats['searched'] = None
         else:
@@ -742,61 +706,6 @@ class PLASLS(AdamSLS):
             if group['component'] in (keep, gone):
                 group.update(merged, component=keep)
         return True
-
-
-def _upgrade_state_dict(optimizer: ALSALS, state_dict: dict) -> dict:
-    """Checkpoints of the two earlier layouts (the search state as optimizer.state['search'], and before that
-    as 'line_search'/'line_search_hp' beside torch's keys) load: their search state moves into the param groups.
-    lr_0 is then recorded at the next step (an earlier run's annealing factor step_scale is not carried over)."""
-    name = type(optimizer).__name__
-    if 'line_search' in state_dict:
-        state_dict = _from_line_search_layout(optimizer, state_dict)
-    search = state_dict['state'].get('search')
-    if search is None:
-        _require(all('eta' in g for g in state_dict['param_groups']), f"{name}: state_dict has no line-search "
-                 f"state (was it saved by another optimizer?)")
-        return _complete(optimizer, state_dict)
-    _require(len(search['components']) == 1 and search['split'] is None,
-             f"{name}: a PLASLS checkpoint of the earlier layout (components as parameter indices) cannot be "
-             f"converted; start the run again, or resume it with the project's version of 2026-11 (commit cdbdc2f)")
-    comp, totals = search['components'][0], search['totals']
-    scalars = dict(eta=comp['eta'], D=comp['D'], G=comp['G'], exhausted=comp.get('exhausted', False),
-                   component=0, handoff_lr=None, step=search['step'], cursor=0, skip_left=search['skip_left'],
-                   forwards=totals['forwards'], backtracks=totals['backtracks'], exhaustions=totals['exhausted'],
-                   skipped=totals.get('skipped', 0))
-    state_dict = dict(state_dict, state={k: v for k, v in state_dict['state'].items() if k != 'search'})
-    state_dict['param_groups'] = [dict({k: v for k, v in g.items() if k != 'step_scale'}, **scalars)
-                                  for g in state_dict['param_groups']]
-    return _complete(optimizer, state_dict)
-
-
-def _complete(optimizer: ALSALS, state_dict: dict) -> dict:
-    """Settings and scalars that a checkpoint predates take this optimizer's defaults (a run saved after its
-    warmup has no search-driven start left to make)."""
-    groups = []
-    for g in state_dict['param_groups']:
-        missing = {k: v for k, v in {**optimizer.defaults, **_OPTIMIZER_STATE}.items() if k not in g}
-        if 'ramping' in missing and g['step'] > g['warmup_steps']:
-            missing['ramping'] = False
-        groups.append(dict(g, **missing))
-    return dict(state_dict, param_groups=groups)
-
-
-def _from_line_search_layout(optimizer: ALSALS, state_dict: dict) -> dict:
-    """The first layout ('line_search', 'line_search_hp') to the second (optimizer.state['search'])."""
-    current = optimizer.param_groups[0]
-    state_dict = dict(state_dict)
-    old, old_hp = state_dict.pop('line_search'), state_dict.pop('line_search_hp', {})
-    state_dict['param_groups'] = [{**{k: old_hp.get(k, current[k]) for k in _SEARCH_KEYS}, **g}
-                                  for g in state_dict['param_groups']]
-    state = {k: (dict(v, step=old['step']) if 'exp_avg' in v else v) for k, v in state_dict['state'].items()}
-    state['search'] = dict(
-        step=old['step'], skip_left=old['skip_left'], split=old['split'],
-        components=[dict(eta=c['eta'], D=c['D'], G=c['G']) for c in old['components']],
-        totals=dict(forwards=old.get('total_forwards', 0), backtracks=old.get('total_backtracks', 0),
-                    exhausted=old.get('total_exhausted', 0)))
-    state_dict['state'] = state
-    return state_dict
 
 
 OPTIMIZERS = {'alsals': ALSALS, 'adamsls': AdamSLS, 'sgdsls': SGDSLS, 'plasls': PLASLS}

@@ -164,7 +164,8 @@ class LineSearchReference(torch.optim.Optimizer):
             self.loss_ema = f_w if fresh else (1 - 1 / self.ramp) * self.loss_ema + f_w / self.ramp
             self.loss_min = min(self.loss_min, self.loss_ema)
             if self.loss_ema > 1.02 * self.loss_min or eta >= self.eta_max:   # the edge: its eta / sigma, held
-                eta, self.ramping, self.hold_left = comp['eta'] / self.ramp_sigma, False, self.ramp_hold
+                eta = min(comp['eta'] / self.ramp_sigma, self.eta_max)
+                self.ramping, self.hold_left = False, self.ramp_hold
             comp['eta'] = eta
             update(list(group_of), eta)
             return f_w

@@ -906,7 +906,7 @@ def test_first_guess_far_too_high_comes_down():
     assert opt.eta < 0.5 and F.mse_loss(m(X), Y).item() < 0.5 * f0
 
 
-# ---- the search-driven start (the candidates for finding the step size from a first guess) ----------------------
+# ---- the start by an LR range test (alsals/start.py) ----------------------------------------------------------
 def test_range_start_matches_reference():
     """ramp > 0, rule 'range': no AdamW warmup; eta starts at lr/100 and doubles every `ramp` steps while the
     training loss's EMA is tracked; when it rises 2 % above its minimum, eta becomes the eta at the minimum and
@@ -952,20 +952,132 @@ def test_range_start_ends_at_the_edge(sigma):
     assert opt.param_groups[0]['D'] != 0.0 and etas[end + 1 + int(k)] != etas[end]   # warmed, then the search
 
 
-@pytest.mark.parametrize('rule', ['polyak', 'nonmonotone'])
-def test_other_ramp_rules_end_and_hand_over(rule):
-    """The two other candidates: searched ramp steps (a trial every step) until the Polyak cap f(w)/f_a binds
-    ('polyak') or the non-monotone Armijo test against Zhang-Hager's reference backtracks ('nonmonotone');
-    afterwards eta grows at 2**(1/b) as in the search. The loss falls."""
-    X, Y = data()
+def start_state(**settings):
+    """The settings and state that alsals/start.py reads from the first param group (ALSALS's defaults)."""
+    s = dict(ramp=1.0, ramp_sigma=2.0, ramp_hold=0, eta_max=1.0, smooth=True, ema_warmup_steps=100)
+    return dict(s, **settings, **alsals.start.STATE)
+
+
+def test_range_start_on_losses_that_rise_one_percent_a_step():
+    """The rule's 2 % on a loss without a cliff: it falls to 0.8, then rises 1 % a step. With ramp = 1 the EMA
+    is the loss itself, so the edge is the second rising step (1.01**2 = 1.0201 > 1.02; a 20 % threshold would
+    wait for the 19th, 1.01**19 = 1.208), and eta there is the previous step's eta / ramp_sigma."""
+    losses = [1.0, 0.9, 0.8] + [0.8 * 1.01 ** j for j in range(1, 30)]
+    s, eta, modes = start_state(eta_max=1e9), 1.0, []
+    for f in losses:
+        eta, mode = alsals.start.step([s], eta, f)
+        modes.append(mode)
+        if mode == 'edge':
+            break
+    assert modes == ['ramp'] * 4 + ['edge'] and eta == 0.01 * 2 ** 3 / 2
+
+
+def test_range_start_ends_on_the_loss_rising_gradually():
+    """A loss that rises gradually as eta doubles (a diagonal quadratic, curvatures 0.1 to 10, float64: Adam's
+    near-sign steps overshoot more and more coordinates), so the rule's constant decides where the range test
+    ends: the first step whose EMA exceeds 1.02 x its running minimum, recomputed here from the f(w) the
+    optimizer saw; there the EMA is still below 1.2 x the minimum, so a 20 % rule would go on ramping."""
+    k = 8.0
+    torch.manual_seed(0)
+    w = nn.Parameter(torch.randn(32, dtype=torch.float64))
+    h = torch.logspace(-1, 1, 32, dtype=torch.float64)
+    f = lambda: 0.5 * (h * w * w).sum()  # noqa: E731
+    opt = alsals.ALSALS([w], lr=3.0, ramp=k, eta_max=100.0)
+    seen, end = [], None
+    for t in range(80):
+        loss = f()
+        opt.zero_grad()
+        loss.backward()
+        opt.step(closure=f, loss=loss.detach())
+        seen.append(opt.last_stats['f_w'])
+        if opt.last_stats['ramp_end']:
+            end = t
+            break
+    assert end is not None and end > 10
+    ema, best = None, math.inf
+    for t, x in enumerate(seen):
+        ema = x if ema is None else (1 - 1 / k) * ema + x / k
+        assert (ema > 1.02 * best) == (t == end), t
+        best = min(best, ema) if t < end else best
+    assert 1.02 < ema / best < 1.2
+
+
+def test_range_start_without_a_rise_ends_at_eta_max():
+    """A loss that only falls: the test ends at the first step whose eta would reach eta_max, with the eta before
+    it / ramp_sigma, then holds it for ramp_hold steps (the last ema_warmup_steps of them warming D and G)."""
+    s, eta, out = start_state(ramp=2.0, ramp_hold=3, ema_warmup_steps=2), 0.5, []
+    for t in range(40):
+        step = alsals.start.step([s], eta, 1.0 / (t + 1))
+        if step is None:
+            break
+        eta, mode = step
+        out.append((eta, mode))
+    edge = math.ceil(2 * math.log2(1.0 / (0.5 / 100)))           # the first t with lr/100 * 2**(t/2) >= 1
+    assert [m for _, m in out] == ['ramp'] * edge + ['edge', 'hold', 'warm', 'warm']
+    assert all(e < 1.0 for e, _ in out) and out[edge][0] == pytest.approx(0.5 / 100 * 2 ** ((edge - 1) / 2) / 2)
+
+
+def test_range_start_never_exceeds_eta_max():
+    """A first guess whose lr/100 is already at eta_max: the test ends at once, and neither that step nor the
+    hold after it moves by more than eta_max."""
     m = mlp()
-    opt = alsals.ALSALS(m.parameters(), lr=1e-3, ramp=2.0, ramp_rule=rule)
-    f0 = F.mse_loss(m(X), Y).item()
-    ended = None
-    for it in range(60):
+    opt = alsals.ALSALS(m.parameters(), lr=400.0, eta_max=2.0, ramp=2.0, ramp_hold=3)
+    X, Y = data()
+    for it in range(4):
         step_on(m, opt, X, Y)
-        assert opt.last_stats['forwards'] >= 1
-        if opt.last_stats.get('ramp_end'):
-            ended = it
-    assert ended is not None and opt.param_groups[0]['ramping'] is False
-    assert F.mse_loss(m(X), Y).item() < 0.5 * f0
+        assert opt.param_groups[0]['eta'] <= 2.0 and opt.last_stats['eta'] <= 2.0, it
+    assert opt.last_stats['ramp_end'] is False and not opt.in_start
+
+
+def test_range_start_needs_a_ramp_of_at_least_one_step():
+    """ramp is steps per doubling and sets the EMA's weight 1/ramp: below 1 the EMA would weigh the past
+    negatively, so 0 < ramp < 1 is an error (configurator.py gives train.py's warmup_iters < 10 ramp = 1)."""
+    for ramp in (0.5, 0.999, -1.0):
+        with pytest.raises(ValueError, match='ramp'):
+            alsals.ALSALS(mlp().parameters(), ramp=ramp)
+    for ramp in (0.0, 1.0, 2.5):
+        alsals.ALSALS(mlp().parameters(), ramp=ramp)
+
+
+@pytest.mark.parametrize('at', ['ramp', 'hold'])
+def test_state_dict_round_trip_in_the_range_test_continues_identically(at, tmp_path):
+    """Saved in the middle of the range test (or of its hold) and loaded into a fresh optimizer, the run goes on
+    as if never stopped: the same edge, the same parameters."""
+    kw = dict(lr=0.5, ramp=3.0, ramp_hold=6, ema_warmup_steps=3, weight_decay=0.1)
+    m1 = mlp()
+    o1 = alsals.ALSALS(m1.parameters(), **kw)
+    rec1, rec2 = [], []
+    run(m1, o1, 4, batch=64, record=rec1)
+    while (at == 'hold') != (o1.param_groups[0]['hold_left'] > 3):       # into the hold's plain steps
+        run(m1, o1, 1, batch=64, record=rec1)
+    assert o1.param_groups[0]['ramping'] == (at == 'ramp') and o1.in_start
+    torch.save({'model': m1.state_dict(), 'opt': o1.state_dict()}, tmp_path / 'ckpt.pt')
+    sd = torch.load(tmp_path / 'ckpt.pt', weights_only=True)
+    m2 = mlp(seed=7)
+    m2.load_state_dict(sd['model'])
+    o2 = alsals.ALSALS(m2.parameters(), **kw)
+    o2.load_state_dict(sd['opt'])
+    run(m1, o1, 30, batch=64, record=rec1)
+    run(m2, o2, 30, batch=64, record=rec2)
+    ends = [[i for i, (_, after) in enumerate(r[-30:]) if after['stats'].get('ramp_end')] for r in (rec1, rec2)]
+    assert ends[0] == ends[1] and (len(ends[0]) == 1) == (at == 'ramp')
+    for a, b in zip(m1.parameters(), m2.parameters()):
+        assert torch.equal(a, b)
+    assert o1.eta == o2.eta and not o2.in_start
+
+
+def test_checkpoint_of_the_removed_start_rules_loads():
+    """A checkpoint written while the start had three rules ('range', 'polyak', 'nonmonotone'; their keys
+    ramp_rule, ref, ref_q in the param groups) loads without them; one in the middle of a removed rule's ramp
+    is refused with a one-line message."""
+    m = mlp()
+    o1 = alsals.ALSALS(m.parameters(), lr=0.5, ramp=3.0)
+    run(m, o1, 3, batch=64)
+    sd = o1.state_dict()
+    old = dict(sd, param_groups=[dict(g, ramp_rule='range', ref=0.0, ref_q=0.0) for g in sd['param_groups']])
+    o2 = alsals.ALSALS(mlp().parameters(), lr=0.5, ramp=3.0)
+    o2.load_state_dict(old)
+    assert [dict(g, params=None) for g in o2.param_groups] == [dict(g, params=None) for g in o1.param_groups]
+    old = dict(sd, param_groups=[dict(g, ramp_rule='polyak', ref=0.0, ref_q=0.0) for g in sd['param_groups']])
+    with pytest.raises(ValueError, match="ramp_rule='polyak'"):
+        alsals.ALSALS(mlp().parameters(), lr=0.5, ramp=3.0).load_state_dict(old)

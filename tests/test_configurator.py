@@ -152,8 +152,7 @@ def test_optimizer_kwargs_from_train_py_settings():
     config.update(optimizer='alsals', warmup_iters=40, grad_clip=0.5, ls_c=0.3, ls_trial_microsteps=2)
     assert optimizer_kwargs(config) == dict(warmup_steps=40, max_grad_norm=0.5, c=0.3)
     config.update(ls_range_test=True, ls_ramp_hold=7)
-    assert optimizer_kwargs(config) == dict(warmup_steps=0, max_grad_norm=0.5, c=0.3, ramp=4.0, ramp_rule='range',
-                                            ramp_hold=7)
+    assert optimizer_kwargs(config) == dict(warmup_steps=0, max_grad_norm=0.5, c=0.3, ramp=4.0, ramp_hold=7)
     config.update(warmup_iters=5)  # at least one step per doubling
     assert optimizer_kwargs(config)['ramp'] == 1.0
     for name in ('adamw', 'muon'):
