@@ -378,3 +378,31 @@ def test_disk_space_checked_before_writing(tmp_path):
                    code="import shutil; shutil.disk_usage = lambda p: shutil._ntuple_diskusage(10**9, 10**9, 1000)")
     check_one_line_error(r, "not enough disk space", "free")
     assert not (out / "train.bin").exists() and not (out / "train.bin.tmp").exists()
+
+
+@pytest.mark.parametrize("config,optimizer", [("train_gpt2.py", "adamw"), ("train_gpt2_alsals.py", "alsals"),
+                                              ("train_gpt2_muon.py", "muon"), ("train_gpt2_muonsls.py", "muonsls"),
+                                              ("train_gpt2_fineweb_alsals.py", "alsals")])
+def test_gpt2_configs_start_under_torchrun(tmp_path, config, optimizer):
+    """Each GPT-2 config starts under torchrun on 2 CPU (gloo) ranks with tiny shapes on a prepared FineWeb-Edu
+    fixture, trains to its first eval after iter 0 and stops there, the ranks ending with the same parameters."""
+    fineweb_fixture(tmp_path / "fwe")
+    out = tmp_path / "fineweb_edu"
+    assert run_script("fineweb_edu", "--dataset", str(tmp_path / "fwe"), "--test_size", "0.1", "--out_dir", str(out),
+                      "--cache_dir", str(tmp_path / "hf")).returncode == 0
+    args = [f"--{k}={v}" for k, v in dict(TINY_GPT2, dataset=out, out_dir=tmp_path / "run").items()]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        os.path.join(ROOT, "train.py"), f"config/{config}", *args], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300, env=dict(env, OMP_NUM_THREADS="1", WANDB_MODE="disabled"))
+    check_ok(r)
+    assert sorted(iter_losses(r.stdout)) == [0, 1, 2], r.stdout[-2000:]
+    assert "step 2: train loss" in r.stdout  # the first eval after iter 0, then the run stops
+    ck = torch.load(tmp_path / "run" / "ckpt.pt", map_location="cpu", weights_only=False)
+    assert ck["iter_num"] == 2 and ck["config"]["optimizer"] == optimizer
+
+
+# tiny shapes for the GPT-2 configs (whose batch, accumulation and lengths are the 124M run's)
+TINY_GPT2 = dict(n_layer=1, n_head=2, n_embd=32, block_size=32, batch_size=2, gradient_accumulation_steps=2,
+                 max_iters=2, eval_interval=2, eval_iters=2, lr_decay_iters=2, warmup_iters=1, log_interval=1,
+                 ls_ema_warmup_steps=1, device="cpu", dtype="float32", compile=False, wandb_log=False)
