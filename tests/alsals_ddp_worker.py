@@ -1,4 +1,4 @@
-"""Worker for tests/test_alsals.py::test_ddp_ranks_end_identical (torch.multiprocessing.spawn pickles the
+"""Workers for tests/test_alsals.py's DDP tests (torch.multiprocessing.spawn pickles the
 function by module name, which a pytest module in importlib mode does not have)."""
 import os
 import sys
@@ -55,4 +55,37 @@ def worker(rank, world, port, out, perturb=0.0):
         backtracks += opt.last_stats['backtracks']
     flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).double()
     torch.save({'params': flat, 'eta': opt.eta, 'backtracks': backtracks}, os.path.join(out, f'rank{rank}.pt'))
+    dist.destroy_process_group()
+
+
+def range_test_worker(rank, world, port, out, _=None):
+    """ALSALS started by its range test on 2 ranks with different data and 2 micro-batches of gradient
+    accumulation per step (no_sync on the first, as train.py does): f(w) is this rank's mean over both."""
+    import torch.distributed as dist
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    dist.init_process_group('gloo', rank=rank, world_size=world)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 32), nn.Tanh(), nn.Linear(32, 1))
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    opt = alsals.ALSALS(groups(model), lr=0.5, ramp=2.0, ramp_hold=4, ema_warmup_steps=2)
+    X, Y = data(seed=rank)  # different data on each rank, each rank's full batch: a smooth loss to read
+    Y = Y * (1 + 2 * rank)                                  # and a different scale: the ranks' own edges differ
+    micro = [(X[:32], Y[:32]), (X[32:], Y[32:])]
+    local_f, seen_f, ends = [], [], []
+    for it in range(40):
+        opt.zero_grad()
+        losses = []
+        for j, (xb, yb) in enumerate(micro):
+            with ddp.no_sync() if j == 0 else torch.enable_grad():
+                loss = F.mse_loss(ddp(xb), yb)
+                (loss / 2).backward()
+            losses.append(loss.detach())
+        closure = lambda: sum(F.mse_loss(ddp(xb), yb) for xb, yb in micro) / 2  # noqa: E731
+        opt.step(closure=closure, loss=torch.stack(losses).mean())
+        local_f.append(torch.stack(losses).mean().item())
+        seen_f.append(opt.last_stats['f_w'])
+        ends.append(bool(opt.last_stats.get('ramp_end')))
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).double()
+    torch.save({'params': flat, 'eta': opt.eta, 'local_f': local_f, 'seen_f': seen_f, 'ends': ends},
+               os.path.join(out, f'rank{rank}.pt'))
     dist.destroy_process_group()

@@ -497,14 +497,15 @@ def test_compiled_model_does_not_recompile_after_step_2():
     assert graphs[1] == graphs[-1], graphs
 
 
-def _spawn_ddp(tmp_path, perturb, timeout=120):
-    """Run tests/alsals_ddp_worker.py on 2 gloo processes; a hang (ranks calling different numbers of
+def _spawn_ddp(tmp_path, perturb, timeout=120, name='worker'):
+    """Run tests/alsals_ddp_worker.py's `name` on 2 gloo processes; a hang (ranks calling different numbers of
     collectives) fails the test instead of blocking the suite."""
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from alsals_ddp_worker import worker
+    import alsals_ddp_worker
+    worker = getattr(alsals_ddp_worker, name)
     ctx = torch.multiprocessing.start_processes(worker, args=(2, port, str(tmp_path), perturb), nprocs=2,
                                                 join=False, start_method='spawn')
     import time
@@ -527,6 +528,24 @@ def test_ddp_ranks_end_identical(tmp_path, perturb):
     assert r0['backtracks'] > 0 and r0['backtracks'] == r1['backtracks']
     assert r0['eta'] == r1['eta']
     assert torch.equal(r0['params'], r1['params'])
+
+
+def test_ddp_range_test_decides_the_edge_on_reduced_losses(tmp_path):
+    """The range test on 2 gloo ranks with different data and gradient accumulation (2 micro-batches): the f(w)
+    it reads is the mean over ranks of each rank's micro-batch mean, the edge is the one the rule gives on those
+    means (recomputed here), both ranks end the test at the same step and end bit-identical."""
+    r0, r1 = _spawn_ddp(tmp_path, None, name='range_test_worker')
+    mean_f = [(a + b) / 2 for a, b in zip(r0['local_f'], r1['local_f'])]
+    assert r0['seen_f'] == r1['seen_f'] and r0['seen_f'] == pytest.approx(mean_f, rel=1e-6)
+    k, ema, best, edge = 2.0, None, math.inf, None
+    for t, f in enumerate(r0['seen_f']):
+        ema = f if ema is None else (1 - 1 / k) * ema + f / k
+        if ema > 1.02 * best:
+            edge = t
+            break
+        best = min(best, ema)
+    assert edge is not None and r0['ends'] == r1['ends'] == [t == edge for t in range(len(r0['ends']))]
+    assert r0['eta'] == r1['eta'] and torch.equal(r0['params'], r1['params'])
 
 
 def test_contradictory_emas_restart_instead_of_locking():
