@@ -1,12 +1,15 @@
 """
 The line search's start when ramp > 0 (not in the papers): an LR range test, then a hold below its edge.
 
-    eta_1 = lr / 100, eta_t = eta_{t-1} * 2**(1/ramp)             plain steps (no trial), eta doubling every ramp
+    eta_1 = lr / 100 (ramp_from > 0: ramp_from), eta_t = eta_{t-1} * 2**(1/ramp)   plain steps, eta doubling every ramp
     E_1 = f(w_1), E_t = (1 - 1/ramp) * E_{t-1} + f(w_t) / ramp     an EMA over ramp steps of the training loss
     the edge: the first t with E_t > 1.02 * min(E_1..E_t), or with eta_t >= eta_max (the loss never rose)
     there: eta = min(eta_{t-1} / ramp_sigma, eta_max), held for ramp_hold steps (-1: ramp steps); the last
            ema_warmup_steps of them take a trial that is always accepted, to warm the search's EMAs D and G
            as a warmup's last steps do. Then the search.
+    ramp_fit: the hold's last step moves eta to where the smoothed Armijo test (c) would sit on its boundary, read
+           from the parabola through the warmed D and G at the hold's eta: eta * (1 - c) / (1 - D / (eta * G)),
+           kept within [eta / 4, 4 * eta] (the search's own c, so no new constant beyond the clamp).
 
 L. N. Smith, "Cyclical Learning Rates for Training Neural Networks", 2017 (the range test); ramp_sigma = 2 after
 Roulet et al., "Stepping on the Edge: Curvature Aware Learning Rate Tuners", 2024. The losses it reads are the
@@ -38,13 +41,17 @@ def step(groups: list, eta: float, f_w: float):
         beta = 1.0 - 1.0 / k
         ema = f_w if fresh else beta * s['loss_ema'] + (1 - beta) * f_w
         new.update(loss_ema=ema, loss_min=min(ema, s['loss_min']))
-        mode, eta_t = 'ramp', eta * (_RANGE_START if fresh else 2.0 ** (1.0 / k))
+        first_eta = s['ramp_from'] if s['ramp_from'] > 0 else eta * _RANGE_START
+        mode, eta_t = 'ramp', first_eta if fresh else eta * 2.0 ** (1.0 / k)
         if ema > (1.0 + _RANGE_RISE) * new['loss_min'] or eta_t >= s['eta_max']:
             mode, eta_t = 'edge', min(eta / s['ramp_sigma'], s['eta_max'])   # eta: the step that made the loss rise
             new.update(ramping=False, hold_left=k if s['ramp_hold'] < 0 else s['ramp_hold'])
         result = eta_t, mode
     elif s['hold_left'] > 0:
         new['hold_left'] = s['hold_left'] - 1
+        if new['hold_left'] == 0 and s['ramp_fit'] and s['G'] > 0 and s['D'] > 0:   # D, G: warmed at this eta
+            eta = min(max(eta * (1 - s['c']) / max(1 - s['D'] / (eta * s['G']), 1e-12), eta / 4), 4 * eta,
+                      s['eta_max'])
         result = eta, 'warm' if s['smooth'] and new['hold_left'] < s['ema_warmup_steps'] else 'hold'
     else:
         result = None
