@@ -19,10 +19,17 @@ Peak memory: each setting in a fresh process (this script with --mem_probe=i) th
 mem_steps steps. CUDA: torch.cuda.max_memory_allocated. CPU: peak RSS (getrusage ru_maxrss, process-wide and
 monotone, hence one process per setting) minus the RSS before the first step.
 
+Collectives (under torchrun): one more untimed step per setting runs under a dispatch mode that sees every c10d
+and functional collective that goes through the dispatcher (FSDP2's gathers and reduce-scatters, DTensor's, the
+search's all-reduces; not DDP's bucketed gradient all-reduce, which its C++ reducer issues directly): per step,
+each op's count and the bytes of the largest tensor it touches (the whole tensor of an all-gather). Muon under
+FSDP2 shows its one all-gather per sharded matrix there. Only rank 0 reports; peak memory is not probed.
+
 $ python bench.py                           # CPU, 4 layers x 128, 8 micro-batches of 8x128
 $ python bench.py --gradient_accumulation_steps=5 --settings='adamw; alsals; alsals --ls_skip_stable=3'
 $ python bench.py config/train_gpt2.py --dataset=shakespeare --device=cuda --dtype=bfloat16 --compile=True \
       --gradient_accumulation_steps=5 --out=results/bench_124M.json   # 124M, the 8-GPU per-rank shape; 40: one GPU
+$ torchrun --nproc_per_node=2 bench.py --fsdp=True --settings='adamw; muon; muonsls' --out=results/bench_fsdp.json
 """
 import gc
 import json
@@ -37,6 +44,8 @@ from io import StringIO
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import train_setup # train.py's setup without its loop: the names it returns are listed in its docstring
 
@@ -115,6 +124,34 @@ class Setting:
             fail(f"{self.label}: still in its start (warmup or range test) after {burnin + max_start} steps; raise "
                  f"max_start or lower --warmup_iters")
 
+class Collectives(TorchDispatchMode):
+    """Counts the collectives dispatched while active: {op: (count, bytes)}, bytes of the largest tensor each
+    touches (an all-gather's output, an all-reduce's buffer)."""
+    NAMESPACES = ('c10d', 'c10d_functional', '_c10d_functional')
+    NOT_COLLECTIVES = ('wait_tensor', '_wrap_tensor_autograd', 'barrier', 'monitored_barrier')
+
+    def __init__(self):
+        super().__init__()
+        self.ops = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = func._overloadpacket.__name__
+        if func.namespace in self.NAMESPACES and name not in self.NOT_COLLECTIVES:
+            flat = torch.utils._pytree.tree_leaves([args, kwargs, out])
+            size = max((t.numel() * t.element_size() for t in flat if isinstance(t, torch.Tensor)), default=0)
+            count, total = self.ops.get(name, (0, 0))
+            self.ops[name] = (count + 1, total + size)
+        return out
+
+def collectives_per_step(s):
+    """One more (untimed) step of setting s under Collectives: {op: {'count', 'bytes'}} ({} in one process)."""
+    if not dist.is_initialized():
+        return {}
+    with Collectives() as seen:
+        s.step()
+    return {op: dict(count=c, bytes=b) for op, (c, b) in sorted(seen.ops.items())}
+
 def rss_bytes():
     with open('/proc/self/statm') as f:
         return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
@@ -156,6 +193,7 @@ def main():
             dt, fwd = s.step()
             s.times.append(dt)
             s.fwds.append(fwd)
+    comms = {s.label: collectives_per_step(s) for s in runs}
     results = {}
     for s in runs:
         train, med = s.train, float(np.median(s.times))
@@ -171,34 +209,51 @@ def main():
                                 step_time_s=med, step_time_p10_s=pct(s.times, 10), step_time_p90_s=pct(s.times, 90),
                                 tokens_per_s=train.tokens_per_iter / med, mfu=mfu, forwards_per_step=fwd,
                                 final_eta=train.optimizer.eta if train.line_search else None, hparams=hp,
-                                step_times_s=s.times)
+                                step_times_s=s.times, collectives_per_step=comms[s.label])
     device = runs[0].train.device
     del runs, s, train # free the models before the probes (train.py's functions hold its globals: a cycle for gc)
     gc.collect()
     if 'cuda' in device:
         torch.cuda.empty_cache()
+    distributed = dist.is_initialized() # torchrun: no memory probes (one process each would need its own group)
     for i, label in enumerate(labels):
-        results[label]['peak_mem_bytes'] = measure_memory(i)
+        results[label]['peak_mem_bytes'] = None if distributed else measure_memory(i)
     for v in results.values(): # against the first adamw setting with the same tokens per step (accumulation)
         base = next((b for b in results.values()
                      if b['optimizer'] == 'adamw' and b['tokens_per_step'] == v['tokens_per_step']), None)
         v['step_time_ratio_vs_adamw'] = v['step_time_s'] / base['step_time_s'] if base else None
-        v['peak_mem_ratio_vs_adamw'] = v['peak_mem_bytes'] / base['peak_mem_bytes'] if base else None
+        v['peak_mem_ratio_vs_adamw'] = (v['peak_mem_bytes'] / base['peak_mem_bytes']
+                                        if base and not distributed else None)
+    world = 1
+    if distributed:
+        rank, world = dist.get_rank(), dist.get_world_size()
+        dist.destroy_process_group()
+        if rank != 0:
+            return None
     report = dict(results=results, settings=labels, train_args=[*train_defaults, *train_args], config=config,
                   device=torch.cuda.get_device_name(device) if 'cuda' in device else
                   f"cpu ({torch.get_num_threads()} threads, {os.cpu_count()} cores visible)", torch=torch.__version__,
                   memory_method='torch.cuda.max_memory_allocated' if 'cuda' in device else
                   'peak RSS (ru_maxrss) minus RSS before the first step',
-                  timing=f'median of {timed_steps} interleaved steps after {burnin} untimed and the start')
+                  timing=f'median of {timed_steps} interleaved steps after {burnin} untimed and the start',
+                  world_size=world)
     f = lambda x, fmt: fmt % x if x is not None else '-'
-    print(f"{report['device']}, torch {torch.__version__}; {burnin} untimed + {timed_steps} timed steps per setting")
+    print(f"{report['device']}, torch {torch.__version__}, {world} process(es); {burnin} untimed + {timed_steps} "
+          f"timed steps per setting")
     print(f"{'setting':<36} {'ms/step':>8} {'p10':>8} {'p90':>8} {'x adamw':>8} {'tok/s':>9} {'mfu %':>6} "
           f"{'peak MiB':>9} {'mem x':>6} {'fwd/step':>8}")
     for label, v in results.items():
         print(f"{label:<36} {v['step_time_s']*1e3:8.1f} {v['step_time_p10_s']*1e3:8.1f} "
               f"{v['step_time_p90_s']*1e3:8.1f} {f(v['step_time_ratio_vs_adamw'], '%.3f'):>8} "
-              f"{v['tokens_per_s']:9.0f} {f(v['mfu'] and v['mfu']*100, '%.2f'):>6} {v['peak_mem_bytes']/2**20:9.1f} "
+              f"{v['tokens_per_s']:9.0f} {f(v['mfu'] and v['mfu']*100, '%.2f'):>6} "
+              f"{f(v['peak_mem_bytes'] and v['peak_mem_bytes']/2**20, '%.1f'):>9} "
               f"{f(v['peak_mem_ratio_vs_adamw'], '%.3f'):>6} {v['forwards_per_step']:8.3f}")
+    if distributed:
+        print("collectives per step (count, MiB of the largest tensor each touches):")
+        for label, v in results.items():
+            ops = ', '.join(f"{op} {c['count']} ({c['bytes']/2**20:.2f} MiB)"
+                            for op, c in v['collectives_per_step'].items())
+            print(f"  {label:<34} {ops or '-'}")
     if out:
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         with open(out, 'w') as fh:

@@ -111,7 +111,8 @@ ddp = int(os.environ.get('RANK', -1)) != -1 # is this a ddp run?
 if ddp:
     if 'cuda' not in device:
         backend = 'gloo' # nccl needs CUDA
-    init_process_group(backend=backend)
+    if not torch.distributed.is_initialized(): # bench.py sets up several runs in one process group
+        init_process_group(backend=backend)
     ddp_rank = int(os.environ['RANK'])
     ddp_local_rank = int(os.environ['LOCAL_RANK'])
     ddp_world_size = int(os.environ['WORLD_SIZE'])

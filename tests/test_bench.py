@@ -15,7 +15,7 @@ SETTINGS = ("adamw; alsals --ls_trial_microsteps=0; adamw --gradient_accumulatio
             "alsals --gradient_accumulation_steps=1 --ls_skip_stable=3")
 FIELDS = ("optimizer", "gradient_accumulation_steps", "tokens_per_step", "n_trial", "step_time_s", "step_time_p10_s",
           "step_time_p90_s", "tokens_per_s", "mfu", "forwards_per_step", "final_eta", "hparams", "step_times_s",
-          "peak_mem_bytes", "step_time_ratio_vs_adamw", "peak_mem_ratio_vs_adamw")
+          "peak_mem_bytes", "step_time_ratio_vs_adamw", "peak_mem_ratio_vs_adamw", "collectives_per_step")
 
 
 def bench(tmp_path, dataset, *args):
@@ -89,3 +89,24 @@ def test_bench_times_searched_steps_after_the_range_test(tmp_path, tiny_dataset)
     assert hp["ramping"] is False and hp["hold_left"] == 0 and hp["warmup_steps"] == 0
     # ramp steps (eta doubles until the edge, at least one) + the hold of warmup_iters=2 steps went untimed
     assert hp["step"] >= 1 + 1 + 2 + 20, hp["step"]
+
+
+def test_bench_counts_muons_gathers_under_fsdp2(tmp_path, tiny_dataset):
+    """Under torchrun on 2 gloo ranks with --fsdp=True, bench.py reports each setting's collectives per step: Muon
+    adds one all-gather per sharded matrix (4 per block: attention in and out, MLP in and out), AdamW none, and
+    the FSDP2 gathers and reduce-scatters are the same for both."""
+    out = tmp_path / "bench.json"
+    p = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+                        os.path.join(ROOT, "bench.py"), f"--dataset={tiny_dataset}", *TINY, "--n_layer=2",
+                        "--fsdp=True", "--settings=adamw; muon", "--burnin=1", f"--out={out}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rep = json.loads(out.read_text())
+    assert rep['world_size'] == 2
+    adamw, muon = (rep['results'][k]['collectives_per_step'] for k in ('adamw', 'muon'))
+    assert 'all_gather_into_tensor' not in adamw
+    assert muon['all_gather_into_tensor']['count'] == 4 * 2
+    # bf16 whole matrices: 2 blocks x (3*16*16 + 16*16 + 4*16*16 + 4*16*16) elements x 2 bytes
+    assert muon['all_gather_into_tensor']['bytes'] == 2 * (12 * 16 * 16) * 2
+    assert muon['_allgather_base_'] == adamw['_allgather_base_']
+    assert rep['results']['muon']['peak_mem_bytes'] is None
