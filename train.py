@@ -274,29 +274,30 @@ def estimate_loss():
     return out
 
 # learning rate decay scheduler (cosine or warmup-stable-decay, with warmup)
+def wsd_lr(it, to, frac):
+    """learning_rate, then linear down to `to` * learning_rate over the last frac of lr_decay_iters (after warmup)"""
+    start = max(warmup_iters, (1.0 - frac) * lr_decay_iters)
+    if frac == 0 or it < start:
+        return learning_rate
+    progress = min(1.0, (it - start) / max(1.0, lr_decay_iters - start))
+    return learning_rate * (1.0 - progress * (1.0 - to))
+
 def get_lr(it):
     # 1) linear warmup for warmup_iters steps (---- line search ---- unless its range test replaces it)
     if it < warmup_iters and not ls_range_test:
         return learning_rate * (it + 1) / (warmup_iters + 1)
     # ---- line search ---- after its warmup, lr scales the applied step (eta * lr/learning_rate): constant, then
-    # linear down to ls_anneal_to * learning_rate over the last ls_anneal_frac of lr_decay_iters (warmup-stable-decay;
-    # 0 = the paper). A fraction, not min_lr: a first guess (learning_rate) must not set the anneal's depth
+    # linear down to ls_anneal_to of it over the last ls_anneal_frac of lr_decay_iters (0 = the paper). A fraction,
+    # not min_lr: a first guess (learning_rate) must not set the anneal's depth
     if line_search:
-        start = max(warmup_iters, (1.0 - ls_anneal_frac) * lr_decay_iters)
-        if ls_anneal_frac == 0 or it < start:
-            return learning_rate
-        progress = min(1.0, (it - start) / max(1.0, lr_decay_iters - start))
-        return learning_rate * (1.0 - progress * (1.0 - ls_anneal_to))
+        return wsd_lr(it, ls_anneal_to, ls_anneal_frac)
     # 2) from lr_decay_iters on, return min learning rate (>=: lr_decay_iters == warmup_iters would divide by 0)
     if it >= lr_decay_iters:
         return min_lr
     # 3) wsd: learning_rate, then linear to min_lr over the last decay_frac of lr_decay_iters (the cooldown of
     # modded-nanogpt, nanochat's warmdown, torchtitan's decay_ratio)
     if lr_schedule == 'wsd':
-        start = max(warmup_iters, (1.0 - decay_frac) * lr_decay_iters)
-        if it < start:
-            return learning_rate
-        return learning_rate - (it - start) / (lr_decay_iters - start) * (learning_rate - min_lr)
+        return wsd_lr(it, min_lr / learning_rate, decay_frac)
     # 3) cosine: in between, use cosine decay down to min learning rate
     decay_ratio = (it - warmup_iters) / (lr_decay_iters - warmup_iters)
     assert 0 <= decay_ratio <= 1
