@@ -40,6 +40,7 @@ import time
 import numpy as np
 import torch
 
+import gpu_report # the parts run in turn, the report saved after each
 import train_setup # train.py's setup without its loop: the names it returns are listed in its docstring
 
 # -----------------------------------------------------------------------------
@@ -253,30 +254,15 @@ def summary():
 def save():
     done = report['parts'].values()
     report['ok'] = len(done) == len(PARTS) and all('error' not in p and p.get('ok', True) for p in done)
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, 'w') as f:
-        json.dump(report, f, indent=1)
-    with open(os.path.splitext(out)[0] + '.md', 'w') as f:
-        f.write(summary())
+    gpu_report.save(out, report, summary())
 
 def main():
     prepare_data()
     with tempfile.TemporaryDirectory() as tmp:
-        for name, fn in (('bench', lambda: part_bench(tmp)), ('recompiles', lambda: part_recompiles(tmp)),
-                         ('offset', lambda: part_offset(tmp)), ('fsdp', lambda: part_fsdp(tmp))):
-            if name not in PARTS:
-                continue
-            t0 = time.time()
-            print(f"gpu_check: {name} ...", flush=True)
-            try:
-                report['parts'][name] = fn()
-            except (Exception, SystemExit) as e: # record it and go on: the other parts still tell something
-                report['parts'][name] = dict(error=f"{type(e).__name__}: {e}")
-            report['parts'][name]['seconds'] = round(time.time() - t0, 1)
-            save()
-    print(summary(), end='')
-    print(f"wrote {out} and {os.path.splitext(out)[0] + '.md'}")
-    sys.exit(0 if report['ok'] else 1)
+        parts = (('bench', lambda: part_bench(tmp)), ('recompiles', lambda: part_recompiles(tmp)),
+                 ('offset', lambda: part_offset(tmp)), ('fsdp', lambda: part_fsdp(tmp)))
+        gpu_report.run_parts([(name, fn) for name, fn in parts if name in PARTS], report['parts'], save, 'gpu_check')
+    gpu_report.finish(out, report, summary())
 
 if __name__ == '__main__':
     main()

@@ -34,6 +34,8 @@ import time
 import numpy as np
 import torch
 
+import gpu_report # the runs in turn, the report saved after each
+
 # -----------------------------------------------------------------------------
 smoke = False # CPU, a 1-layer model, few steps, float32, no compile: the plumbing, not the figures
 dataset = 'shakespeare' # a folder under data/ (prepared if it is 'shakespeare' or 'bible' and missing) or a path
@@ -166,30 +168,19 @@ def summary():
 def save():
     done = report['runs'].values()
     report['ok'] = len(done) == len(RUN) and all('error' not in r and math.isfinite(r['final_val']) for r in done)
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, 'w') as f:
-        json.dump(report, f, indent=1)
-    with open(os.path.splitext(out)[0] + '.md', 'w') as f:
-        f.write(summary())
+    gpu_report.save(out, report, summary())
 
 def main():
     prepare_data()
     t_start = time.time()
+    def run_within_budget(name, tmp):
+        if time.time() - t_start > budget:
+            return dict(error=f"not run: the study's budget of {budget} s was spent")
+        return run_method(name, tmp)
     with tempfile.TemporaryDirectory() as tmp:
-        for name in RUN:
-            if time.time() - t_start > budget:
-                report['runs'][name] = dict(error=f"not run: the study's budget of {budget} s was spent")
-                save()
-                continue
-            print(f"gpu_study: {name} ...", flush=True)
-            try:
-                report['runs'][name] = run_method(name, tmp)
-            except (Exception, SystemExit) as e: # record it and go on: the other methods still tell something
-                report['runs'][name] = dict(error=f"{type(e).__name__}: {e}")
-            save()
-    print(summary(), end='')
-    print(f"wrote {out} and {os.path.splitext(out)[0] + '.md'}")
-    sys.exit(0 if report['ok'] else 1)
+        gpu_report.run_parts([(name, lambda name=name: run_within_budget(name, tmp)) for name in RUN], report['runs'],
+                             save, 'gpu_study')
+    gpu_report.finish(out, report, summary())
 
 if __name__ == '__main__':
     main()
