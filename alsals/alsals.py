@@ -268,7 +268,7 @@ class ALSALS(torch.optim.Optimizer):
         norms = torch.stack(torch._foreach_norm([_local(g) for g in grads]))
         norms = norms.float() if norms.element_size() < 4 else norms    # 16-bit gradients: norms in float32
         grad_norm = norms.square().sum() if self._sharded else torch.linalg.vector_norm(norms)
-        f_w, grad_norm = self._reduce([math.nan if loss is None else loss, grad_norm], partial=(False, True))
+        f_w, grad_norm = self._reduce([math.nan if loss is None else loss, grad_norm], (False, True))
         grad_norm = math.sqrt(grad_norm) if self._sharded else grad_norm
         stats['f_w'] = None if loss is None else f_w
         if not math.isfinite(grad_norm) or (loss is not None and not math.isfinite(f_w)):
@@ -349,7 +349,7 @@ class ALSALS(torch.optim.Optimizer):
         f_a = self._fa(parts, closure, f_w, stats)
         for part in parts:
             _move(part, part.group['lr'], trial=True)
-        f_t, f_a = self._reduce([closure(), f_a], partial=(False, True))
+        f_t, f_a = self._reduce([closure(), f_a], (False, True))
         stats.update(forwards=stats['forwards'] + 1, f_trial=f_t, f_a=f_a)
         if math.isfinite(f_t):
             beta_s = first['beta_s']
@@ -410,7 +410,7 @@ class ALSALS(torch.optim.Optimizer):
                 _move(part, (eta - moved) * part.trial_mult, trial=True)
             moved = eta
             if stats['f_a'] is None:                                   # first trial: fetch f_a with f_t
-                f_t, f_a = self._reduce([closure(), f_a], partial=(False, True))
+                f_t, f_a = self._reduce([closure(), f_a], (False, True))
                 stats['f_a'] = f_a
                 G_new = beta_s * G + (1 - beta_s) * f_a if smooth else f_a
                 c_h = c if G_new > 0 else 1.0 / c                                      # [A] Eq. 8
@@ -453,33 +453,34 @@ class ALSALS(torch.optim.Optimizer):
         return _exact_slope(comp)
 
     def _reduce(self, values: list, partial: tuple = ()) -> list:
-        """The mean over ranks of a few scalars (tensors or floats), in one collective and one host sync. Under
-        FSDP2 the entries marked partial are this rank's part of a sum over shards: those are summed."""
-        device = _local(self.param_groups[0]['params'][0]).device
-        t = torch.stack([v.detach().to(device, torch.float64).reshape(()) if torch.is_tensor(v)   # a python float
-                         else torch.full((), v, dtype=torch.float64, device=device) for v in values])  # is a fill
-        if not (self.param_groups[0]['reduce_losses'] and dist.is_available() and dist.is_initialized()
-                and dist.get_world_size() > 1):
-            return t.tolist()
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        n = dist.get_world_size()
-        return [v if self._sharded and i < len(partial) and partial[i] else v / n for i, v in enumerate(t.tolist())]
+        return _reduce(self.param_groups, values, partial, self._sharded)
 
-    # ---- the search state in the param groups ----------------------------------------------------------------
+    # ---- the search state in the param groups: optimizer-wide scalars in every group; a component's in every
+    # group of the component(s) of `groups`, also those without grads
     def _set_all(self, **values) -> None:
-        """An optimizer-wide scalar: the same value in every group."""
-        for group in self.param_groups:
-            group.update(values)
+        self._set_component(self.param_groups, **values)
 
     def _set_component(self, groups: list, **values) -> None:
-        """A component's scalars: in every group of the component(s) of `groups`, also those without grads."""
         components = {g['component'] for g in groups}
-        for group in self.param_groups:
-            if group['component'] in components:
-                group.update(values)
+        for group in (g for g in self.param_groups if g['component'] in components):
+            group.update(values)
 
     def _all_params(self) -> list:
         return [p for group in self.param_groups for p in group['params']]
+
+
+def _reduce(groups: list, values: list, partial: tuple = (), sharded: bool = False) -> list:
+    """The mean over ranks of a few scalars (tensors or floats), in one collective and one host sync. Under FSDP2
+    (sharded) the entries marked partial are this rank's part of a sum over shards: those are summed."""
+    device = _local(groups[0]['params'][0]).device
+    t = torch.stack([v.detach().to(device, torch.float64).reshape(()) if torch.is_tensor(v)       # a python float
+                     else torch.full((), v, dtype=torch.float64, device=device) for v in values])  # is a fill
+    if not (groups[0]['reduce_losses'] and dist.is_available() and dist.is_initialized()
+            and dist.get_world_size() > 1):
+        return t.tolist()
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    n = dist.get_world_size()
+    return [v if sharded and i < len(partial) and partial[i] else v / n for i, v in enumerate(t.tolist())]
 
 
 # ---- the directions and the slope --------------------------------------------------------------------------
