@@ -978,6 +978,36 @@ def start_state(**settings):
     return dict(s, **settings, **alsals.start.STATE)
 
 
+@pytest.mark.parametrize('ramp_from', [0.0, 2e-3])
+def test_range_start_from_ramp_from_matches_reference(ramp_from):
+    """ramp_from > 0 starts the range test at that eta instead of lr/100; ALSALS and its twin agree either way."""
+    kw = dict(lr=0.5, ramp=3.0, ramp_hold=6, ema_warmup_steps=3, skip_stable=2, ramp_from=ramp_from)
+    m1, m2 = mlp(dtype=torch.float64), mlp(dtype=torch.float64)
+    o1, o2 = make_opt('alsals', m1, **kw), make_opt('alsals', m2, reference=True, **kw)
+    rec = []
+    run(m1, o1, 50, batch=64, record=rec)
+    run(m2, o2, 50, batch=64)
+    assert rec[0][1]['stats']['eta'] == pytest.approx(ramp_from or 0.5 / 100, rel=1e-12)
+    for a, b in zip(m1.parameters(), m2.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_range_from_makes_the_first_guess_irrelevant():
+    """With ramp_from set, lr plays no part: first guesses 1e-4 and 10 take bit-identical steps through the range
+    test, its hold and the search (the applied step is eta * lr/lr_0 = eta), from eta = ramp_from * 2**(t/ramp)."""
+    runs = []
+    for lr in (1e-4, 10.0):
+        m = mlp()
+        opt = alsals.ALSALS(m.parameters(), lr=lr, ramp=4.0, ramp_hold=4, ramp_from=1e-3, ema_warmup_steps=2)
+        rec = []
+        run(m, opt, 80, batch=64, record=rec)
+        runs.append((m, [after['stats']['eta'] for _, after in rec], opt))
+    (m1, e1, o1), (m2, e2, o2) = runs
+    assert e1 == e2 and e1[:3] == pytest.approx([1e-3, 1e-3 * 2 ** 0.25, 1e-3 * 2 ** 0.5], rel=1e-12)
+    assert not o1.in_start and totals(o1)['forwards'] > 0       # the search ran too
+    assert all(torch.equal(a, b) for a, b in zip(m1.parameters(), m2.parameters()))
+
+
 def test_range_start_on_losses_that_rise_one_percent_a_step():
     """The rule's 2 % on a loss without a cliff: it falls to 0.8, then rises 1 % a step. With ramp = 1 the EMA
     is the loss itself, so the edge is the second rising step (1.01**2 = 1.0201 > 1.02; a 20 % threshold would
