@@ -7,9 +7,6 @@ The line search's start when ramp > 0 (not in the papers): an LR range test, the
     there: eta = min(eta_{t-1} / ramp_sigma, eta_max), held for ramp_hold steps (-1: ramp steps); the last
            ema_warmup_steps of them take a trial that is always accepted, to warm the search's EMAs D and G
            as a warmup's last steps do. Then the search.
-    ramp_fit: the hold's last step moves eta to where the smoothed Armijo test (c) would sit on its boundary, read
-           from the parabola through the warmed D and G at the hold's eta: eta * (1 - c) / (1 - D / (eta * G)),
-           kept within [eta / 4, 4 * eta] (the search's own c, so no new constant beyond the clamp).
 
 L. N. Smith, "Cyclical Learning Rates for Training Neural Networks", 2017 (the range test); ramp_sigma = 2 after
 Roulet et al., "Stepping on the Edge: Curvature Aware Learning Rate Tuners", 2024. The losses it reads are the
@@ -49,9 +46,6 @@ def step(groups: list, eta: float, f_w: float):
         result = eta_t, mode
     elif s['hold_left'] > 0:
         new['hold_left'] = s['hold_left'] - 1
-        if new['hold_left'] == 0 and s['ramp_fit'] and s['G'] > 0 and s['D'] > 0:   # D, G: warmed at this eta
-            eta = min(max(eta * (1 - s['c']) / max(1 - s['D'] / (eta * s['G']), 1e-12), eta / 4), 4 * eta,
-                      s['eta_max'])
         result = eta, 'warm' if s['smooth'] and new['hold_left'] < s['ema_warmup_steps'] else 'hold'
     else:
         result = None

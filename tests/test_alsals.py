@@ -973,8 +973,8 @@ def test_range_start_ends_at_the_edge(sigma):
 
 def start_state(**settings):
     """The settings and state that alsals/start.py reads from the first param group (ALSALS's defaults)."""
-    s = dict(ramp=1.0, ramp_sigma=2.0, ramp_hold=0, ramp_from=0.0, ramp_fit=False, eta_max=1.0, smooth=True,
-             ema_warmup_steps=100, c=0.6, D=0.0, G=0.0)
+    s = dict(ramp=1.0, ramp_sigma=2.0, ramp_hold=0, ramp_from=0.0, eta_max=1.0, smooth=True,
+             ema_warmup_steps=100)
     return dict(s, **settings, **alsals.start.STATE)
 
 
