@@ -196,6 +196,30 @@ def test_anneal_schedule(tiny_dataset, tmp_path):
     assert 1e-3 < ns.get_lr(50) < 1e-2 and ns.get_lr(100) == 1e-3                  # AdamW: cosine
 
 
+@pytest.mark.parametrize('config', ['config/train_shakespeare_char_alsals.py', 'config/train_gpt2_alsals.py'])
+def test_shipped_alsals_configs_read_no_learning_rate(tiny_dataset, tmp_path, config):
+    """The shipped ALSALS configs start their range test at ls_ramp_from whatever --learning_rate is: from first
+    guesses 1e-4 and 1e-1, the training steps through range test, hold and search give bit-identical losses and
+    weights, starting at eta = ls_ramp_from."""
+    runs = []
+    for lr in (1e-4, 1e-1):
+        ns = train_setup.setup([config, *tu.args_of(dataset=tiny_dataset, out_dir=str(tmp_path), learning_rate=lr,
+                                                    warmup_iters=4, gradient_accumulation_steps=1,
+                                                    ls_ema_warmup_steps=2, ls_skip_stable=0)], cwd=tu.ROOT)
+        X, Y = ns.get_batch('train', 0)
+        losses, etas = [], []
+        for it in range(60):                  # the range test (eta doubling every step), the hold, then searched steps
+            X, Y, loss, applied = ns.train_step(X, Y, it)
+            losses.append(loss.item())
+            etas.append(ns.optimizer.last_stats['eta'])
+            if ns.optimizer.param_groups[0]['forwards'] >= 8:
+                break
+        assert not ns.optimizer.in_start and len(losses) < 60
+        runs.append((losses, etas, [p.detach().clone() for p in ns.raw_model.parameters()]))
+    assert runs[0][0] == runs[1][0] and runs[0][1] == runs[1][1] and runs[0][1][0] == 3e-5
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][2], runs[1][2]))
+
+
 @pytest.mark.parametrize('config', ['config/train_shakespeare_char_alsals.py',
                                     'config/train_shakespeare_char_muonsls.py'])
 def test_first_guess_does_not_set_the_schedule(tiny_dataset, tmp_path, config):
@@ -232,12 +256,14 @@ def test_wsd_schedule(tiny_dataset, tmp_path):
 
 @pytest.mark.parametrize('config', ['config/train_shakespeare_char_muonsls.py', 'config/train_gpt2_muonsls.py'])
 def test_muonsls_config_one_lr(tiny_dataset, tmp_path, config):
-    """The MuonSLS configs start (a few training steps, finite) with the ALSALS configs' range test, and their one lr
-    is learning_rate: changing only it scales both parts, the AdamW part at muon_adamw_ratio = 1/3 of it."""
+    """The MuonSLS configs start (a few training steps, finite) with Muon's warmup to learning_rate (no range test,
+    the search's own c and b), and their one lr is learning_rate: changing only it scales both parts, the AdamW part
+    at muon_adamw_ratio = 1/3 of it."""
     for lr in (1e-3, 1e-1):
         ns = train_setup.setup([config, *tu.args_of(dataset=tiny_dataset, out_dir=str(tmp_path), learning_rate=lr,
                                                     min_lr=None, warmup_iters=4)], cwd=tu.ROOT)
-        assert ns.config['optimizer'] == 'muonsls' and ns.config['ls_range_test'] and ns.config['muon_adamw_lr'] is None
+        assert ns.config['optimizer'] == 'muonsls' and not ns.config['ls_range_test'] and ns.config['muon_adamw_lr'] is None
+        assert ns.optimizer.defaults['c'] == 0.6 and ns.optimizer.defaults['b'] == 500 and ns.optimizer.in_warmup
         groups = ns.optimizer.param_groups
         assert [g['lr'] / lr for g in groups] == pytest.approx([1.0, 1 / 3, 1 / 3], rel=1e-12)
         assert [g['use_muon'] for g in groups] == [True, False, False]
