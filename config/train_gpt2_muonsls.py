@@ -7,7 +7,6 @@ exec(open('config/train_gpt2_alsals.py').read())
 
 wandb_run_name = 'gpt2-124M-muonsls'
 optimizer = 'muonsls'
-learning_rate = 0.02 # the warmup's target, then the search's first eta: Muon's lr (torch.optim.Muon's example), an RMS-to-RMS step that transfers across width
-ls_range_test = False # Muon's own start, a warmup to learning_rate: from the range test MuonSLS ran at 2-5x tuned Muon's lr (+4.4% char, +5.2% Bible); from 0.02 +1.7% (char)
-ls_ramp_from = ls_c = ls_b = None # the search's own defaults (c = 0.6, b = 500), as measured on Muon's direction
-muon_adamw_ratio = 1 / 3 # the AdamW part at 1/3 of the Muon part's step (the study's tuned pair: Muon 0.03, AdamW 0.01)
+# Muon's start and lr, the search's own c and b (their reasons: config/train_shakespeare_char_muonsls.py)
+learning_rate, muon_adamw_ratio = 0.02, 1 / 3 # the warmup's target; the AdamW part at 1/3 of the Muon part's step
+ls_range_test, ls_ramp_from, ls_c, ls_b = False, None, None, None
