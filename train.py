@@ -83,7 +83,7 @@ ls_trial_microsteps = 1 # trial forward on the first k micro-batches (f(w) on th
 ls_n_components = 10 # PLASLS: parameter components, each with its own step size
 ls_anneal_frac = 0.0 # anneal the applied step to ls_anneal_to over this last part of lr_decay_iters; 0 = paper
 ls_anneal_to = 0.1 # the anneal ends at this fraction of the search's step: no lr sets its depth (min_lr plays no part)
-ls_range_test = False # instead of AdamW's warmup: a range test from learning_rate/100, warmup_iters steps at edge/2
+ls_range_test = False # instead of AdamW's warmup: a range test from ls_ramp_from (unset: learning_rate/100), warmup_iters steps at edge/2
 max_nonfinite_steps = 10 # stop after this many consecutive steps with a non-finite loss or gradient
 log_file = '' # JSON lines (one record per logged iter and per eval) appended here; '' = off
 hellaswag_file = '' # HellaSwag's validation jsonl (data/hellaswag/prepare.py), scored at every eval; '' = off
