@@ -17,7 +17,7 @@ could see (the batch of the next step and the K-1 after it):
   smoothed ratio = (beta_s D + (1-beta_s) dec) / (eta (beta_s G + (1-beta_s) f_a)), with the checkpoint's D, G
        (ALSALS checkpoints): the quantity the shipped test compares with c
   held-out decrease: f(w) - f(w + eta d) on a validation batch, along the same d
-  the eta the rule accepts from the checkpoint's state (grown eta, backtracking x0.9), for c = 0.3, 0.5, 0.6,
+  the eta the rule accepts from the checkpoint's state (grown eta, backtracking x0.9), for c = 0.1, 0.3, 0.5, 0.6,
        and, as a check of this reconstruction, the eta that the real optimizer.step accepts (c as configured)
 Writes results/landscape/<corpus>_<size>.json and .png.
 
@@ -47,7 +47,7 @@ from report import collect, mean_final, tuned_lr  # noqa: E402
 ETAS = np.logspace(-5, -1, 25)
 MUON_TUNED = 'muon@muon_adamw_lr=0.01'   # the study's tuned Muon (the AdamW part at AdamW's tuned lr)
 MUON_PAPER = 'muonsls@muon_adamw_lr=0.01@ls_skip_stable=0@ls_anneal_frac=0@ls_range_test=False'
-CS = (0.3, 0.5, 0.6)
+CS = (0.1, 0.3, 0.5, 0.6)   # 0.1: the shipped config's; 0.6: the paper's
 STAGES = {'quick': (10, 20), 'screen': (100, 300, 600), 'headline': (200, 500, 1000)}
 
 
@@ -281,7 +281,7 @@ def plot(path, title, etas, res, traj, lr_adamw, stages, runs=('alsals', 'adamw'
     ax[1].set_ylim(-0.5, 1.5)
     ax[1].set_xlabel('eta')
     ax[1].set_ylabel('decrease / (eta * slope)')
-    ax[1].set_title('(b) the ratio the test compares with c (dotted: c = 0.3, 0.5, 0.6)')
+    ax[1].set_title('(b) the ratio the test compares with c (dotted: c = 0.1, 0.3, 0.5, 0.6)')
     ax[1].legend(fontsize=6)
     ax[2].plot(traj[search], color='C3', label=f"{search} eta (the paper's form)")
     ax[2].plot(traj[tuned], 'k--', label=f'tuned {tuned} lr (peak {lr_adamw:g})')
