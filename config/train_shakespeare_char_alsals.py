@@ -3,7 +3,7 @@
 # smoothed loss rises), warmup_iters steps at half that edge's eta, then the search, which keeps that eta unless the
 # Armijo test fails; the applied step anneals over the last 20%. Measured against tuned AdamW (better of cosine and
 # WSD; char, one seed; results/README.md): +1.1% (headline 3x128), +1.7% (3x256), +3.4% (batch 4x),
-# +1.5% (6x128); Bible +0.2% (headline)
+# +1.6% (6x128); Bible +0.2% (headline)
 # $ python train.py config/train_shakespeare_char_alsals.py
 exec(open('config/train_shakespeare_char.py').read())
 
