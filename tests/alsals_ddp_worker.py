@@ -31,6 +31,16 @@ class PerturbedSlope(alsals.ALSALS):
         return super()._slope(parts) * (1 + self.perturb)
 
 
+def teardown():
+    """Both ranks wait here before either shuts gloo down. A rank that exited while the other was still
+    shutting down aborted that one now and then in CI (SIGABRT, 'terminate called without an active
+    exception'), after both had saved their results. Callers first drop their DDP wrapper: its reducer
+    holds the process group, which is then destroyed here rather than during interpreter exit."""
+    import torch.distributed as dist
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def worker(rank, world, port, out, perturb=0.0):
     import torch.distributed as dist
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
@@ -55,7 +65,8 @@ def worker(rank, world, port, out, perturb=0.0):
         backtracks += opt.last_stats['backtracks']
     flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).double()
     torch.save({'params': flat, 'eta': opt.eta, 'backtracks': backtracks}, os.path.join(out, f'rank{rank}.pt'))
-    dist.destroy_process_group()
+    del ddp
+    teardown()
 
 
 def range_test_worker(rank, world, port, out, _=None):
@@ -88,4 +99,5 @@ def range_test_worker(rank, world, port, out, _=None):
     flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).double()
     torch.save({'params': flat, 'eta': opt.eta, 'local_f': local_f, 'seen_f': seen_f, 'ends': ends},
                os.path.join(out, f'rank{rank}.pt'))
-    dist.destroy_process_group()
+    del ddp
+    teardown()
