@@ -89,7 +89,7 @@ def spawn(tmp_path, mode, optimizer='alsals'):
 
 
 def worker(rank, world, port, out, mode='run', optimizer='alsals'):
-    """mode 'run': 30 steps; 'save': 15 steps, then a torch.distributed.checkpoint of model and optimizer;
+    """mode 'run': 30 steps; 'save': the same 30 steps with a torch.distributed.checkpoint of model and optimizer after 15;
     'resume': load that checkpoint, then steps 15-30. Writes out/<mode>_rank<r>.pt."""
     import torch.distributed as dist
     import torch.distributed.checkpoint as dcp

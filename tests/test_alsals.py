@@ -814,22 +814,25 @@ def test_distributed_checkpoint_state_dict_round_trips(variant, flatten):
     assert o1.eta == o2.eta and totals(o1) == totals(o2)
 
 
-def _spawn_fsdp(tmp_path, mode):
+@pytest.fixture(scope='module')
+def fsdp_saved(tmp_path_factory):
+    """ALSALS on 2 gloo ranks under FSDP2 for 30 steps, with a torch.distributed.checkpoint written after 15 (a
+    save moves nothing): one run serves both tests below. Returns its folder and each rank's record and params."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from fsdp_worker import spawn
-    return spawn(tmp_path, mode)
+    out = tmp_path_factory.mktemp('fsdp')
+    return out, spawn(out, 'save')
 
 
-def test_fsdp2_matches_one_process(tmp_path):
+def test_fsdp2_matches_one_process(tmp_path, fsdp_saved):
     """A GPT of model.py, fully_shard on each block and the root, 2 gloo ranks, each with half of the global
     batch: every rank takes the same eta every step, and eta and f(w) stay within 1e-5 of one process on the
     whole batch for 30 steps (5 AdamW warmup steps, 25 searched, backtracks included)."""
     from fsdp_worker import worker
-    r0, r1 = _spawn_fsdp(tmp_path, 'run')
-    single_dir = tmp_path / 'single'
-    single_dir.mkdir()
-    worker(0, 1, 0, str(single_dir), 'run')
-    single = torch.load(single_dir / 'run_rank0.pt', weights_only=True)
+    _, (r0, r1) = fsdp_saved
+    worker(0, 1, 0, str(tmp_path), 'run')
+    single = torch.load(tmp_path / 'run_rank0.pt', weights_only=True)
+    assert len(r0['record']) == len(single['record']) == 30
     assert [r['eta'] for r in r0['record']] == [r['eta'] for r in r1['record']]
     assert sum(not r['warmup'] for r in r0['record']) == 25 and sum(r['backtracks'] for r in r0['record']) > 0
     for a, s in zip(r0['record'], single['record']):
@@ -839,11 +842,12 @@ def test_fsdp2_matches_one_process(tmp_path):
         torch.testing.assert_close(r0['params'][k], single['params'][k], rtol=0, atol=1e-5)
 
 
-def test_fsdp2_resumes_exactly_through_distributed_checkpoint(tmp_path):
+def test_fsdp2_resumes_exactly_through_distributed_checkpoint(fsdp_saved):
     """FSDP2 on 2 gloo ranks: a torch.distributed.checkpoint of model and optimizer after 15 steps, loaded into
     fresh processes, continues bit-identically to the run that was not stopped."""
-    saved = _spawn_fsdp(tmp_path, 'save')
-    resumed = _spawn_fsdp(tmp_path, 'resume')
+    from fsdp_worker import spawn
+    out, saved = fsdp_saved
+    resumed = spawn(out, 'resume')
     for a, b in zip(saved, resumed):
         assert a['record'][15:] == b['record']
         assert all(torch.equal(a['params'][k], b['params'][k]) for k in a['params'])

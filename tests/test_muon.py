@@ -96,20 +96,28 @@ def test_configure_optimizers_puts_the_hidden_matrices_under_muon(name):
 
 
 # ---- FSDP2: each Muon matrix gathered for Newton-Schulz, each rank keeping its shard of the result -----------
-@pytest.mark.parametrize('name', ['muon', 'muonsls'])
-def test_fsdp2_sharded_muon_matches_one_process(tmp_path, name):
+@pytest.fixture(scope='module', params=['muon', 'muonsls'])
+def fsdp_saved(request, tmp_path_factory):
+    """MuonAdamW / MuonSLS on 2 gloo ranks under FSDP2 for 30 steps, with a torch.distributed.checkpoint written
+    after 15 (a save moves nothing): one run serves both tests below. Returns name, folder, records and params."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from fsdp_worker import spawn
+    out = tmp_path_factory.mktemp(request.param)
+    return request.param, out, spawn(out, 'save', request.param)
+
+
+def test_fsdp2_sharded_muon_matches_one_process(tmp_path, fsdp_saved):
     """A GPT of model.py, fully_shard on each block and the root (Shard(0) rows, some matrices split unevenly),
     2 gloo ranks each with half of the global batch: MuonAdamW / MuonSLS end within 1e-5 of one process on the
     whole batch after 30 steps, f(w) (and MuonSLS's eta, forwards and backtracks) agreeing every step. Newton-Schulz
     on a shard alone, or r from a shard's shape, moves the matrices differently. MuonAdamW's step gathers each
     Muon matrix once (counted by torch's CommDebugMode)."""
-    from fsdp_worker import spawn, worker
-    r0, r1 = spawn(tmp_path, 'run', name)
-    single_dir = tmp_path / 'single'
-    single_dir.mkdir()
-    worker(0, 1, 0, str(single_dir), 'run', name)
-    single = torch.load(single_dir / 'run_rank0.pt', weights_only=True)
-    assert r0['record'] == r1['record'] and len(single['record']) == 30
+    from fsdp_worker import worker
+    name, _, (r0, r1) = fsdp_saved
+    r0, r1 = copy.deepcopy(r0), copy.deepcopy(r1)   # the resume test reads the same records
+    worker(0, 1, 0, str(tmp_path), 'run', name)
+    single = torch.load(tmp_path / 'run_rank0.pt', weights_only=True)
+    assert r0['record'] == r1['record'] and len(r0['record']) == len(single['record']) == 30
     if name == 'muon':     # the cost: one all-gather per Muon matrix per step (8: 4 per block), none in one process
         assert [r.pop('gathers') for r in r0['record']] == [8] * 30
         assert [r.pop('gathers') for r in single['record']] == [0] * 30
@@ -125,13 +133,12 @@ def test_fsdp2_sharded_muon_matches_one_process(tmp_path, name):
         torch.testing.assert_close(r0['params'][k], single['params'][k], rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize('name', ['muon', 'muonsls'])
-def test_fsdp2_sharded_muon_resumes_exactly_through_distributed_checkpoint(tmp_path, name):
+def test_fsdp2_sharded_muon_resumes_exactly_through_distributed_checkpoint(fsdp_saved):
     """A torch.distributed.checkpoint of model and optimizer (the momentum buffers as sharded DTensors) after 15
     steps, loaded into fresh processes, continues bit-identically to the run that was not stopped."""
     from fsdp_worker import spawn
-    saved = spawn(tmp_path, 'save', name)
-    resumed = spawn(tmp_path, 'resume', name)
+    name, out, saved = fsdp_saved
+    resumed = spawn(out, 'resume', name)
     for a, b in zip(saved, resumed):
         assert a['record'][15:] == b['record']
         assert all(torch.equal(a['params'][k], b['params'][k]) for k in a['params'])
