@@ -2,8 +2,8 @@
 # step size itself, and no lr is read: an LR range test from 3e-5 (eta doubling every warmup_iters/10 steps until the
 # smoothed loss rises), warmup_iters steps at half that edge's eta, then the search, which keeps that eta unless the
 # Armijo test fails; the applied step anneals over the last 20%. Measured against tuned AdamW (better of cosine and
-# WSD; char, one seed; results/README.md): +1.1% (headline 3x128), +1.7% (3x256), +3.4% (batch 4x),
-# +1.6% (6x128); Bible +0.2% (headline)
+# WSD; mean of 3 seeds; results/README.md): char +0.4% (headline 3x128, batch 32x128), +3.1% (3x256), +3.1% (batch
+# 128x128), +1.2% (6x128); Bible +1.0% (headline). No trial failed in those runs: eta is the range test's edge/2
 # $ python train.py config/train_shakespeare_char_alsals.py
 exec(open('config/train_shakespeare_char.py').read())
 
