@@ -89,8 +89,8 @@ def spawn(tmp_path, mode, optimizer='alsals'):
 
 
 def worker(rank, world, port, out, mode='run', optimizer='alsals'):
-    """mode 'run': 30 steps; 'save': the same 30 steps with a torch.distributed.checkpoint of model and optimizer after 15;
-    'resume': load that checkpoint, then steps 15-30. Writes out/<mode>_rank<r>.pt."""
+    """mode 'run': 30 steps; 'save': the same 30 steps, with a torch.distributed.checkpoint of model and optimizer
+    after 15; 'resume': load that checkpoint, then steps 15-30. Writes out/<mode>_rank<r>.pt."""
     import torch.distributed as dist
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
