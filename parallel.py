@@ -16,7 +16,6 @@ import sys
 
 import torch
 from torch.distributed import destroy_process_group
-from torch.distributed.fsdp import FSDPModule, fully_shard
 
 import checkpoint as ckpt_io
 from configurator import fail
@@ -31,9 +30,16 @@ def shard(model):
     slice, which would start the run from a mix of inits instead of the one a single process draws."""
     for t in model.state_dict().values():
         torch.distributed.broadcast(t, src=0)
+    from torch.distributed.fsdp import fully_shard   # about a second to import: only when sharding
     for block in model.transformer.h:
         fully_shard(block)
     fully_shard(model, reshard_after_forward=True)
+
+
+def is_fsdp(model) -> bool:
+    """Whether model was fully_shard-ed; torch.distributed.fsdp is imported only by shard()."""
+    fsdp = sys.modules.get('torch.distributed.fsdp')
+    return fsdp is not None and isinstance(model, fsdp.FSDPModule)
 
 
 def save_checkpoint(model, optimizer, checkpoint, out_dir):
@@ -41,7 +47,7 @@ def save_checkpoint(model, optimizer, checkpoint, out_dir):
     (a fully_shard-ed `model`, not the compiled wrapper) every rank calls it and writes its shards with DCP, then
     rank 0 ckpt.pt naming them (module docstring); otherwise one process writes ckpt.pt with both state_dicts.
     Either way ckpt.pt is written atomically (checkpoint.py)."""
-    if not isinstance(model, FSDPModule):
+    if not is_fsdp(model):
         ckpt_io.save(dict(checkpoint, model=model.state_dict(), optimizer=optimizer.state_dict()),
                      os.path.join(out_dir, 'ckpt.pt'))
         return

@@ -75,11 +75,11 @@ Usage (the fast path: f(w) from the training forward; see README for a complete 
 """
 
 import math
+import sys
 from typing import Any, Callable, Iterable, Optional, Union
 
 import torch
 import torch.distributed as dist
-from torch.distributed.tensor import DTensor
 
 from . import start
 from ._compat import upgrade_state_dict
@@ -97,9 +97,17 @@ _OPTIMIZER_STATE = dict(step=0, cursor=0, skip_left=0, forwards=0, backtracks=0,
                         **start.STATE)
 
 
+def _is_dtensor(t) -> bool:
+    """Whether t is a DTensor (FSDP2's parameters and their state). torch.distributed.tensor takes about a second
+    to import, as long as the rest of torch, so it is not imported here: until FSDP2 has imported it, no tensor is
+    a DTensor."""
+    module = sys.modules.get('torch.distributed.tensor')
+    return module is not None and isinstance(t, module.DTensor)
+
+
 def _local(t: torch.Tensor) -> torch.Tensor:
     """A DTensor's local shard (a view: in-place ops on it move the parameter), or the tensor itself."""
-    return t.to_local() if isinstance(t, DTensor) else t
+    return t.to_local() if _is_dtensor(t) else t
 
 
 class _Part:
@@ -256,7 +264,7 @@ class ALSALS(torch.optim.Optimizer):
         grads = [p.grad for p in self._all_params() if p.grad is not None]
         if not grads:
             return None if loss is None else float(loss)
-        self._sharded = any(isinstance(g, DTensor) for g in grads)
+        self._sharded = any(_is_dtensor(g) for g in grads)
         stats = self.last_stats = dict(eta=self.eta, forwards=forwards, backtracks=0, accepted=True,
                                        exhausted=False, skipped=False, warmup=warmup, f_w=None, f_trial=None,
                                        f_a=None, searched=0)   # searched: the component's index (None: all)

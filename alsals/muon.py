@@ -26,12 +26,11 @@ search's one collective with the trial loss, as for ALSALS's shards.
 from typing import Optional
 
 import torch
-from torch.distributed.tensor import DTensor, Replicate
 from torch.optim._muon import _adjust_lr, _zeropower_via_newtonschulz
 from torch.optim.adam import adam as _adam
 from torch.optim.optimizer import _get_scalar_dtype
 
-from .alsals import ALSALS, Params, _local, _require
+from .alsals import ALSALS, Params, _is_dtensor, _local, _require
 
 _MUON_DEFAULTS = dict(momentum=0.95, nesterov=True, ns_coefficients=(3.4445, -4.775, 2.0315), ns_eps=1e-7,
                       ns_steps=5, adjust_lr_fn=None)
@@ -53,8 +52,9 @@ def _muon_direction(group: dict, state: dict, grad: torch.Tensor, clip_coef: flo
     g = grad if clip_coef == 1.0 else grad * clip_coef
     local_buf.lerp_(g, 1 - momentum)
     update = g.lerp(local_buf, momentum) if group['nesterov'] else local_buf
-    sharded = isinstance(buf, DTensor)
+    sharded = _is_dtensor(buf)
     if sharded:   # Newton-Schulz casts to bfloat16 first: gathering the bfloat16 shards is the same, at half the bytes
+        from torch.distributed.tensor import DTensor, Replicate   # loaded: FSDP2 made buf a DTensor
         update = DTensor.from_local(update.bfloat16(), buf.device_mesh, buf.placements, shape=buf.shape,
                                     stride=buf.stride()).full_tensor()
     ortho = _zeropower_via_newtonschulz(update, group['ns_coefficients'], group['ns_steps'], group['ns_eps'])

@@ -3,6 +3,8 @@ train_step / replay_closure / get_batch / get_lr called directly. Covers the tri
 non-finite-gradient skip, PLASLS merging as train.py builds it, distinct eval batches and the schedule's
 lr_decay_iters == warmup_iters case; and that train_setup documents every name it returns."""
 import copy
+import subprocess
+import sys
 import re
 
 import pytest
@@ -271,3 +273,14 @@ def test_muonsls_config_one_lr(tiny_dataset, tmp_path, config):
     for it in range(6):
         X, Y, loss, applied = ns.train_step(X, Y, it)
         assert applied and torch.isfinite(loss)
+
+
+def test_training_leaves_fsdp_unimported():
+    """The trainer's modules do not import torch.distributed.tensor or torch.distributed.fsdp, which together take
+    about as long to import as the rest of torch: a one-process or DDP run (and every test that starts one) would
+    pay that at each start. FSDP2's shard() and a DTensor bring them in."""
+    code = ("import sys; import alsals, alsals.muon, parallel, model, checkpoint, configurator, train_setup; "
+            "print([m for m in ('torch.distributed.tensor', 'torch.distributed.fsdp') if m in sys.modules])")
+    r = subprocess.run([sys.executable, '-c', code], cwd=tu.ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == '[]'
