@@ -115,5 +115,6 @@ def worker(rank, world, port, out, mode='run', optimizer='alsals'):
     full = {k: (v.full_tensor() if hasattr(v, 'full_tensor') else v).detach().clone()
             for k, v in model.state_dict().items()}
     torch.save(dict(record=record, params=full), os.path.join(out, f'{mode}_rank{rank}.pt'))
-    if world > 1:
+    if world > 1:   # both ranks wait before either shuts gloo down, as tests/alsals_ddp_worker.py's teardown()
+        dist.barrier()
         dist.destroy_process_group()
