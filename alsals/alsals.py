@@ -89,7 +89,7 @@ Params = Union[Iterable[torch.Tensor], Iterable[dict]]
 # the settings of the search itself: one search over all parameters, so they must agree in every group
 _SEARCH_KEYS = ('c', 'smooth', 'beta_s', 'b', 'backtrack', 'max_backtracks', 'eta_min', 'eta_max', 'warmup_steps',
                 'ema_warmup_steps', 'skip_stable', 'max_grad_norm', 'fa', 'fd_eps', 'reduce_losses', 'ramp',
-                'ramp_sigma', 'ramp_hold', 'ramp_from', 'ramp_read')
+                'ramp_sigma', 'ramp_hold', 'ramp_from')
 # the search's scalars in every param group: per component (the groups sharing group['component']) ...
 _COMPONENT_STATE = dict(eta=None, D=0.0, G=0.0, exhausted=False)
 # ... and for the whole optimizer (every group holds the same value), the start's (alsals/start.py) among them
@@ -162,8 +162,6 @@ class ALSALS(torch.optim.Optimizer):
         ramp_hold (int, optional): steps at that eta before the search (the last ema_warmup_steps with a trial
             that warms D and G); -1 = ramp steps (default: 0)
         ramp_from (float, optional): the range test's first eta; 0 = lr/100 (default: 0)
-        ramp_read (str, optional): which eta of the range test ramp_sigma divides: 'edge', where the smoothed loss
-            rose, or 'valley', where it was lowest (default: 'edge')
 
     step(closure, loss=None): `closure()` returns the loss at the current parameters on the batch the gradient
     came from (called without autograd); `loss` is f(w) from the training forward. Without `loss`, f(w) comes
@@ -178,8 +176,7 @@ class ALSALS(torch.optim.Optimizer):
                  b: float = 500.0, backtrack: float = 0.9, max_backtracks: int = 20, eta_min: float = 1e-8,
                  eta_max: float = 1.0, warmup_steps: int = 0, ema_warmup_steps: int = 100, skip_stable: int = 0,
                  max_grad_norm: float = 0.0, fa: str = 'exact', fd_eps: float = 1e-5, reduce_losses: bool = True,
-                 ramp: float = 0.0, ramp_sigma: float = 2.0, ramp_hold: int = 0, ramp_from: float = 0.0,
-                 ramp_read: str = 'edge'):
+                 ramp: float = 0.0, ramp_sigma: float = 2.0, ramp_hold: int = 0, ramp_from: float = 0.0):
         name = type(self).__name__
         _require(lr > 0, f"{name}: lr must be > 0, got {lr}")
         _require(0 <= betas[0] < 1 and 0 <= betas[1] < 1, f"{name}: betas must be in [0, 1), got {betas}")
@@ -202,12 +199,11 @@ class ALSALS(torch.optim.Optimizer):
         _require(ramp_sigma >= 1, f"{name}: ramp_sigma must be >= 1, got {ramp_sigma}")
         _require(ramp_hold >= -1, f"{name}: ramp_hold must be >= 0 (or -1: ramp steps), got {ramp_hold}")
         _require(ramp_from >= 0, f"{name}: ramp_from must be >= 0 (0: lr/100), got {ramp_from}")
-        _require(ramp_read in ('edge', 'valley'), f"{name}: ramp_read must be 'edge' or 'valley', not {ramp_read!r}")
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, c=c, smooth=smooth, beta_s=beta_s,
                         b=b, backtrack=backtrack, max_backtracks=max_backtracks, eta_min=eta_min, eta_max=eta_max,
                         warmup_steps=warmup_steps, ema_warmup_steps=ema_warmup_steps, skip_stable=skip_stable,
                         max_grad_norm=max_grad_norm, fa=fa, fd_eps=fd_eps, reduce_losses=reduce_losses, ramp=ramp,
-                        ramp_sigma=ramp_sigma, ramp_hold=ramp_hold, ramp_from=ramp_from, ramp_read=ramp_read)
+                        ramp_sigma=ramp_sigma, ramp_hold=ramp_hold, ramp_from=ramp_from)
         self.last_stats = {}   # the last step: eta, forwards, backtracks, accepted, exhausted, skipped, f_w, ...
         super().__init__(params, defaults)
         _require(fa == 'exact' or all(p.dtype in (torch.float32, torch.float64) for p in self._all_params()),

@@ -38,7 +38,7 @@ class LineSearchReference(torch.optim.Optimizer):
                  c=None, smooth=None, beta_s=0.99, b=500.0, backtrack=0.9, max_backtracks=20, eta_min=None,
                  eta_max=1.0, warmup_steps=0, ema_warmup_steps=100, skip_stable=0, max_grad_norm=0.0,
                  components=None, merge_threshold=1e-12, ramp=0.0, ramp_sigma=2.0, ramp_hold=0, ramp_from=0.0,
-                 ramp_read='edge', momentum=0.95, nesterov=True, separate_eta=False):
+                 momentum=0.95, nesterov=True, separate_eta=False):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, use_muon=False))
         self.trial_dir, self.final_dir, c0, smooth0, eta_min0 = VARIANTS[variant]
         self.c = c0 if c is None else c
@@ -49,7 +49,6 @@ class LineSearchReference(torch.optim.Optimizer):
         self.skip_stable, self.max_grad_norm, self.merge_threshold = skip_stable, max_grad_norm, merge_threshold
         self.momentum, self.nesterov, self.ramp, self.ramp_sigma = momentum, nesterov, ramp, ramp_sigma
         self.ramp_hold, self.hold_left, self.ramp_from = ramp if ramp_hold < 0 else ramp_hold, 0, ramp_from
-        self.ramp_read, self.eta_valley = ramp_read, None   # eta_valley: the eta where the loss EMA was lowest
         self.merges = variant == 'plasls'
         all_params = [p for g in self.param_groups for p in g['params']]
         # components as lists of parameter objects; PLASLS: before the first search, one holds the whole network
@@ -166,11 +165,9 @@ class LineSearchReference(torch.optim.Optimizer):
             else:
                 eta = comp['eta'] * 2.0 ** (1.0 / self.ramp)
             self.loss_ema = f_w if fresh else (1 - 1 / self.ramp) * self.loss_ema + f_w / self.ramp
-            if self.loss_ema < self.loss_min:
-                self.loss_min, self.eta_valley = self.loss_ema, eta
+            self.loss_min = min(self.loss_min, self.loss_ema)
             if self.loss_ema > 1.02 * self.loss_min or eta >= self.eta_max:   # the edge: its eta / sigma, held
-                ref = comp['eta'] if self.ramp_read == 'edge' else self.eta_valley
-                eta = min(ref / self.ramp_sigma, self.eta_max)
+                eta = min(comp['eta'] / self.ramp_sigma, self.eta_max)
                 self.ramping, self.hold_left = False, self.ramp_hold
             comp['eta'] = eta
             update(list(group_of), eta)

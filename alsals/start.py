@@ -4,13 +4,9 @@ The line search's start when ramp > 0 (not in the papers): an LR range test, the
     eta_1 = lr / 100 (ramp_from > 0: ramp_from), eta_t = eta_{t-1} * 2**(1/ramp)   plain steps, eta doubling every ramp
     E_1 = f(w_1), E_t = (1 - 1/ramp) * E_{t-1} + f(w_t) / ramp     an EMA over ramp steps of the training loss
     the edge: the first t with E_t > 1.02 * min(E_1..E_t), or with eta_t >= eta_max (the loss never rose)
-    there: eta = min(eta_ref / ramp_sigma, eta_max), held for ramp_hold steps (-1: ramp steps); the last
+    there: eta = min(eta_{t-1} / ramp_sigma, eta_max), held for ramp_hold steps (-1: ramp steps); the last
            ema_warmup_steps of them take a trial that is always accepted, to warm the search's EMAs D and G
            as a warmup's last steps do. Then the search.
-    eta_ref: ramp_read='edge': eta_{t-1}, the step that made the loss rise;
-             ramp_read='valley': eta_s at the step s whose E_s is min(E_1..E_t), where the smoothed loss was
-             lowest. The EMA lags the loss by about ramp steps, one doubling, so ramp_sigma = 2 then reads the
-             step that gave that loss.
 
 L. N. Smith, "Cyclical Learning Rates for Training Neural Networks", 2017 (the range test); ramp_sigma = 2 after
 Roulet et al., "Stepping on the Edge: Curvature Aware Learning Rate Tuners", 2024. The losses it reads are the
@@ -21,7 +17,7 @@ import math
 
 _RANGE_START = 0.01   # the test starts at 1/100 of the first guess ...
 _RANGE_RISE = 0.02    # ... and ends when the smoothed loss is 2 % above its minimum: the edge
-STATE = dict(ramping=None, hold_left=0, loss_ema=0.0, loss_min=math.inf, eta_valley=0.0)   # ramping None: not begun
+STATE = dict(ramping=None, hold_left=0, loss_ema=0.0, loss_min=math.inf)   # ramping None: not begun
 
 
 def pending(s: dict) -> bool:
@@ -44,11 +40,8 @@ def step(groups: list, eta: float, f_w: float):
         new.update(loss_ema=ema, loss_min=min(ema, s['loss_min']))
         first_eta = s['ramp_from'] if s['ramp_from'] > 0 else eta * _RANGE_START
         mode, eta_t = 'ramp', first_eta if fresh else eta * 2.0 ** (1.0 / k)
-        if ema < s['loss_min']:
-            new['eta_valley'] = eta_t
         if ema > (1.0 + _RANGE_RISE) * new['loss_min'] or eta_t >= s['eta_max']:
-            ref = eta if s['ramp_read'] == 'edge' else new.get('eta_valley', s['eta_valley'])  # eta: made it rise
-            mode, eta_t = 'edge', min(ref / s['ramp_sigma'], s['eta_max'])
+            mode, eta_t = 'edge', min(eta / s['ramp_sigma'], s['eta_max'])   # eta: the step that made the loss rise
             new.update(ramping=False, hold_left=k if s['ramp_hold'] < 0 else s['ramp_hold'])
         result = eta_t, mode
     elif s['hold_left'] > 0:
