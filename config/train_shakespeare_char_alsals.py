@@ -4,6 +4,7 @@
 # Armijo test fails; the applied step anneals over the last 20%. Measured against tuned AdamW (better of cosine and
 # WSD; mean of 3 seeds; results/README.md): char +0.4% (headline 3x128, batch 32x128), +3.1% (3x256), +3.1% (batch
 # 128x128), +1.2% (6x128); Bible +1.0% (headline). No trial failed in those runs: eta is the range test's edge/2
+# (within 1% of tuned AdamW at the headline shape only; a fixed pace or the test's valley did not close the rest)
 # $ python train.py config/train_shakespeare_char_alsals.py
 exec(open('config/train_shakespeare_char.py').read())
 
