@@ -3,9 +3,9 @@ train_step / replay_closure / get_batch / get_lr called directly. Covers the tri
 non-finite-gradient skip, PLASLS merging as train.py builds it, distinct eval batches and the schedule's
 lr_decay_iters == warmup_iters case; and that train_setup documents every name it returns."""
 import copy
+import re
 import subprocess
 import sys
-import re
 
 import pytest
 import torch
@@ -277,7 +277,7 @@ def test_muonsls_config_one_lr(tiny_dataset, tmp_path, config):
 
 def test_training_leaves_fsdp_unimported():
     """The trainer's modules do not import torch.distributed.tensor or torch.distributed.fsdp, which together take
-    about as long to import as the rest of torch: a one-process or DDP run (and every test that starts one) would
+    about 0.8 s to import (torch itself 1.2-2 s): a one-process or DDP run (and every test that starts one) would
     pay that at each start. FSDP2's shard() and a DTensor bring them in."""
     code = ("import sys; import alsals, alsals.muon, parallel, model, checkpoint, configurator, train_setup; "
             "print([m for m in ('torch.distributed.tensor', 'torch.distributed.fsdp') if m in sys.modules])")
