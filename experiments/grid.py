@@ -46,8 +46,12 @@ SIZES = {
                  eval_interval=125, eval_iters=20, seeds=1, bracket_rounds=2),
     'deep': dict(n_layer=6, n_head=4, n_embd=128, batch_size=32, block_size=128, max_iters=1000,
                  eval_interval=250, eval_iters=20, seeds=1, bracket_rounds=2),
+    # GPT-2's direction: 8x the headline batch through 8 accumulated micro-batches of 32 x 128 (the trial
+    # re-evaluates the first, as the GPT-2 configs do), the tokens of batch4x (300 steps)
+    'batch8x': dict(n_layer=3, n_head=4, n_embd=128, batch_size=32, block_size=128, accum=8, max_iters=300,
+                    eval_interval=75, eval_iters=20, seeds=1, bracket_rounds=2),
 }
-LADDER = ['headline', 'wide', 'batch4x', 'deep', 'long'] # the shape ladder: one column per rung (report.py)
+LADDER = ['headline', 'wide', 'batch4x', 'deep', 'batch8x', 'long'] # the shape ladder: a column per rung
 QUICK_LRS = [1e-3, 1e-2]  # --quick: two points of the lr-free grid
 
 
@@ -77,7 +81,8 @@ def train_args(size, corpus, method, lr, seed):
             MUONSLS_CONFIG if method == 'muonsls' else LS_CONFIG)
     args = [base, f"--dataset={CORPORA[corpus]}", f"--seed={1337 + seed}",
             f"--n_layer={s['n_layer']}", f"--n_head={s['n_head']}", f"--n_embd={s['n_embd']}",
-            f"--batch_size={s['batch_size']}", f"--block_size={s['block_size']}", "--gradient_accumulation_steps=1",
+            f"--batch_size={s['batch_size']}", f"--block_size={s['block_size']}",
+            f"--gradient_accumulation_steps={s.get('accum', 1)}",
             f"--max_iters={s['max_iters']}", f"--lr_decay_iters={s['max_iters']}", f"--warmup_iters={warmup}",
             f"--learning_rate={lr!r}", f"--min_lr={lr / 10!r}",
             f"--eval_interval={s['eval_interval']}", f"--eval_iters={s['eval_iters']}", "--log_interval=1",

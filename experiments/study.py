@@ -86,12 +86,14 @@ def read_log(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def summarize(records, seconds):
-    """Final val, curves and per-step cost from train.py's JSON-lines records."""
+def summarize(records, seconds, accum=1):
+    """Final val, curves and per-step cost from train.py's JSON-lines records. Forwards per step count micro-batch
+    forwards: the step's `accum` training ones and each trial's one (the shipped ls_trial_microsteps=1), over
+    accum."""
     steps = [r for r in records if 'loss' in r]
     evals = [r for r in records if 'val_loss' in r]
     dts = [r['dt_ms'] for r in steps[1:] if not any(e['iter'] == r['iter'] for e in evals)]  # no eval, no warm-up
-    fwd = [1 + r.get('forwards', 0) for r in steps]  # training forward + trial forwards (one micro-batch)
+    fwd = [1 + r.get('forwards', 0) / accum for r in steps]  # training forwards + trial forwards (one micro-batch)
     final = evals[-1]['val_loss'] if evals else float('nan')
     return dict(final_val=final, val=[[e['iter'], e['val_loss']] for e in evals],
                 train_loss=[r['loss'] for r in steps], eta=[r['lr'] for r in steps],
@@ -131,7 +133,8 @@ def run_one(out_dir, size, corpus, method, lr, seed):
         sys.exit(f"error: run {name} failed: {p.stderr.strip().splitlines()[-1] if p.stderr.strip() else p.returncode}")
     command = [a for a in cmd[1:] if not a.startswith(('--out_dir=', '--log_file='))]  # temp paths: not kept
     rec = dict(name=name, method=method, lr=lr, seed=seed, size=size, corpus=corpus, command=command,
-               code=code_fingerprint(), returncode=p.returncode, **summarize(records, seconds))
+               code=code_fingerprint(), returncode=p.returncode,
+               **summarize(records, seconds, SIZES[size].get('accum', 1)))
     if p.returncode != 0:  # e.g. train.py stopped after max_nonfinite_steps: a diverged run is a result
         rec.update(final_val=float('nan'), status='failed: ' + (p.stderr.strip().splitlines() or ['?'])[-1])
     shutil.rmtree(work, ignore_errors=True)
