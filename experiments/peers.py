@@ -1,6 +1,7 @@
 """
 The study's learning-rate-free peers (experiments/study.py, --what peers): Prodigy, D-Adapt Adam, Schedule-Free
-AdamW and SaLSA with their authors' settings. They are optional extras (requirements-study.txt); a missing one is
+AdamW, SaLSA, DoG (with its polynomial-decay averaging), Mechanic (on AdamW) and Prodigy + Schedule-Free, with
+their authors' settings. They are optional extras (requirements-study.txt); a missing one is
 reported as "not run".
 
 They cannot go through train.py's command line, so each runs in its own process (`study.py --peer <method> --
@@ -18,9 +19,12 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # method: the module that provides it
 PEERS = {'prodigy': 'prodigyopt', 'dadapt_adam': 'dadaptation', 'schedulefree_adamw': 'schedulefree',
-         'salsa': 'salsa.SaLSA'}
+         'salsa': 'salsa.SaLSA', 'dog': 'dog', 'mechanic': 'mechanic_pytorch', 'prodigy_sf': 'prodigyplus'}
 PEER_LR = {'prodigy': 'lr 1 x schedule', 'dadapt_adam': 'lr 1 x schedule', 'schedulefree_adamw': 'lr 0.0025',
-           'salsa': 'initial step 1'}  # the authors' settings (peer_main), as the tables show them
+           'salsa': 'initial step 1', 'dog': 'lr 1, averaged', 'mechanic': 'AdamW lr 1 x schedule',
+           'prodigy_sf': 'lr 1'}  # the authors' settings (peer_main), as the tables show them
+# the peers whose lr is a step size, not a multiplier of a learned scale: study.py brackets it (--lrs)
+PEER_HAS_LR = ('schedulefree_adamw',)
 
 
 def peers_available():
@@ -45,6 +49,7 @@ def peer_main(method, argv):
     log_file = dict(a[2:].split('=', 1) for a in argv if a.startswith('--'))['log_file']
     # train.py's lr schedule becomes the peer's multiplier (Prodigy and D-Adaptation use lr=1 with the schedule
     # one would use for Adam): warmup to 1, cosine to 0.1
+    given_lr = float(dict(a[2:].split('=', 1) for a in argv if a.startswith('--'))['learning_rate'])
     argv = [a for a in argv if not a.startswith(('--log_file=', '--learning_rate=', '--min_lr='))]
     train = train_setup.setup(argv + ['--learning_rate=1.0', '--min_lr=0.1'])
     model, get_batch, get_lr, cfg = train.model, train.get_batch, train.get_lr, train.config
@@ -53,7 +58,8 @@ def peer_main(method, argv):
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{'params': [p for p in params if p.dim() >= 2], 'weight_decay': wd},
               {'params': [p for p in params if p.dim() < 2], 'weight_decay': 0.0}]
-    scheduled = method in ('prodigy', 'dadapt_adam')
+    scheduled = method in ('prodigy', 'dadapt_adam', 'mechanic')
+    averager = None
     if method == 'prodigy':
         # authors' README: lr=1.0 with a cosine schedule; with warmup use safeguard_warmup and bias correction
         from prodigyopt import Prodigy
@@ -66,18 +72,40 @@ def peer_main(method, argv):
     elif method == 'schedulefree_adamw':
         # authors' defaults: lr=0.0025, warmup recommended, no schedule
         import schedulefree
-        opt = schedulefree.AdamWScheduleFree(groups, lr=0.0025, betas=betas, weight_decay=wd, warmup_steps=warmup)
+        # (study.py --lrs brackets it: a run's learning_rate other than 1 is Schedule-Free's lr)
+        opt = schedulefree.AdamWScheduleFree(groups, lr=0.0025 if given_lr == 1.0 else given_lr, betas=betas,
+                                             weight_decay=wd, warmup_steps=warmup)
+    elif method == 'dog':
+        # authors' README: DoG with lr=1 (reps_rel=1e-6), combined with its polynomial-decay iterate averaging,
+        # evaluated at the averaged model
+        from dog import DoG, PolynomialDecayAverager
+        opt = DoG(groups, lr=1.0)
+        averager = PolynomialDecayAverager(train.raw_model)
+    elif method == 'mechanic':
+        # the paper's use: the base optimizer (AdamW) and its schedule as one would run it, with base lr 1:
+        # Mechanic's learned scale s is then the step size
+        import torch
+        from mechanic_pytorch import mechanize
+        opt = mechanize(torch.optim.AdamW)(groups, lr=1.0, betas=betas, weight_decay=wd)
+    elif method == 'prodigy_sf':
+        # package defaults (lr=1, schedule-free, its own warmup-free d adaptation); needs train()/eval()
+        from prodigyplus import ProdigyPlusScheduleFree
+        opt = ProdigyPlusScheduleFree(groups, lr=1.0, betas=betas, weight_decay=wd)
     else:
         # package defaults (init_step_size=1, c=0.5, speed_up=True); its API has no weight decay
         from salsa.SaLSA import SaLSA
         opt = SaLSA(params)
     train.globals['optimizer'] = opt  # train_step (and nothing else of train.py's) steps it
-    sf = method == 'schedulefree_adamw'
+    sf = method in ('schedulefree_adamw', 'prodigy_sf')
 
     def rate():
         if method == 'salsa':
             return float(opt.step_size)
         grp = opt.param_groups[0]
+        if method == 'dog':
+            return float(grp['eta'][0])
+        if method == 'mechanic':
+            return float(grp['lr']) * float(opt.state['_mechanic']['s'].sum())
         return float(grp['lr']) * float(grp.get('d', 1.0))
 
     def salsa_step(X, Y, iter_num):
@@ -110,7 +138,10 @@ def peer_main(method, argv):
             if iter_num % eval_interval == 0 or iter_num == max_iters:
                 if sf:
                     opt.eval()  # schedule-free evaluates at its averaged point
+                if averager is not None:  # DoG: at the averaged model
+                    train.globals['model'] = averager.averaged_model
                 losses = train.estimate_loss()
+                train.globals['model'] = model
                 if sf:
                     opt.train()
                 write({'iter': iter_num, 'train_loss': losses['train'], 'val_loss': losses['val']})
@@ -124,6 +155,8 @@ def peer_main(method, argv):
             else:
                 X, Y, loss, _ = train.train_step(X, Y, iter_num)
                 loss, extra = float(loss), 0
+                if averager is not None:
+                    averager.step()
             write({'iter': iter_num, 'loss': loss, 'lr': rate(), 'dt_ms': 1000 * (time.perf_counter() - t0),
                    'forwards': extra, 'backtracks': 0, 'skipped': not math.isfinite(loss),
                    'warmup': iter_num < warmup})

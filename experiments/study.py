@@ -57,7 +57,7 @@ import numpy as np
 import report
 from grid import (BASELINE_LRS, CORPORA, LADDER, LRFREE_LRS, LS_METHODS, QUICK_LRS, ROOT, SIZES, code_fingerprint,
                   shipped_lr, train_args)
-from peers import PEERS, peer_main, peers_available
+from peers import PEER_HAS_LR, PEERS, peer_main, peers_available
 
 THREADS = 1  # torch threads per run (--threads)
 BRACKET = None  # --bracket: rounds of each baseline's grid extension (default: the size's)
@@ -182,7 +182,9 @@ def run_corpus(out_dir, size, corpus, what, seeds, lrs, peers, only, variant_lrs
     if only:
         methods = [m for m in only if m in methods or '@' in m]
     for m in methods:
-        for lr in [1.0] if m in PEERS else (variant_lrs or [shipped_lr(m)]) if only else [shipped_lr(m)]:
+        if m in PEERS:  # lr 1: the peer's own setting; one with a step size (PEER_HAS_LR) at --lrs if named
+            peer_lrs = (variant_lrs or [1.0]) if only and m in PEER_HAS_LR else [1.0]
+        for lr in peer_lrs if m in PEERS else (variant_lrs or [shipped_lr(m)]) if only else [shipped_lr(m)]:
             runs_of(m, lr)
 
 
