@@ -35,12 +35,12 @@ test: venv data
 # torch has CUDA, e.g. `make gpu-check GPU_PYTHON=.venv/bin/python` where the venv was made on the GPU machine
 GPU_PYTHON ?= python3
 gpu-check:
-	$(GPU_PYTHON) gpu_check.py
+	$(GPU_PYTHON) scripts/gpu_check.py
 
 # the GPU study on one CUDA GPU (< 8 minutes, no internet): GPT-2 124M with AdamW, Muon, ALSALS and MuonSLS from their
 # shipped configs, a few hundred steps each; results/gpu_study.json and .md
 gpu-study:
-	$(GPU_PYTHON) gpu_study.py
+	$(GPU_PYTHON) scripts/gpu_study.py
 
 # constraints.txt from a scratch venv that installs the requirements alone (the study's extras too) (needs the package registry); the
 # comment header is kept and local version labels (+cpu) are dropped so the pins also resolve CUDA builds

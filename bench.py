@@ -2,9 +2,9 @@
 Per-step cost of the line search against AdamW, after nanoGPT's bench.py, on train.py's own training step.
 
 Each setting is an optimizer name plus train.py overrides; settings are separated by ';'. For each one this
-script runs train.py's setup (train_setup.py: config, data checks, model, optimizer, compile, no loop) with the
+script runs train.py's setup (trainer/setup.py: config, data checks, model, optimizer, compile) with the
 command line [*bench defaults, *this script's other arguments, *the setting's overrides, --optimizer=name], so
-every setting starts from the same init and draws the same batches, then times train.py's train_step. The
+every setting starts from the same init and draws the same batches, then times train.py's step (trainer/step.py). The
 learning rate stays at learning_rate: a schedule costs nothing.
 
 Timing: `burnin` untimed steps per setting, and for a line-search setting as many more as its start takes (the
@@ -47,7 +47,8 @@ import torch
 import torch.distributed as dist
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import train_setup # train.py's setup without its loop: the names it returns are listed in its docstring
+from trainer.config import PLAIN_OPTIMIZERS
+from trainer.setup import from_args # train.py's setup: the attributes it returns are listed in its docstring
 
 # -----------------------------------------------------------------------------
 settings = 'adamw; alsals; alsals --ls_skip_stable=3; alsals --ls_trial_microsteps=0' # optimizer + train.py overrides
@@ -67,7 +68,7 @@ train_defaults = ['--dataset=shakespeare_char', '--device=cpu', '--dtype=float32
 config_keys = [k for k, v in globals().items() if not k.startswith('_') and isinstance(v, (int, str))]
 own = [a for a in sys.argv[1:] if a.startswith('--') and a[2:].split('=', 1)[0] in config_keys]
 train_args = [a for a in sys.argv[1:] if a not in own] # config files and --key=value for train.py
-from configurator import configure, fail, PLAIN_OPTIMIZERS # fail: one line on stderr, exit code 1
+from configurator import configure, fail # fail: one line on stderr, exit code 1
 with redirect_stdout(StringIO()):
     configure(own, globals(), config_keys)
 config = {k: globals()[k] for k in config_keys}
@@ -85,11 +86,11 @@ if len(set(labels)) != len(labels):
 
 class Setting:
     def __init__(self, spec):
-        """spec: [optimizer, *train.py overrides]. self.train: train.py's setup for it (train_setup.setup)."""
+        """spec: [optimizer, *train.py overrides]. self.train: train.py's setup for it (trainer.setup)."""
         no_search = ['--ls_range_test=False'] if spec[0] in PLAIN_OPTIMIZERS else [] # the search's start, only
         args = [*train_defaults, *train_args, *spec[1:], *no_search, f'--optimizer={spec[0]}',
                 '--wandb_log=False', '--log_file='] # a bench never logs a run
-        self.label, self.train = ' '.join(spec), train_setup.setup(args, quiet=True) # quiet: config echo, notices
+        self.label, self.train = ' '.join(spec), from_args(args, quiet=True) # quiet: config echo, notices
         self.it, self.times, self.fwds = 0, [], []
         self.X, self.Y = self.train.get_batch('train', 0)
         self.cuda = 'cuda' in self.train.device
@@ -200,8 +201,8 @@ def main():
         accum, fwd = train.gradient_accumulation_steps, float(np.mean(s.fwds))
         mfu = None
         if s.cuda: # extra_forwards in sequences: the trial forwards beyond the training forward
-            mfu = train.raw_model.estimate_mfu(train.batch_size * accum, med,
-                                               extra_forwards=(fwd - 1.0) * train.batch_size * accum)
+            mfu = train.raw_model.estimate_mfu(train.config['batch_size'] * accum, med,
+                                               extra_forwards=(fwd - 1.0) * train.config['batch_size'] * accum)
         hp = {k: v for k, v in train.optimizer.param_groups[0].items() if isinstance(v, (int, float, bool, str))}
         results[s.label] = dict(optimizer=train.config['optimizer'], gradient_accumulation_steps=accum,
                                 tokens_per_step=train.tokens_per_iter,
@@ -211,7 +212,7 @@ def main():
                                 final_eta=train.optimizer.eta if train.line_search else None, hparams=hp,
                                 step_times_s=s.times, collectives_per_step=comms[s.label])
     device = runs[0].train.device
-    del runs, s, train # free the models before the probes (train.py's functions hold its globals: a cycle for gc)
+    del runs, s, train # free the models before the probes (the step's closures refer to their run: a cycle)
     gc.collect()
     if 'cuda' in device:
         torch.cuda.empty_cache()

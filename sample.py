@@ -12,7 +12,7 @@ from contextlib import nullcontext
 
 import torch
 
-import checkpoint as ckpt_io # checkpoint I/O; nanoGPT's name `checkpoint` stays free for the dict
+from trainer import checkpoint as ckpt_io # checkpoint I/O; nanoGPT's name `checkpoint` stays free for the dict
 from data.loader import load_meta # a dataset's meta.pkl, plain values only
 
 # -----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ paper's form (grid.PAPER: a search on every step and a constant applied step, so
 the search accepts), and AdamW at its tuned peak lr (the best grid point of results/study/<size>/<corpus>, or
 --adamw_lr). Each runs in stages (max_iters = each checkpoint iteration, then init_from=resume), and the
 checkpoint of each stage is kept: early (just after the hand-off), mid and late. For each checkpoint,
-loaded through train.py's own setup (train_setup.py, init_from=resume), and each of K batches the next step
+loaded through train.py's own setup (trainer/setup.py, init_from=resume), and each of K batches the next step
 could see (the batch of the next step and the K-1 after it):
   g    = the batch's gradient at w;  m, v, t: the moments with that gradient folded in (clipped as the step
          would), d = -m^/(sqrt(v^)+eps): the direction ALSALS searches on (also AdamW's update direction)
@@ -38,9 +38,10 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(1, ROOT)  # train_setup, checkpoint; train.py imports model, alsals, ...
-import checkpoint  # noqa: E402
-import train_setup  # noqa: E402  train.py's setup without its loop: the names it returns are in its docstring
+sys.path.insert(1, ROOT)  # trainer, model, alsals
+from trainer import checkpoint  # noqa: E402
+from trainer.step import replay_closure  # noqa: E402
+from trainer.setup import from_args  # noqa: E402  train.py's setup: its attributes are in its docstring
 from grid import CORPORA, LS_CONFIG, PAPER, SIZES, shipped, train_args  # noqa: E402
 from report import collect, mean_final, tuned_lr  # noqa: E402
 
@@ -85,13 +86,13 @@ def train_in_stages(work, size, corpus, method, lr, stages):
 
 
 def load(size, corpus, method, lr, ckpt_dir):
-    """train.py's setup from a checkpoint (init_from=resume, no loop): train_setup's namespace."""
+    """train.py's setup from a checkpoint (init_from=resume): trainer.setup's Run."""
     args = train_args(size, corpus, method, lr, 0) + [f'--out_dir={ckpt_dir}', '--init_from=resume']
-    return train_setup.setup(args, quiet=True, cwd=ROOT)
+    return from_args(args, quiet=True, cwd=ROOT)
 
 
 def probe(train, n_batches, etas):
-    """The landscape along the Adam direction at a checkpoint (train: train_setup's namespace), for n_batches
+    """The landscape along the Adam direction at a checkpoint (train: trainer.setup's Run), for n_batches
     batches. See the docstring."""
     import torch
     model, opt, get_batch, ctx = train.model, train.optimizer, train.get_batch, train.ctx
@@ -204,7 +205,7 @@ def real_step(train, X, Y, w0, params):
     loss.backward()
     for g in opt.param_groups:
         g['skip_left'] = 0  # search this step even if skip_stable would skip it: the search is measured
-    opt.step(closure=train.replay_closure(model, [(X, Y, rng)], train.ctx), loss=loss.detach())
+    opt.step(closure=replay_closure(model, [(X, Y, rng)], train.ctx), loss=loss.detach())
     st = opt.last_stats
     opt.load_state_dict(saved)
     model.zero_grad(set_to_none=True)

@@ -5,8 +5,8 @@ their authors' settings. They are optional extras (requirements-study.txt); a mi
 reported as "not run".
 
 They cannot go through train.py's command line, so each runs in its own process (`study.py --peer <method> --
-<train.py arguments>`, study.run_one's subprocess) on train.py's setup (train_setup.py: train.py's model,
-batches, estimate_loss and train_step) with train.py's optimizer replaced, and writes the JSON-lines records
+<train.py arguments>`, study.run_one's subprocess) on train.py's setup (trainer/setup.py: train.py's model,
+batches, estimate_loss and training step) with the peer's optimizer in the step, and writes the JSON-lines records
 train.py would write, which the study reads like any run's. SaLSA's step takes a closure that runs its own
 backward, so it uses train.py's model and batches but not train_step.
 """
@@ -45,13 +45,14 @@ def peer_main(method, argv):
     import torch
     os.chdir(ROOT)
     sys.path.insert(0, ROOT)
-    import train_setup  # train.py's setup without its loop: the names it returns are listed in its docstring
+    from trainer import step
+    from trainer.setup import from_args  # train.py's setup: the attributes it returns are in its docstring
     log_file = dict(a[2:].split('=', 1) for a in argv if a.startswith('--'))['log_file']
     # train.py's lr schedule becomes the peer's multiplier (Prodigy and D-Adaptation use lr=1 with the schedule
     # one would use for Adam): warmup to 1, cosine to 0.1
     given_lr = float(dict(a[2:].split('=', 1) for a in argv if a.startswith('--'))['learning_rate'])
     argv = [a for a in argv if not a.startswith(('--log_file=', '--learning_rate=', '--min_lr='))]
-    train = train_setup.setup(argv + ['--learning_rate=1.0', '--min_lr=0.1'])
+    train = from_args(argv + ['--learning_rate=1.0', '--min_lr=0.1'])
     model, get_batch, get_lr, cfg = train.model, train.get_batch, train.get_lr, train.config
     wd, betas = cfg['weight_decay'], (cfg['beta1'], cfg['beta2'])
     warmup, max_iters, eval_interval = cfg['warmup_iters'], cfg['max_iters'], cfg['eval_interval']
@@ -95,7 +96,7 @@ def peer_main(method, argv):
         # package defaults (init_step_size=1, c=0.5, speed_up=True); its API has no weight decay
         from salsa.SaLSA import SaLSA
         opt = SaLSA(params)
-    train.globals['optimizer'] = opt  # train_step (and nothing else of train.py's) steps it
+    step_args = dict(train.step_args, optimizer=opt)  # train.py's step, with the peer stepping
     sf = method in ('schedulefree_adamw', 'prodigy_sf')
 
     def rate():
@@ -138,10 +139,9 @@ def peer_main(method, argv):
             if iter_num % eval_interval == 0 or iter_num == max_iters:
                 if sf:
                     opt.eval()  # schedule-free evaluates at its averaged point
-                if averager is not None:  # DoG: at the averaged model
-                    train.globals['model'] = averager.averaged_model
-                losses = train.estimate_loss()
-                train.globals['model'] = model
+                # DoG: at the averaged model
+                losses = (train.estimate_loss() if averager is None else
+                          step.estimate_loss(averager.averaged_model, get_batch, cfg['eval_iters'], train.ctx))
                 if sf:
                     opt.train()
                 write({'iter': iter_num, 'train_loss': losses['train'], 'val_loss': losses['val']})
@@ -153,7 +153,7 @@ def peer_main(method, argv):
             if method == 'salsa':
                 (X, Y), loss, extra = salsa_step(X, Y, iter_num)
             else:
-                X, Y, loss, _ = train.train_step(X, Y, iter_num)
+                X, Y, loss, _ = step.train_step(X, Y, iter_num, **step_args)
                 loss, extra = float(loss), 0
                 if averager is not None:
                     averager.step()

@@ -2,7 +2,7 @@
 What one trial forward and the gradients already at hand read, along AdamW's own trajectory: the probe behind
 the search's level (results/README.md, "The level read during the run").
 
-AdamW (train.py's model, batches and param groups, through train_setup.py) runs at a given lr with a linear
+AdamW (train.py's model, batches and param groups, through trainer/setup.py) runs at a given lr with a linear
 warmup over the first 10 % and no decay (the probe reads the level, not the anneal). At every step it records,
 with g the step's gradient (clipped as the step clips it), m_prev the first moment before the step, P the
 step's preconditioner 1/(sqrt(v^) + eps) and Delta = w_new - w_old the step AdamW took:
@@ -36,9 +36,9 @@ from grid import SIZES, train_args  # noqa: E402
 
 def probe(size, corpus, lr, seed, path, stop_frac):
     import torch
-    import train_setup
+    from trainer.setup import from_args
     args = train_args(size, corpus, 'adamw', lr, seed)
-    train = train_setup.setup(args, quiet=True, cwd=ROOT)
+    train = from_args(args, quiet=True, cwd=ROOT)
     opt, model, ctx = train.optimizer, train.model, train.ctx
     cfg = train.config
     accum, warmup = train.gradient_accumulation_steps, cfg['warmup_iters']

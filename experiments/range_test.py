@@ -4,7 +4,7 @@ sizes: where does the training loss stop falling as the lr grows, against the st
 the measurement behind the range-test start of the line search (train.py's ls_range_test, alsals/alsals.py's
 ramp_rule='range'), which runs the same test inside the optimizer.
 
-train.py's setup (train_setup.py) for the study's command line of a size and corpus (experiments/grid.py), then
+train.py's setup (trainer/setup.py) for the study's command line of a size and corpus (experiments/grid.py), then
 AdamW steps of train.py's train_step with lr = lr0 * rate**t (no schedule), until the loss passes 10 or is not
 finite. Each step's lr and loss go to results/range_test/<corpus>_<size>[_<tag>].json; the summary applies the
 ramp rule of alsals.py to them: the EMA of the loss over k steps (k = steps per doubling of the lr), the first
@@ -24,7 +24,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(1, ROOT)
-import train_setup  # noqa: E402
+from trainer.setup import from_args  # noqa: E402
 from grid import CORPORA, SIZES, train_args  # noqa: E402
 
 
@@ -52,8 +52,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     import torch
     torch.set_num_threads(1)
-    train = train_setup.setup(train_args(args.size, args.corpus, 'adamw', args.lr0, 0) + ['--log_file=', '--out_dir=out-range-test'],
-                              quiet=True, cwd=ROOT)
+    train = from_args(train_args(args.size, args.corpus, 'adamw', args.lr0, 0) + ['--log_file=',
+                      '--out_dir=out-range-test'], quiet=True, cwd=ROOT)
     opt, X, Y = train.optimizer, *train.get_batch('train', 0)
     lrs, losses = [], []
     for t in range(args.steps):

@@ -149,7 +149,7 @@ def run_one(out_dir, size, corpus, method, lr, seed):
 
 # ---- the study -------------------------------------------------------------------------------------------------
 def run_corpus(out_dir, size, corpus, what, seeds, lrs, peers, only, variant_lrs=None, adamw_lrs=None,
-               baselines=('adamw',), muon_lrs=None):
+               baselines=('adamw',), muon_lrs=None, peer_lrs_given=()):
     """Runs (or finds) each baseline's grid, bracketed, and the parts asked for. A method named in `only` (or a
     variant, method@key=value) runs at each of variant_lrs (default: its shipped first guess). The tables read every
     finished run (collect)."""
@@ -182,8 +182,8 @@ def run_corpus(out_dir, size, corpus, what, seeds, lrs, peers, only, variant_lrs
     if only:
         methods = [m for m in only if m in methods or '@' in m]
     for m in methods:
-        if m in PEERS:  # lr 1: the peer's own setting; one with a step size (PEER_HAS_LR) at --lrs if named
-            peer_lrs = (variant_lrs or [1.0]) if only and m in PEER_HAS_LR else [1.0]
+        if m in PEERS:  # lr 1: the peer's own setting; one with a step size (PEER_HAS_LR) also at --peer-lrs
+            peer_lrs = [1.0] + (list(peer_lrs_given) if m in PEER_HAS_LR else [])
         for lr in peer_lrs if m in PEERS else (variant_lrs or [shipped_lr(m)]) if only else [shipped_lr(m)]:
             runs_of(m, lr)
 
@@ -205,6 +205,8 @@ def main(argv=None):
                     "their variants, e.g. adamw@lr_schedule=wsd (default adamw)")
     ap.add_argument('--muon-lrs', default='', help='comma list: the grid Muon baselines start from (default '
                     '1e-2,3e-2,1e-1)')
+    ap.add_argument('--peer-lrs', default='', help='comma list: the lrs of the peers that have one (Schedule-Free '
+                    'AdamW), run besides their default (its lr 1 run)')
     ap.add_argument('--seeds', type=int, default=0, help='number of seeds (default: the size\'s)')
     ap.add_argument('--lrs', default='', help='comma list replacing the lr-free grid 1e-4..1e-2 (and the '
                     'first guesses of the --methods named, which otherwise run at their shipped one)')
@@ -245,7 +247,8 @@ def main(argv=None):
     for c in corpora:
         run_corpus(out_dir, size, c, what, seeds, lrs, peers, only, variant_lrs=lrs if args.lrs else None,
                    adamw_lrs=[float(x) for x in args.adamw_lrs.split(',') if x], baselines=baselines,
-                   muon_lrs=[float(x) for x in args.muon_lrs.split(',') if x])
+                   muon_lrs=[float(x) for x in args.muon_lrs.split(',') if x],
+                   peer_lrs_given=[float(x) for x in args.peer_lrs.split(',') if x])
         section, *pngs = report.write_corpus(out_dir, size, c, peers)
         log(f"{c}: wrote {section} and {', '.join(os.path.basename(p) for p in pngs)}")
     log(f"wrote {report.write_summary(out_dir, size)} in {time.time() - t0:.0f}s")

@@ -10,7 +10,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import parallel  # noqa: E402
+from trainer import distributed as parallel  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 
 CONFIG = dict(block_size=16, vocab_size=32, n_layer=2, n_head=2, n_embd=16, dropout=0.0, bias=True)

@@ -98,13 +98,10 @@ def test_broken_config_file(tmp_path):
 
 
 def train_py_defaults():
-    """train.py's config globals, by executing its prologue (everything above `config_keys = ...`)."""
-    src = open(os.path.join(ROOT, 'train.py')).read()
-    prologue = src[:src.index('\nconfig_keys = ')]
-    ns = {'__name__': 'train_prologue'}
-    exec(compile(prologue, 'train.py', 'exec'), ns)
-    keys = [k for k, v in ns.items() if not k.startswith('_') and isinstance(v, (int, float, bool, str, type(None)))]
-    return ns, keys
+    """train.py's settings and their defaults (trainer/defaults.py), as a fresh dict, and their names."""
+    from trainer import config, defaults
+    keys = config.keys()
+    return {k: getattr(defaults, k) for k in keys}, keys
 
 
 @pytest.mark.parametrize('path', sorted(glob.glob(os.path.join(ROOT, 'config', '*.py'))),
@@ -146,7 +143,7 @@ def test_optimizer_kwargs_from_train_py_settings():
     """The line search's kwargs: the ls_* that are set, unprefixed, the trainer's own ls_* left out; AdamW's warmup
     or, with ls_range_test, the range test's ramp and hold of warmup_iters in its place (a set ls_* wins there);
     grad_clip as max_grad_norm; nothing for adamw and muon."""
-    from configurator import optimizer_kwargs
+    from trainer.config import optimizer_kwargs
     ns, keys = train_py_defaults()
     config = {k: ns[k] for k in keys}
     config.update(optimizer='alsals', warmup_iters=40, grad_clip=0.5, ls_c=0.3, ls_trial_microsteps=2)

@@ -30,8 +30,9 @@ def run_script(name, *args, env=None, code=None):
     if code is None:
         cmd = [sys.executable, script, *args]
     else:  # run the script as __main__ after `code`, e.g. hiding an installed package
-        cmd = [sys.executable, "-c", f"import runpy, sys; {code}; sys.argv = {[script, *args]!r}; "
-                                     f"runpy.run_path({script!r}, run_name='__main__')"]
+        cmd = [sys.executable, "-c", f"import sys; {code}; sys.argv = {[script, *args]!r}; sys.path.insert(0, "
+                                     f"{os.path.dirname(script)!r}); exec(compile(open({script!r}).read(), "
+                                     f"{script!r}, 'exec'), {{'__name__': '__main__', '__file__': {script!r}}})"]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, cwd="/", timeout=120)
 
 

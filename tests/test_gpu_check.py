@@ -1,4 +1,4 @@
-"""gpu_check.py --smoke=True: the GPU check's plumbing on CPU with a 1-layer model (bf16 autocast, inductor for
+"""scripts/gpu_check.py --smoke=True: the GPU check's plumbing on CPU with a 1-layer model (bf16 autocast, inductor for
 the train run and the offset; the bench without compile). The figures are meaningless on CPU; what is checked
 is that every part runs the real scripts and that the report is derived from what they measured. A second
 run with the closure's no-grad graph first needed after the hand-off (ema_warmup=0) must be caught as a
@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def smoke(tmp_path, dataset, *args):
     out = tmp_path / "gc.json"
-    p = subprocess.run([sys.executable, os.path.join(ROOT, "gpu_check.py"), "--smoke=True", f"--dataset={dataset}",
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gpu_check.py"), "--smoke=True", f"--dataset={dataset}",
                         f"--out={out}", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
     rep = json.loads(out.read_text()) if out.exists() else None
     return p, rep, (tmp_path / "gc.md")

@@ -1,4 +1,4 @@
-"""gpu_study.py --smoke=True: the GPU study's plumbing on CPU (a 1-layer model, 20 steps, float32, no compile): every
+"""scripts/gpu_study.py --smoke=True: the GPU study's plumbing on CPU (a 1-layer model, 20 steps, float32, no compile): every
 method runs `python train.py` from its shipped 124M config with only the run's length changed, and the report is
 derived from what the runs logged. The figures are meaningless on CPU."""
 import json
@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory, tiny_dataset):
     out = tmp_path_factory.mktemp("gpu_study") / "gs.json"
-    p = subprocess.run([sys.executable, os.path.join(ROOT, "gpu_study.py"), "--smoke=True", f"--dataset={tiny_dataset}",
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gpu_study.py"), "--smoke=True", f"--dataset={tiny_dataset}",
                         f"--out={out}"], cwd=ROOT, capture_output=True, text=True, timeout=600,
                        env=dict(os.environ, OMP_NUM_THREADS="1"))
     return p, json.loads(out.read_text()), out.with_suffix(".md").read_text()
@@ -53,7 +53,7 @@ def test_gpu_study_smoke(smoke, tmp_path, tiny_dataset):
 
 
 def test_gpu_study_bad_setting():
-    p = subprocess.run([sys.executable, os.path.join(ROOT, "gpu_study.py"), "--smoke=True", "--methods=adamw,sgd"],
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gpu_study.py"), "--smoke=True", "--methods=adamw,sgd"],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert p.returncode == 1 and p.stderr.strip() == ("error: methods must be a comma-separated subset of "
                                                       "adamw,muon,alsals,muonsls, got 'adamw,sgd'")

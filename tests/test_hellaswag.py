@@ -1,4 +1,4 @@
-"""hellaswag.py: the scoring (mean completion loss, as llm.c and modded-nanogpt), the rank split,
+"""trainer/hellaswag.py: the scoring (mean completion loss, as llm.c and modded-nanogpt), the rank split,
 data/hellaswag/prepare.py offline (file:// URLs), and train.py scoring a fixture at its evals."""
 import json
 import os
@@ -10,7 +10,7 @@ import torch
 import trainutil as tu
 
 gpt2_bpe = pytest.importorskip('data.gpt2_bpe')
-import hellaswag  # noqa: E402
+from trainer import hellaswag  # noqa: E402
 
 # the official jsonl's layout (hellaswag_val.jsonl): the scorer reads ctx, endings and label
 ITEMS = [

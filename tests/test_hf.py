@@ -1,4 +1,4 @@
-"""Hugging Face export (export_hf.py) and import (GPT.from_pretrained, train.py's init_from): transformers loads
+"""Hugging Face export (scripts/export_hf.py) and import (GPT.from_pretrained, train.py's init_from): transformers loads
 the export with no missing or unexpected weights and computes model.py's logits; the round trip keeps them."""
 import os
 import shutil
@@ -12,7 +12,8 @@ import trainutil as tu
 
 transformers = pytest.importorskip('transformers')
 from model import GPT, GPTConfig  # noqa: E402
-import export_hf  # noqa: E402
+sys.path.insert(0, os.path.join(tu.ROOT, 'scripts'))
+import export_hf  # noqa: E402  scripts/export_hf.py
 
 
 def hf_logits(hf_dir, x):
@@ -54,13 +55,13 @@ def test_cli_exports_a_trained_and_an_fsdp_checkpoint(trained_dir, tmp_path):
     """export_hf.py on train.py's char-level checkpoint (vocab from the checkpoint, not cropped), and on the same
     weights written as an FSDP2 checkpoint does (ckpt.pt naming a DCP directory): equal logits both ways."""
     import torch.distributed.checkpoint as dcp
-    import checkpoint as ckpt_io
+    from trainer import checkpoint as ckpt_io
     model, checkpoint = ckpt_io.load_model(trained_dir)
     fsdp_out = tmp_path / 'fsdp'
-    dcp.save({'model': model.state_dict()}, checkpoint_id=str(fsdp_out / 'ckpt_dcp_10')) # parallel.save_checkpoint's
+    dcp.save({'model': model.state_dict()}, checkpoint_id=str(fsdp_out / 'ckpt_dcp_10')) # trainer.checkpoint.save_checkpoint's
     ckpt_io.save({k: v for k, v in checkpoint.items() if k not in ('model', 'optimizer')} | {'dcp': 'ckpt_dcp_10'},
                  str(fsdp_out / 'ckpt.pt'))
-    runs = tu.parallel(*[lambda o=o, h=h: tu.run_script('export_hf.py', f'--out_dir={o}', f'--hf_dir={h}')
+    runs = tu.parallel(*[lambda o=o, h=h: tu.run_script('scripts/export_hf.py', f'--out_dir={o}', f'--hf_dir={h}')
                          for o, h in [(trained_dir, tmp_path / 'hf'), (fsdp_out, tmp_path / 'hf_fsdp')]])
     V = model.config.vocab_size
     x = torch.randint(0, V, (2, model.config.block_size))
@@ -68,7 +69,7 @@ def test_cli_exports_a_trained_and_an_fsdp_checkpoint(trained_dir, tmp_path):
         assert f'vocab_size {V}; char-level' in tu.check_ok(r).stdout
         assert sorted(os.listdir(tmp_path / h)) == ['config.json', 'model.safetensors'] # no BPE: no generation config
         torch.testing.assert_close(hf_logits(str(tmp_path / h), x), logits_of(model, x), atol=1e-5, rtol=0)
-    tu.check_one_line_error(tu.run_script('export_hf.py', f'--out_dir={tmp_path}/none', f'--hf_dir={tmp_path}/h'),
+    tu.check_one_line_error(tu.run_script('scripts/export_hf.py', f'--out_dir={tmp_path}/none', f'--hf_dir={tmp_path}/h'),
                             'ckpt.pt')
 
 
@@ -86,7 +87,7 @@ def test_round_trip_through_train_py(trained_dir, tiny_dataset, tmp_path):
     loss as the checkpoint itself (--init_from=resume --eval_only); gpt2 absent from the cache: one line saying
     where to put it."""
     hf_dir = str(tmp_path / 'hf')
-    tu.check_ok(tu.run_script('export_hf.py', f'--out_dir={trained_dir}', f'--hf_dir={hf_dir}'))
+    tu.check_ok(tu.run_script('scripts/export_hf.py', f'--out_dir={trained_dir}', f'--hf_dir={hf_dir}'))
     hf_cache(str(tmp_path / 'cache'), hf_dir)
     out = tmp_path / 'resume'
     shutil.copytree(trained_dir, out)

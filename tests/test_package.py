@@ -1,7 +1,7 @@
 """`pip install .` as a user outside this trainer gets it: build the wheel from a copy of the repository (no
 build isolation, no index: offline), install it with --no-deps into a temp target, and use the optimizer from
 there in a fresh interpreter whose cwd is outside the repository, so that nothing of the trainer (model.py,
-checkpoint.py, ...) is importable."""
+trainer, ...) is importable."""
 import os
 import shutil
 import subprocess
@@ -22,7 +22,7 @@ site = os.path.realpath(sys.argv[1])
 assert os.path.realpath(alsals.__file__).startswith(site + os.sep), alsals.__file__
 assert MuonSLS.__module__ == 'alsals.muon' and LineSearchReference.__module__ == 'alsals.alsals_reference'
 # the trainer stays out of the package, and no top-level `muon` shadows PyPI's distributions of that name
-for name in ('model', 'checkpoint', 'train', 'muon', 'alsals_reference'):
+for name in ('model', 'trainer', 'train', 'muon', 'alsals_reference'):
     try:
         __import__(name)
     except ImportError:

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-import checkpoint
+from trainer import checkpoint
 import trainutil as tu
 from data.loader import load_meta
 
@@ -39,7 +39,8 @@ def test_kill_during_save_keeps_previous(tmp_path):
     # a real kill -9 in the middle of writing: the previous checkpoint stays intact and loadable
     path = str(tmp_path / 'ckpt.pt')
     code = f"""
-import os, signal, torch, checkpoint
+import os, signal, torch
+from trainer import checkpoint
 checkpoint.save({{'w': torch.arange(10.0), 'iter_num': 1}}, {path!r})
 def dying_save(obj, f, *a, **kw):
     f.write(b'partial'); f.flush(); os.kill(os.getpid(), signal.SIGKILL)

@@ -1,7 +1,7 @@
-"""train.py's own step, in process: its setup as bench.py and the study get it (train_setup.setup: no loop), then
-train_step / replay_closure / get_batch / get_lr called directly. Covers the trial closure's dropout replay, the
+"""train.py's own step, in process: its setup as bench.py and the study get it (trainer.setup), then the step
+(trainer/step.py: train_step, replay_closure), get_batch and get_lr called directly. Covers the trial closure's dropout replay, the
 non-finite-gradient skip, PLASLS merging as train.py builds it, distinct eval batches and the schedule's
-lr_decay_iters == warmup_iters case; and that train_setup documents every name it returns."""
+lr_decay_iters == warmup_iters case; and that trainer.setup documents every name it returns."""
 import copy
 import re
 import subprocess
@@ -11,24 +11,23 @@ import pytest
 import torch
 
 import model as model_module
-import train_setup
+import trainer.setup as trainer_setup
+from trainer.setup import from_args
 import trainutil as tu
 
 
-def setup(dataset, out_dir, run_name='train_setup', **overrides):
-    """train.py's setup (TINY + overrides), as bench.py gets it: train_setup's namespace."""
-    return train_setup.setup(tu.args_of(dataset=dataset, out_dir=str(out_dir), **overrides), run_name=run_name,
-                             cwd=tu.ROOT)
+def setup(dataset, out_dir, **overrides):
+    """train.py's setup (TINY + overrides), as bench.py gets it: trainer.setup's Run."""
+    return from_args(tu.args_of(dataset=dataset, out_dir=str(out_dir), **overrides), cwd=tu.ROOT)
 
 
 def test_setup_names_documented(tiny_dataset, tmp_path):
-    """Every name train_setup returns is described in its docstring (the one place they are listed), and no
-    other; `globals` is train.py's live module dict."""
-    documented = re.findall(r'^  (\w+) ', train_setup.__doc__, re.M)
-    assert documented == [*train_setup.NAMES, 'globals']
+    """Every attribute of trainer.setup's Run is described in its docstring (the one place they are listed), and
+    no other; the step it runs is trainer.step's with the Run's own model and optimizer."""
+    documented = re.findall(r'^  (\w+) ', trainer_setup.__doc__, re.M)
     ns = setup(tiny_dataset, tmp_path)
     assert sorted(vars(ns)) == sorted(documented)
-    assert ns.globals['optimizer'] is ns.optimizer and ns.train_step.__globals__ is ns.globals
+    assert ns.step_args['optimizer'] is ns.optimizer and ns.step_args['model'] is ns.model
 
 
 def params_of(ns):
@@ -107,25 +106,34 @@ def test_nonfinite_gradient_skips_update(tiny_dataset, tmp_path, optimizer, grad
     assert applied
 
 
+# train.py itself, every gradient NaN while every loss is finite: model.GPT's forward is patched in the process
+NAN_GRAD_RUN = """
+import sys, torch, model
+class NaNGrad(torch.autograd.Function):
+    forward = staticmethod(lambda ctx, x: x.view_as(x))
+    backward = staticmethod(lambda ctx, g: torch.full_like(g, float('nan')))
+forward = model.GPT.forward
+def nan_grad_forward(self, idx, targets=None):
+    logits, loss = forward(self, idx, targets)
+    return logits, (NaNGrad.apply(loss) if loss is not None and torch.is_grad_enabled() else loss)
+model.GPT.forward = nan_grad_forward
+sys.argv = ['train.py', *sys.argv[1:]]
+exec(compile(open('train.py').read(), 'train.py', 'exec'), {'__name__': '__main__'})
+"""
+
+
 @pytest.mark.parametrize('optimizer', ['adamw', 'alsals'])
-def test_nonfinite_gradients_counted_and_stop(tiny_dataset, tmp_path, monkeypatch, capsys, optimizer):
+def test_nonfinite_gradients_counted_and_stop(tiny_dataset, tmp_path, optimizer):
     """The loop counts skipped steps like non-finite losses: max_nonfinite_steps in a row stop the run with a
     one-line error (here every gradient is NaN while every loss is finite)."""
-    forward = model_module.GPT.forward
-
-    def nan_grad_forward(self, idx, targets=None):
-        logits, loss = forward(self, idx, targets)
-        return logits, (NaNGrad.apply(loss) if loss is not None and torch.is_grad_enabled() else loss)
-
-    monkeypatch.setattr(model_module.GPT, 'forward', nan_grad_forward)
-    with pytest.raises(SystemExit) as e:
-        setup(tiny_dataset, tmp_path, run_name='__main__', optimizer=optimizer, warmup_iters=2, max_nonfinite_steps=3,
-              max_iters=20)
-    assert isinstance(e.value.code, str) and 'non-finite' in e.value.code and '\n' not in e.value.code
-    out = capsys.readouterr().out
-    skipped = [line for line in out.splitlines() if 'update skipped: non-finite loss or gradient' in line]
+    r = subprocess.run([sys.executable, '-c', NAN_GRAD_RUN,
+                        *tu.args_of(dataset=tiny_dataset, out_dir=str(tmp_path), optimizer=optimizer, warmup_iters=2,
+                                    max_nonfinite_steps=3, max_iters=20)],
+                       cwd=tu.ROOT, env=tu.env_of(), capture_output=True, text=True, timeout=300)
+    tu.check_one_line_error(r, 'non-finite')
+    skipped = [line for line in r.stdout.splitlines() if 'update skipped: non-finite loss or gradient' in line]
     assert [line.split(':')[0] for line in skipped] == ['iter 0', 'iter 1', 'iter 2']
-    losses = tu.iter_losses(out)
+    losses = tu.iter_losses(r.stdout)
     assert all(float(v) < 10 for v in losses.values())  # the losses were finite all along
 
 
@@ -205,7 +213,7 @@ def test_shipped_alsals_configs_read_no_learning_rate(tiny_dataset, tmp_path, co
     weights, starting at eta = ls_ramp_from."""
     runs = []
     for lr in (1e-4, 1e-1):
-        ns = train_setup.setup([config, *tu.args_of(dataset=tiny_dataset, out_dir=str(tmp_path), learning_rate=lr,
+        ns = from_args([config, *tu.args_of(dataset=tiny_dataset, out_dir=str(tmp_path), learning_rate=lr,
                                                     warmup_iters=4, gradient_accumulation_steps=1,
                                                     ls_ema_warmup_steps=2, ls_skip_stable=0)], cwd=tu.ROOT)
         X, Y = ns.get_batch('train', 0)
@@ -230,7 +238,7 @@ def test_first_guess_does_not_set_the_schedule(tiny_dataset, tmp_path, config):
     ls_anneal_to = 0.1."""
     ratios = []
     for lr in (1e-4, 1e-1):
-        ns = train_setup.setup([config, *tu.args_of(dataset=tiny_dataset, out_dir=str(tmp_path), learning_rate=lr,
+        ns = from_args([config, *tu.args_of(dataset=tiny_dataset, out_dir=str(tmp_path), learning_rate=lr,
                                                     min_lr=None, warmup_iters=None, lr_decay_iters=100)], cwd=tu.ROOT)
         assert ns.config['min_lr'] == 3e-4 and ns.config['learning_rate'] == lr
         ratios.append([ns.get_lr(i) / lr for i in range(0, 120)])
@@ -262,7 +270,7 @@ def test_muonsls_config_one_lr(tiny_dataset, tmp_path, config):
     the search's own c and b), and their one lr is learning_rate: changing only it scales both parts, the AdamW part
     at muon_adamw_ratio = 1/3 of it."""
     for lr in (1e-3, 1e-1):
-        ns = train_setup.setup([config, *tu.args_of(dataset=tiny_dataset, out_dir=str(tmp_path), learning_rate=lr,
+        ns = from_args([config, *tu.args_of(dataset=tiny_dataset, out_dir=str(tmp_path), learning_rate=lr,
                                                     min_lr=None, warmup_iters=4)], cwd=tu.ROOT)
         assert ns.config['optimizer'] == 'muonsls' and not ns.config['ls_range_test'] and ns.config['muon_adamw_lr'] is None
         assert ns.optimizer.defaults['c'] == 0.6 and ns.optimizer.defaults['b'] == 500 and ns.optimizer.in_warmup
@@ -276,10 +284,10 @@ def test_muonsls_config_one_lr(tiny_dataset, tmp_path, config):
 
 
 def test_training_leaves_fsdp_unimported():
-    """The trainer's modules do not import torch.distributed.tensor or torch.distributed.fsdp, which together take
+    """The trainer package's modules do not import torch.distributed.tensor or torch.distributed.fsdp, which together take
     about 0.8 s to import (torch itself 1.2-2 s): a one-process or DDP run (and every test that starts one) would
     pay that at each start. FSDP2's shard() and a DTensor bring them in."""
-    code = ("import sys; import alsals, alsals.muon, parallel, model, checkpoint, configurator, train_setup; "
+    code = ("import sys; import alsals, alsals.muon, model, configurator, trainer.setup, trainer.step; "
             "print([m for m in ('torch.distributed.tensor', 'torch.distributed.fsdp') if m in sys.modules])")
     r = subprocess.run([sys.executable, '-c', code], cwd=tu.ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

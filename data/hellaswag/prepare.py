@@ -12,7 +12,7 @@ import urllib.request
 
 # make the repo root importable, so this runs as `python data/hellaswag/prepare.py` from anywhere
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from hellaswag import load_items  # noqa: E402
+from trainer.hellaswag import load_items  # noqa: E402
 
 URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl"
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hellaswag_val.jsonl")

@@ -19,8 +19,8 @@ what it measured. Exit code 1 if a run failed or ended non-finite.
 
 --smoke=True: CPU, a 1-layer model, a few steps, float32, no compile: the plumbing, not the figures (a test).
 
-$ python gpu_study.py                    # on the GPU machine: results/gpu_study.json and results/gpu_study.md
-$ python gpu_study.py --smoke=True --dataset=shakespeare_char --out=out-gpu-study/gs.json   # CPU plumbing
+$ python scripts/gpu_study.py                    # on the GPU machine: results/gpu_study.json and results/gpu_study.md
+$ python scripts/gpu_study.py --smoke=True --dataset=shakespeare_char --out=out-gpu-study/gs.json   # CPU plumbing
 """
 import json
 import math
@@ -34,6 +34,8 @@ import time
 import numpy as np
 import torch
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) # the repository: scripts/..
+sys.path.insert(0, ROOT) # configurator, trainer, model
 import gpu_report # the runs in turn, the report saved after each
 
 # -----------------------------------------------------------------------------
@@ -51,7 +53,6 @@ config_keys = [k for k, v in globals().items() if not k.startswith('_') and isin
 from configurator import configure, fail # fail: one line on stderr, exit code 1
 configure(sys.argv[1:], globals(), config_keys)
 config = {k: globals()[k] for k in config_keys}
-ROOT = os.path.dirname(os.path.abspath(__file__))
 
 METHODS = {'adamw': 'config/train_gpt2.py', 'muon': 'config/train_gpt2_muon.py',
            'alsals': 'config/train_gpt2_alsals.py', 'muonsls': 'config/train_gpt2_muonsls.py'}
@@ -67,7 +68,7 @@ if smoke:
     SYSTEM = ['--device=cpu', '--dtype=float32', '--compile=False']
 else:
     if not torch.cuda.is_available():
-        fail("no CUDA device; on CPU run the plumbing check: python gpu_study.py --smoke=True")
+        fail("no CUDA device; on CPU run the plumbing check: python scripts/gpu_study.py --smoke=True")
     SHAPE = ['--n_layer=12', '--n_head=12', '--n_embd=768', '--block_size=1024']
     SYSTEM = ['--device=cuda', '--dtype=bfloat16', '--compile=True']
 BLOCK = int(SHAPE[-1].split('=')[1])
@@ -124,7 +125,7 @@ def run_method(name, tmp):
                 wall_s=round(time.time() - t0, 1), **summarize(records))
 
 def config_lr(path):
-    """The learning_rate a config file sets (it may exec another config, relative to ROOT), else train.py's default:
+    """The learning_rate a config file sets (it may exec another config, relative to ROOT), else the default:
     the lr of AdamW and Muon, the first guess of a line search."""
     here, scope = os.getcwd(), {}
     os.chdir(ROOT)
@@ -134,7 +135,8 @@ def config_lr(path):
         os.chdir(here)
     if 'learning_rate' in scope:
         return scope['learning_rate']
-    return float(re.search(r'^learning_rate = (\S+)', open(os.path.join(ROOT, 'train.py')).read(), re.M).group(1))
+    from trainer import defaults
+    return defaults.learning_rate
 
 def tokens():
     d = dataset if os.path.isabs(dataset) else os.path.join(ROOT, 'data', dataset)

@@ -1,8 +1,13 @@
 """
-Checkpoint I/O shared by train.py and sample.py; the RNG state that checkpoints and the line search's trial
-closure (train.py's replay_closure) save and restore; what train.py does on resume besides loading the model
-and optimizer (its checks, the settings that apply, with notices, every rank's RNG stream); and train.py's
-JSON-lines log (log_file), the run's other file.
+Checkpoint I/O shared by train.py, sample.py and the export: ckpt.pt, and under FSDP2 the shards it names; the
+RNG state that checkpoints and the line search's trial closure (trainer/step.py) save and restore; and what a
+resume does besides loading the model and optimizer (its checks, the settings that apply, with notices, every
+rank's RNG stream).
+
+FSDP2 checkpoints: every rank writes its shards of the model and the optimizer to out_dir/ckpt_dcp_<iter>/ (DCP),
+then rank 0 writes out_dir/ckpt.pt (atomically) with everything else (config, model_args, iter_num, every rank's
+RNG state, ...) and the name of that directory under 'dcp'; older ckpt_dcp_* directories are removed after.
+A run killed while saving leaves ckpt.pt naming the previous, complete directory.
 
 Writes are atomic (temp file in the same directory, fsync, os.replace), so a kill -9 while saving leaves the
 previous checkpoint intact. Reads use torch.load(weights_only=True): checkpoints hold only tensors and plain
@@ -10,14 +15,15 @@ python values (config, RNG states as uint8 tensors), so loading one never execut
 meta.pkl is read the same way: data/loader.py's load_meta).
 """
 import glob
-import json
 import os
+import shutil
 import tempfile
 
 import torch
 
 from configurator import fail
 from data.loader import mix_seed
+from trainer.distributed import is_fsdp
 
 
 def save(obj, path):
@@ -68,8 +74,7 @@ def load_model(out_dir, device='cpu'):
     try:
         model = GPT(GPTConfig(**checkpoint['model_args']))
         if checkpoint.get('dcp'): # written by an FSDP2 run: the weights are its shards in out_dir/<dcp>/
-            import parallel
-            parallel.load_sharded_weights(model, os.path.join(out_dir, checkpoint['dcp']))
+            load_sharded_weights(model, os.path.join(out_dir, checkpoint['dcp']))
         else:
             model.load_state_dict(strip_compile_prefix(checkpoint['model']))
     except (KeyError, TypeError, RuntimeError) as e:
@@ -142,7 +147,8 @@ def resume_settings(optimizer, ls_kwargs, saved_config, config):
     saved_group = dict(optimizer.param_groups[0]) # as the checkpoint's run left it
     for param_group in optimizer.param_groups:
         param_group.update(ls_kwargs)
-    keys = ['warmup_iters', 'grad_clip', 'learning_rate', 'lr_decay_iters', 'min_lr', 'decay_lr', 'lr_schedule', 'decay_frac']
+    keys = ['warmup_iters', 'grad_clip', 'learning_rate', 'lr_decay_iters', 'min_lr', 'decay_lr', 'lr_schedule',
+            'decay_frac']
     for k in keys + [k for k, v in config.items() if k.startswith('ls_') and v is not None]:
         if k.startswith('ls_'):
             old = saved_group.get(k[3:], saved_config.get(k))
@@ -152,15 +158,47 @@ def resume_settings(optimizer, ls_kwargs, saved_config, config):
             print(f"note: resuming with {k}={config[k]!r} (the checkpoint's run used {old!r})")
 
 
-def json_log(path, fresh):
-    """log_json(**record): appends one JSON line per call to `path` (train.py's log_file), or does nothing if path
-    is '' (no log_file, or not the master process). `fresh` (a run from scratch) empties the file first; a resumed
-    run appends."""
-    if not path:
-        return lambda **record: None
-    if fresh:
-        open(path, 'w').close()
-    def log_json(**record):
-        with open(path, 'a') as f:
-            f.write(json.dumps(record) + '\n')
-    return log_json
+def save_checkpoint(model, optimizer, checkpoint, out_dir):
+    """train.py's checkpoint: `checkpoint` is the dict of everything but the model and the optimizer. Under FSDP2
+    (a fully_shard-ed `model`, not the compiled wrapper) every rank calls it and writes its shards with DCP, then
+    rank 0 ckpt.pt naming them (module docstring); otherwise one process writes ckpt.pt with both state_dicts.
+    Either way ckpt.pt is written atomically (save)."""
+    if not is_fsdp(model):
+        save(dict(checkpoint, model=model.state_dict(), optimizer=optimizer.state_dict()),
+             os.path.join(out_dir, 'ckpt.pt'))
+        return
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+    name = f"ckpt_dcp_{checkpoint['iter_num']}"
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    dcp.save({'model': model_sd, 'optimizer': optim_sd}, checkpoint_id=os.path.join(out_dir, name))
+    torch.distributed.barrier() # every shard is written before ckpt.pt names the directory
+    if torch.distributed.get_rank() == 0:
+        save(dict(checkpoint, dcp=name), os.path.join(out_dir, 'ckpt.pt'))
+        for old in glob.glob(os.path.join(out_dir, 'ckpt_dcp_*')):
+            if os.path.basename(old) != name:
+                shutil.rmtree(old, ignore_errors=True)
+    torch.distributed.barrier()
+
+
+def load_optimizer(model, optimizer, checkpoint, out_dir):
+    """Resume the optimizer from train.py's `checkpoint` (ckpt.pt, loaded). An FSDP2 checkpoint (it names its DCP
+    directory under 'dcp'): this rank's shards of the model and the optimizer, from out_dir/<that name>; otherwise
+    the optimizer's state_dict (the model's weights were loaded before sharding, as in nanoGPT)."""
+    if not checkpoint.get('dcp'):
+        optimizer.load_state_dict(checkpoint['optimizer'])
+        return
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    state = {'model': model_sd, 'optimizer': optim_sd}
+    dcp.load(state, checkpoint_id=os.path.join(out_dir, checkpoint['dcp']))
+    set_state_dict(model, optimizer, model_state_dict=state['model'], optim_state_dict=state['optimizer'])
+
+
+def load_sharded_weights(model, path):
+    """The whole model's weights from an FSDP2 checkpoint directory, in one process (sample.py)."""
+    import torch.distributed.checkpoint as dcp
+    state = {'model': model.state_dict()}
+    dcp.load(state, checkpoint_id=path) # fills the tensors in place, gathering every rank's shards
+    model.load_state_dict(state['model'])

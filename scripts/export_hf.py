@@ -2,7 +2,7 @@
 Export a checkpoint written by train.py (plain or FSDP2) as a Hugging Face `transformers` GPT-2 directory:
 model.safetensors, config.json and, for GPT-2 BPE, generation_config.json. GPT2LMHeadModel.from_pretrained(hf_dir)
 then loads it with no missing or unexpected weights and computes model.py's logits (tested).
-$ python export_hf.py --out_dir=out --hf_dir=hf-out
+$ python scripts/export_hf.py --out_dir=out --hf_dir=hf-out
 
 The mapping (as nanoGPT's GPT.from_pretrained, the other way round: model.py's from_pretrained reads it back):
 - c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj: transformers' Conv1D stores (in, out), nn.Linear (out, in): transposed.
@@ -21,7 +21,9 @@ import sys
 
 import torch
 
-import checkpoint as ckpt_io
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) # the repository: scripts/..
+sys.path.insert(0, ROOT)
+from trainer import checkpoint as ckpt_io # noqa: E402
 from model import HF_CONV1D
 
 # -----------------------------------------------------------------------------
