@@ -67,6 +67,9 @@ Project choices (not in the papers), each for a stated reason:
     one mesh over all ranks): the same collectives, with the norm and the slope summed over the shards; the
     moves act on each rank's local shard.
 
+The code: this class gathers a step's tensors (_init_group) and runs its phases (step); the arithmetic, the
+Armijo search among it, is alsals/_functional.py's; the variants are alsals/variants.py's.
+
 Usage (the fast path: f(w) from the training forward; see README for a complete loop):
     opt = ALSALS(model.parameters(), lr=6e-4, warmup_steps=2000)
     loss = loss_fn(model(x), y); loss.backward()
@@ -75,53 +78,25 @@ Usage (the fast path: f(w) from the training forward; see README for a complete 
 """
 
 import math
-import sys
 from typing import Any, Callable, Iterable, Optional, Union
 
 import torch
-import torch.distributed as dist
 
 from . import start
-from ._compat import upgrade_state_dict
+from ._functional import (Part, accept, adam_directions, armijo, by_component, exact_slope, is_dtensor, local,
+                          move, multipliers, reduce, require, update, write)
 
 Params = Union[Iterable[torch.Tensor], Iterable[dict]]
 
 # the settings of the search itself: one search over all parameters, so they must agree in every group
-_SEARCH_KEYS = ('c', 'smooth', 'beta_s', 'b', 'backtrack', 'max_backtracks', 'eta_min', 'eta_max', 'warmup_steps',
-                'ema_warmup_steps', 'skip_stable', 'max_grad_norm', 'fa', 'fd_eps', 'reduce_losses', 'ramp',
-                'ramp_sigma', 'ramp_hold', 'ramp_from')
+SEARCH_KEYS = ('c', 'smooth', 'beta_s', 'b', 'backtrack', 'max_backtracks', 'eta_min', 'eta_max', 'warmup_steps',
+               'ema_warmup_steps', 'skip_stable', 'max_grad_norm', 'fa', 'fd_eps', 'reduce_losses', 'ramp',
+               'ramp_sigma', 'ramp_hold', 'ramp_from')
 # the search's scalars in every param group: per component (the groups sharing group['component']) ...
-_COMPONENT_STATE = dict(eta=None, D=0.0, G=0.0, exhausted=False)
+COMPONENT_STATE = dict(eta=None, D=0.0, G=0.0, exhausted=False)
 # ... and for the whole optimizer (every group holds the same value), the start's (alsals/start.py) among them
-_OPTIMIZER_STATE = dict(step=0, cursor=0, skip_left=0, forwards=0, backtracks=0, exhaustions=0, skipped=0,
-                        **start.STATE)
-
-
-def _is_dtensor(t) -> bool:
-    """Whether t is a DTensor (FSDP2's parameters and their state). torch.distributed.tensor takes about 0.8 s to
-    import (torch itself 1.2-2 s, measured here), so it is not imported here: until FSDP2 has imported it, no
-    tensor is a DTensor."""
-    module = sys.modules.get('torch.distributed.tensor')
-    return module is not None and isinstance(t, module.DTensor)
-
-
-def _local(t: torch.Tensor) -> torch.Tensor:
-    """A DTensor's local shard (a view: in-place ops on it move the parameter), or the tensor itself."""
-    return t.to_local() if _is_dtensor(t) else t
-
-
-class _Part:
-    """One param group's tensors with a gradient, gathered once per step (local shards under FSDP2), and its
-    directions: d = scale * num / denom (denom None: scale * num), one scale per tensor."""
-
-    def __init__(self, group: dict):
-        self.group = group
-        self.params, self.grads, self.states = [], [], []
-        self.clip_coef = 1.0
-        self.final_num, self.final_scale = [], []
-        self.trial_num, self.trial_scale = [], []
-        self.denom = None
-        self.trial_mult = self.applied_mult = 1.0   # lr_0(group)/lr_0(reference), lr/lr_0(reference)
+OPTIMIZER_STATE = dict(step=0, cursor=0, skip_left=0, forwards=0, backtracks=0, exhaustions=0, skipped=0,
+                       **start.STATE)
 
 
 class ALSALS(torch.optim.Optimizer):
@@ -178,27 +153,27 @@ class ALSALS(torch.optim.Optimizer):
                  max_grad_norm: float = 0.0, fa: str = 'exact', fd_eps: float = 1e-5, reduce_losses: bool = True,
                  ramp: float = 0.0, ramp_sigma: float = 2.0, ramp_hold: int = 0, ramp_from: float = 0.0):
         name = type(self).__name__
-        _require(lr > 0, f"{name}: lr must be > 0, got {lr}")
-        _require(0 <= betas[0] < 1 and 0 <= betas[1] < 1, f"{name}: betas must be in [0, 1), got {betas}")
-        _require(eps >= 0, f"{name}: eps must be >= 0, got {eps}")
-        _require(weight_decay >= 0, f"{name}: weight_decay must be >= 0, got {weight_decay}")
-        _require(0 < c < 1, f"{name}: c must be in (0, 1), got {c}")
-        _require(isinstance(smooth, bool), f"{name}: smooth must be True or False, got {smooth!r}")
-        _require(0 <= beta_s < 1, f"{name}: beta_s must be in [0, 1), got {beta_s}")
-        _require(b > 0, f"{name}: b must be > 0, got {b}")
-        _require(0 < backtrack < 1, f"{name}: backtrack must be in (0, 1), got {backtrack}")
-        _require(max_backtracks >= 0, f"{name}: max_backtracks must be >= 0, got {max_backtracks}")
-        _require(0 <= eta_min < eta_max, f"{name}: need 0 <= eta_min < eta_max, got {eta_min}, {eta_max}")
-        _require(warmup_steps >= 0, f"{name}: warmup_steps must be >= 0, got {warmup_steps}")
-        _require(ema_warmup_steps >= 0, f"{name}: ema_warmup_steps must be >= 0, got {ema_warmup_steps}")
-        _require(skip_stable >= 0, f"{name}: skip_stable must be >= 0, got {skip_stable}")
-        _require(max_grad_norm >= 0, f"{name}: max_grad_norm must be >= 0, got {max_grad_norm}")
-        _require(fa in ('exact', 'fd'), f"{name}: fa must be 'exact' or 'fd', got {fa!r}")
-        _require(fd_eps > 0, f"{name}: fd_eps must be > 0, got {fd_eps}")
-        _require(ramp == 0 or ramp >= 1, f"{name}: ramp must be 0 (off) or >= 1 (steps per doubling), got {ramp}")
-        _require(ramp_sigma >= 1, f"{name}: ramp_sigma must be >= 1, got {ramp_sigma}")
-        _require(ramp_hold >= -1, f"{name}: ramp_hold must be >= 0 (or -1: ramp steps), got {ramp_hold}")
-        _require(ramp_from >= 0, f"{name}: ramp_from must be >= 0 (0: lr/100), got {ramp_from}")
+        require(lr > 0, f"{name}: lr must be > 0, got {lr}")
+        require(0 <= betas[0] < 1 and 0 <= betas[1] < 1, f"{name}: betas must be in [0, 1), got {betas}")
+        require(eps >= 0, f"{name}: eps must be >= 0, got {eps}")
+        require(weight_decay >= 0, f"{name}: weight_decay must be >= 0, got {weight_decay}")
+        require(0 < c < 1, f"{name}: c must be in (0, 1), got {c}")
+        require(isinstance(smooth, bool), f"{name}: smooth must be True or False, got {smooth!r}")
+        require(0 <= beta_s < 1, f"{name}: beta_s must be in [0, 1), got {beta_s}")
+        require(b > 0, f"{name}: b must be > 0, got {b}")
+        require(0 < backtrack < 1, f"{name}: backtrack must be in (0, 1), got {backtrack}")
+        require(max_backtracks >= 0, f"{name}: max_backtracks must be >= 0, got {max_backtracks}")
+        require(0 <= eta_min < eta_max, f"{name}: need 0 <= eta_min < eta_max, got {eta_min}, {eta_max}")
+        require(warmup_steps >= 0, f"{name}: warmup_steps must be >= 0, got {warmup_steps}")
+        require(ema_warmup_steps >= 0, f"{name}: ema_warmup_steps must be >= 0, got {ema_warmup_steps}")
+        require(skip_stable >= 0, f"{name}: skip_stable must be >= 0, got {skip_stable}")
+        require(max_grad_norm >= 0, f"{name}: max_grad_norm must be >= 0, got {max_grad_norm}")
+        require(fa in ('exact', 'fd'), f"{name}: fa must be 'exact' or 'fd', got {fa!r}")
+        require(fd_eps > 0, f"{name}: fd_eps must be > 0, got {fd_eps}")
+        require(ramp == 0 or ramp >= 1, f"{name}: ramp must be 0 (off) or >= 1 (steps per doubling), got {ramp}")
+        require(ramp_sigma >= 1, f"{name}: ramp_sigma must be >= 1, got {ramp_sigma}")
+        require(ramp_hold >= -1, f"{name}: ramp_hold must be >= 0 (or -1: ramp steps), got {ramp_hold}")
+        require(ramp_from >= 0, f"{name}: ramp_from must be >= 0 (0: lr/100), got {ramp_from}")
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, c=c, smooth=smooth, beta_s=beta_s,
                         b=b, backtrack=backtrack, max_backtracks=max_backtracks, eta_min=eta_min, eta_max=eta_max,
                         warmup_steps=warmup_steps, ema_warmup_steps=ema_warmup_steps, skip_stable=skip_stable,
@@ -206,25 +181,25 @@ class ALSALS(torch.optim.Optimizer):
                         ramp_sigma=ramp_sigma, ramp_hold=ramp_hold, ramp_from=ramp_from)
         self.last_stats = {}   # the last step: eta, forwards, backtracks, accepted, exhausted, skipped, f_w, ...
         super().__init__(params, defaults)
-        _require(fa == 'exact' or all(p.dtype in (torch.float32, torch.float64) for p in self._all_params()),
+        require(fa == 'exact' or all(p.dtype in (torch.float32, torch.float64) for g in self.param_groups for p in g['params']),
                  f"{name}: fa='fd' needs float32/float64 parameters (a finite difference of {fd_eps:g} vanishes in "
                  f"16-bit floats)")
-        self.register_load_state_dict_pre_hook(upgrade_state_dict)   # checkpoints of earlier layouts: _compat.py
+        self.register_load_state_dict_pre_hook(_complete_state_dict)   # settings a checkpoint predates: defaults
 
     def add_param_group(self, param_group: dict) -> None:
         """A new group joins the search (component 0 unless it names another); its parameters start their own
         moments and bias correction."""
         super().add_param_group(param_group)
         group, first = self.param_groups[-1], self.param_groups[0]
-        for key in _SEARCH_KEYS:
-            _require(group[key] == first[key], f"{type(self).__name__}: {key} must be the same in every param "
-                     f"group (one search covers all of them), got {first[key]!r} and {group[key]!r}")
+        for key in SEARCH_KEYS:
+            require(group[key] == first[key], f"{type(self).__name__}: {key} must be the same in every param "
+                    f"group (one search covers all of them), got {first[key]!r} and {group[key]!r}")
         group.setdefault('component', 0)
         group.setdefault('handoff_lr', None)   # lr_0, recorded at the group's first searched step
         peer = next((g for g in self.param_groups[:-1] if g['component'] == group['component']), None)
-        for key, value in _COMPONENT_STATE.items():
+        for key, value in COMPONENT_STATE.items():
             group.setdefault(key, peer[key] if peer else (float(group['lr']) if key == 'eta' else value))
-        for key, value in _OPTIMIZER_STATE.items():
+        for key, value in OPTIMIZER_STATE.items():
             group.setdefault(key, first[key] if group is not first else value)
 
     # ---- for training loops ------------------------------------------------------------------------------------
@@ -244,12 +219,52 @@ class ALSALS(torch.optim.Optimizer):
         etas = {g['component']: g['eta'] for g in self.param_groups}
         return sum(etas.values()) / len(etas)
 
-    # ---- the step, as named phases ---------------------------------------------------------------------------
+    # ---- the variants' hooks -------------------------------------------------------------------------------------
+    def _init_state(self, p: torch.Tensor, state: dict, group: dict) -> None:
+        """A parameter's state at its first step (MuonSLS: Muon's momentum buffer for its matrices)."""
+        if self.adam:
+            state['step'] = 0
+            state['exp_avg'] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state['exp_avg_sq'] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    def _directions(self, part: Part, clip_coef: float) -> None:
+        """The trial and final directions of one part (MuonSLS: Muon's for its matrices)."""
+        adam_directions(part, clip_coef, self.adam, self.momentum_trial)
+
+    def _search_whole(self) -> bool:
+        """Whether this step searches all components as one (PLASLS's first search)."""
+        return False
+
+    def _after_step(self) -> None:
+        """After a step that searched one component (PLASLS: the merge of components, [F] Algorithm 1)."""
+
+    # ---- the step ------------------------------------------------------------------------------------------------
+    def _init_group(self, clip_coef: Optional[float] = None) -> list:
+        """Gather, once per step, every parameter that has a gradient with its state: one Part per group; with
+        clip_coef, the step's directions too."""
+        parts = []
+        for group in self.param_groups:
+            part = Part(group)
+            for p in group['params']:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    self._init_state(p, state, group)
+                part.params.append(local(p))
+                part.grads.append(local(p.grad))
+                part.states.append(state)
+            if part.params:
+                if clip_coef is not None:
+                    self._directions(part, clip_coef)
+                parts.append(part)
+        return parts
+
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], Any]] = None, loss: Any = None) -> Optional[float]:
         """One step; returns f(w) (None in warmup without loss or closure). See the class docstring."""
-        first = self.param_groups[0]
-        if all(group['lr'] == 0 for group in self.param_groups):
+        groups, first = self.param_groups, self.param_groups[0]
+        if all(group['lr'] == 0 for group in groups):
             # moves nothing: only the per-parameter state is created (torch.distributed.checkpoint initialises an
             # optimizer's state this way); the search and its counters are left as they are
             self._init_group()
@@ -261,462 +276,166 @@ class ALSALS(torch.optim.Optimizer):
         forwards = 0
         if loss is None and closure is not None and not warmup:
             loss, forwards = closure(), 1                        # torch.optim style: one extra no-grad forward
-        grads = [p.grad for p in self._all_params() if p.grad is not None]
+        grads = [p.grad for group in groups for p in group['params'] if p.grad is not None]
         if not grads:
             return None if loss is None else float(loss)
-        self._sharded = any(_is_dtensor(g) for g in grads)
+        sharded = any(is_dtensor(g) for g in grads)
         stats = self.last_stats = dict(eta=self.eta, forwards=forwards, backtracks=0, accepted=True,
                                        exhausted=False, skipped=False, warmup=warmup, f_w=None, f_trial=None,
                                        f_a=None, searched=0)   # searched: the component's index (None: all)
 
         # 1. non-finite guard, one collective and one sync: f(w) and the gradient norm decide whether to step
-        norms = torch.stack(torch._foreach_norm([_local(g) for g in grads]))
+        norms = torch.stack(torch._foreach_norm([local(g) for g in grads]))
         norms = norms.float() if norms.element_size() < 4 else norms    # 16-bit gradients: norms in float32
-        grad_norm = norms.square().sum() if self._sharded else torch.linalg.vector_norm(norms)
-        f_w, grad_norm = self._reduce([math.nan if loss is None else loss, grad_norm], (False, True))
-        grad_norm = math.sqrt(grad_norm) if self._sharded else grad_norm
+        grad_norm = norms.square().sum() if sharded else torch.linalg.vector_norm(norms)
+        f_w, grad_norm = reduce(groups, [math.nan if loss is None else loss, grad_norm], (False, True), sharded)
+        grad_norm = math.sqrt(grad_norm) if sharded else grad_norm
         stats['f_w'] = None if loss is None else f_w
         if not math.isfinite(grad_norm) or (loss is not None and not math.isfinite(f_w)):
             stats.update(accepted=False, skipped=True)
-            self._set_all(skipped=first['skipped'] + 1)
+            write(groups, groups, skipped=first['skipped'] + 1)
             return f_w
         clip_coef = min(1.0, first['max_grad_norm'] / (grad_norm + 1e-6)) if first['max_grad_norm'] > 0 else 1.0
 
         # 2. the direction: moments and directions per group
-        self._set_all(step=first['step'] + 1)
-        parts = self._init_group()
-        for part in parts:
-            self._directions(part, clip_coef)
+        write(groups, groups, step=first['step'] + 1)
+        parts = self._init_group(clip_coef)
 
-        # 3. warmup: AdamW with group['lr'] (the training script's schedule)
+        def slope(comp):
+            """The slope along d_trial: exact (-g.d, no forward) or [A] Eq. 6's finite difference (fa='fd')."""
+            if first['fa'] == 'exact':
+                return exact_slope(comp)
+            lam = first['fd_eps']
+            for part in comp:
+                move(part, lam * part.trial_mult, trial=True)
+            f_lambda, = reduce(groups, [closure()], (), sharded)
+            for part in comp:
+                move(part, -lam * part.trial_mult, trial=True)
+            stats['forwards'] += 1
+            return (f_w - f_lambda) / lam
+
+        def search(comp, eta, accept_any=False):
+            """[A] Eq. 8-9 on one component, in place (no copies): the parameters move to each trial point and
+            stay at the accepted one, or return to w; the outcome is written into the component's groups."""
+            hp, moved, f_a = comp[0].group, [0.0], slope(comp)
+
+            def trial(eta_t):
+                for part in comp:
+                    move(part, (eta_t - moved[0]) * part.trial_mult, trial=True)
+                moved[0] = eta_t
+                stats['forwards'] += 1
+                if stats['f_a'] is None:                               # first trial: fetch f_a with f_t
+                    f_t, stats['f_a'] = reduce(groups, [closure(), f_a], (False, True), sharded)
+                    return f_t, stats['f_a']
+                return reduce(groups, [closure()], (), sharded)[0], stats['f_a']
+
+            s = armijo(trial, f_w, eta, hp['D'], hp['G'], hp['c'], hp['beta_s'], hp['smooth'], hp['backtrack'],
+                       hp['max_backtracks'], hp['eta_min'], accept_any)
+            stats.update(backtracks=s.backtracks, f_trial=s.f_trial, accepted=s.accepted, exhausted=not s.accepted)
+            if s.ema_restart:
+                stats['ema_restart'] = True
+            if not s.accepted:
+                for part in comp:
+                    move(part, -moved[0] * part.trial_mult, trial=True)     # back to w: no update
+                # the smallest eta still failed at a finite loss: it is too large, keep cutting (from a first guess
+                # far too high); after non-finite trials cut once only (a closure that fails whatever eta must not
+                # drive eta to eta_min)
+                keep_cut = math.isfinite(s.f_trial) or not hp['exhausted']
+                write(comp_groups(comp), groups, eta=s.eta if keep_cut else eta, exhausted=True,
+                      **(dict(D=0.0, G=0.0) if hp['smooth'] else dict(D=s.D, G=s.G)))
+                write(groups, groups, skip_left=0)
+                return
+            write(comp_groups(comp), groups, eta=s.eta, D=s.D, G=s.G, exhausted=False)
+            for part in comp:
+                accept(part, s.eta * part.trial_mult, s.eta * part.applied_mult, self.momentum_trial)
+            write(groups, groups, skip_left=hp['skip_stable'] if s.backtracks == 0 else 0)
+
+        # 3. warmup: AdamW (SGD) with group['lr'] (the training script's schedule); in its last ema_warmup_steps
+        # steps one closure call warms D and G
         if warmup:
-            self._warmup_step(parts, closure, f_w if loss is not None else None, stats)
+            for comp in by_component(parts):                         # the search will start from the last lr
+                write(comp_groups(comp), groups, eta=float(comp[0].group['lr']))
+                for part in comp:                                     # the trial moves each group by its lr
+                    part.trial_mult = part.group['lr'] / comp[0].group['lr']
+            stats['eta'] = self.eta
+            if not (first['smooth'] and closure is not None and loss is not None
+                    and first['step'] > first['warmup_steps'] - first['ema_warmup_steps']):
+                update(parts, 0.0, applied_mult=False)
+                return stats['f_w']
+            f_a = slope(parts)
+            for part in parts:
+                move(part, part.group['lr'], trial=True)
+            f_t, f_a = reduce(groups, [closure(), f_a], (False, True), sharded)
+            stats.update(forwards=stats['forwards'] + 1, f_trial=f_t, f_a=f_a)
+            if math.isfinite(f_t):
+                beta_s = first['beta_s']
+                write(groups, groups, D=beta_s * first['D'] + (1 - beta_s) * (f_w - f_t),
+                      G=beta_s * first['G'] + (1 - beta_s) * f_a)
+            for part in parts:
+                accept(part, part.group['lr'], part.group['lr'], self.momentum_trial)
             return stats['f_w']
 
-        # 4. the hand-off records lr_0; the search (one component; PLASLS: one per step, round robin) and the move,
-        # with the applied step a = eta * lr/lr_0
-        for group in self.param_groups:
+        # 4. the hand-off records lr_0; one component is searched (round robin), the others step with their own
+        # eta, with the applied step a = eta * lr/lr_0 ([F]: the update rule after Eq. 7)
+        for group in groups:
             if group['handoff_lr'] is None:
                 group['handoff_lr'] = group['lr']
-        self._search_components(parts, closure, f_w, stats)
-
-        # 5. bookkeeping
-        stats['eta'] = self.eta
-        self._set_all(forwards=first['forwards'] + stats['forwards'],
-                      backtracks=first['backtracks'] + stats['backtracks'],
-                      exhaustions=first['exhaustions'] + int(stats['exhausted']))
-        return f_w
-
-    def _init_group(self) -> list:
-        """Gather, once per step, every parameter that has a gradient with its state: one _Part per group."""
-        parts = []
-        for group in self.param_groups:
-            part = _Part(group)
-            for p in group['params']:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    self._init_state(p, state, group)
-                part.params.append(_local(p))
-                part.grads.append(_local(p.grad))
-                part.states.append(state)
-            if part.params:
-                parts.append(part)
-        return parts
-
-    def _init_state(self, p: torch.Tensor, state: dict, group: dict) -> None:
-        if self.adam:
-            state['step'] = 0
-            state['exp_avg'] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state['exp_avg_sq'] = torch.zeros_like(p, memory_format=torch.preserve_format)
-
-    # ---- the direction -----------------------------------------------------------------------------------------
-    def _directions(self, part: _Part, clip_coef: float) -> None:
-        """The trial and final directions of one part (a hook: MuonSLS gives Muon's for its groups)."""
-        _adam_directions(part, clip_coef, self.adam, self.momentum_trial)
-
-    # ---- the warmup (the paper's start) --------------------------------------------------------------------------
-    def _warmup_step(self, parts: list, closure, f_w, stats: dict) -> None:
-        """AdamW (SGD) with group['lr']; in the last ema_warmup_steps steps one closure call warms D and G."""
-        first = self.param_groups[0]
-        for comp in _by_component(parts):                         # the search will start from the last lr
-            self._set_component(_groups(comp), eta=float(comp[0].group['lr']))
-            for part in comp:                                         # the trial moves each group by its lr
-                part.trial_mult = part.group['lr'] / comp[0].group['lr']
-        stats['eta'] = self.eta
-        warm_ema = (first['smooth'] and closure is not None and f_w is not None
-                    and first['step'] > first['warmup_steps'] - first['ema_warmup_steps'])
-        if not warm_ema:
-            for part in parts:
-                _update_part(part, part.group['lr'])
-            return
-        f_a = self._fa(parts, closure, f_w, stats)
-        for part in parts:
-            _move(part, part.group['lr'], trial=True)
-        f_t, f_a = self._reduce([closure(), f_a], (False, True))
-        stats.update(forwards=stats['forwards'] + 1, f_trial=f_t, f_a=f_a)
-        if math.isfinite(f_t):
-            beta_s = first['beta_s']
-            self._set_component(self.param_groups, D=beta_s * first['D'] + (1 - beta_s) * (f_w - f_t),
-                                G=beta_s * first['G'] + (1 - beta_s) * f_a)
-        for part in parts:
-            _accept_part(part, part.group['lr'], part.group['lr'], self.momentum_trial)
-
-    # ---- the search ----------------------------------------------------------------------------------------------
-    def _search_components(self, parts: list, closure, f_w, stats: dict) -> None:
-        """Search one component (round robin when there are several); the others step with their own eta."""
-        comps = _by_component(parts)
-        searched = self.param_groups[0]['cursor'] % len(comps)
-        self._set_all(cursor=(searched + 1) % len(comps))
-        stats['searched'] = searched
+        whole = self._search_whole()
+        comps = [parts] if whole else by_component(parts)
+        searched = 0 if whole else first['cursor'] % len(comps)
+        if not whole:
+            write(groups, groups, cursor=(searched + 1) % len(comps))
+        stats['searched'] = None if whole else searched
         for comp in comps:
-            _multipliers(comp)
-        self._search_or_skip(comps[searched], closure, f_w, stats)
-        for k, comp in enumerate(comps):                           # [F]: the update rule after Eq. 7
-            if k != searched:
-                _update(comp, comp[0].group['eta'])
-
-    def _search_or_skip(self, comp: list, closure, f_w, stats: dict) -> None:
-        """The start while it lasts; then search the component, or, in the skip_stable steps after a first-trial
-        acceptance, take the grown eta."""
-        first, state = self.param_groups[0], comp[0].group
-        # ---- the start (alsals/start.py): the range test, then a hold at its edge; None once it is over ----
-        begun = start.step(self.param_groups, state['eta'], f_w)
+            multipliers(comp)
+        comp, state = comps[searched], comps[searched][0].group
+        begun = start.step(groups, state['eta'], f_w)                 # the start (alsals/start.py) while it lasts
         if begun is not None:
             eta, mode = begun
             stats['ramp_end'] = mode == 'edge'
-            self._set_component(_groups(comp), eta=eta)
-            if mode == 'warm':                                     # as a warmup's last steps: warm D and G
-                return self._search(comp, eta, closure, f_w, stats, accept_any=True)
-            return _update(comp, eta)
-        eta = min(state['eta'] * 2.0 ** (1.0 / state['b']), state['eta_max'])          # [A] Eq. 2
-        if first['skip_left'] > 0:
-            self._set_all(skip_left=first['skip_left'] - 1)
-            self._set_component(_groups(comp), eta=eta)
-            _update(comp, eta)
-        else:
-            self._search(comp, eta, closure, f_w, stats)
-
-    def _search(self, comp: list, eta_start: float, closure, f_w: float, stats: dict, accept_any=False) -> None:
-        """Backtracking Armijo search on one component, in place (no copies). [A] Eq. 8-9. accept_any: every
-        finite trial passes (the start's warming steps; the EMAs still follow the decrease)."""
-        hp = comp[0].group
-        beta_s, c, smooth = hp['beta_s'], hp['c'], hp['smooth']
-        D, G = hp['D'], hp['G']
-        f_a = self._fa(comp, closure, f_w, stats)
-        if smooth and D < 0:
-            # beta_s*D < 0: no eta passes the smoothed test (module docstring); restart the EMAs
-            D = G = 0.0
-            stats['ema_restart'] = True
-        eta, moved = eta_start, 0.0
-        while True:
-            for part in comp:
-                _move(part, (eta - moved) * part.trial_mult, trial=True)
-            moved = eta
-            if stats['f_a'] is None:                                   # first trial: fetch f_a with f_t
-                f_t, f_a = self._reduce([closure(), f_a], (False, True))
-                stats['f_a'] = f_a
-                G_new = beta_s * G + (1 - beta_s) * f_a if smooth else f_a
-                c_h = c if G_new > 0 else 1.0 / c                                      # [A] Eq. 8
+            write(comp_groups(comp), groups, eta=eta)
+            if mode == 'warm':                                         # as a warmup's last steps: warm D and G
+                search(comp, eta, accept_any=True)
             else:
-                f_t, = self._reduce([closure()])
-            stats['forwards'] += 1
-            D_new = beta_s * D + (1 - beta_s) * (f_w - f_t) if smooth else f_w - f_t
-            if math.isfinite(f_t) and (accept_any or D_new >= c_h * eta * G_new):
-                break                                                                   # [A] Eq. 9
-            if stats['backtracks'] >= hp['max_backtracks'] or eta <= hp['eta_min']:
-                stats.update(accepted=False, exhausted=True)
-                break
-            eta = max(eta * hp['backtrack'], hp['eta_min'])
-            stats['backtracks'] += 1
-        stats['f_trial'] = f_t
-        if stats['exhausted']:
-            for part in comp:
-                _move(part, -moved * part.trial_mult, trial=True)     # back to w: no update
-            # the smallest eta still failed at a finite loss: it is too large, keep cutting (from a first guess far
-            # too high); after non-finite trials cut once only (a closure that fails whatever eta must not drive
-            # eta to eta_min)
-            keep_cut = math.isfinite(f_t) or not hp['exhausted']
-            self._set_component(_groups(comp), eta=eta if keep_cut else eta_start,
-                                exhausted=True, **(dict(D=0.0, G=0.0) if smooth else dict(D=D, G=G)))
-            self._set_all(skip_left=0)
-            return
-        self._set_component(_groups(comp), eta=eta, D=D_new, G=G_new, exhausted=False)
-        for part in comp:
-            _accept_part(part, eta * part.trial_mult, eta * part.applied_mult, self.momentum_trial)
-        self._set_all(skip_left=hp['skip_stable'] if stats['backtracks'] == 0 else 0)
-
-    # ---- the slope and the reductions ------------------------------------------------------------------------
-    def _fa(self, comp: list, closure, f_w: float, stats: dict):
-        """The slope along d_trial: exact (-g.d, no forward) or [A] Eq. 6's finite difference (fa='fd')."""
-        if self.param_groups[0]['fa'] == 'exact':
-            return self._slope(comp)
-        return _fd_slope(self, comp, closure, f_w, stats)
-
-    def _slope(self, comp: list) -> torch.Tensor:
-        return _exact_slope(comp)
-
-    def _reduce(self, values: list, partial: tuple = ()) -> list:
-        return _reduce(self.param_groups, values, partial, self._sharded)
-
-    # ---- the search state in the param groups: optimizer-wide scalars in every group; a component's in every
-    # group of the component(s) of `groups`, also those without grads
-    def _set_all(self, **values) -> None:
-        self._set_component(self.param_groups, **values)
-
-    def _set_component(self, groups: list, **values) -> None:
-        components = {g['component'] for g in groups}
-        for group in (g for g in self.param_groups if g['component'] in components):
-            group.update(values)
-
-    def _all_params(self) -> list:
-        return [p for group in self.param_groups for p in group['params']]
-
-
-def _reduce(groups: list, values: list, partial: tuple = (), sharded: bool = False) -> list:
-    """The mean over ranks of a few scalars (tensors or floats), in one collective and one host sync. Under FSDP2
-    (sharded) the entries marked partial are this rank's part of a sum over shards: those are summed."""
-    device = _local(groups[0]['params'][0]).device
-    t = torch.stack([v.detach().to(device, torch.float64).reshape(()) if torch.is_tensor(v)       # a python float
-                     else torch.full((), v, dtype=torch.float64, device=device) for v in values])  # is a fill
-    if not (groups[0]['reduce_losses'] and dist.is_available() and dist.is_initialized()
-            and dist.get_world_size() > 1):
-        return t.tolist()
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    n = dist.get_world_size()
-    return [v if sharded and i < len(partial) and partial[i] else v / n for i, v in enumerate(t.tolist())]
-
-
-# ---- the directions and the slope --------------------------------------------------------------------------
-def _adam_directions(part: _Part, clip_coef: float, adam: bool, momentum_trial: bool) -> None:
-    """Adam's moments on the clipped gradient (as clip_grad_norm_ + AdamW), then the directions:
-    d_final = -m^/(sqrt(v^)+eps) = scale * m / denom  [A] Eq. 3, with scale = -sqrt(1-beta2^t)/(1-beta1^t),
-    denom = sqrt(v) + eps*sqrt(1-beta2^t) (torch.optim.AdamW's rewrite); SGD: d = -coef * g."""
-    part.clip_coef = clip_coef
-    if not adam:
-        part.final_num = part.trial_num = part.grads
-        part.final_scale = part.trial_scale = [-clip_coef] * len(part.grads)
-        return
-    beta1, beta2 = part.group['betas']
-    exp_avgs = [_local(s['exp_avg']) for s in part.states]
-    exp_avg_sqs = [_local(s['exp_avg_sq']) for s in part.states]
-    if clip_coef == 1.0:
-        torch._foreach_lerp_(exp_avgs, part.grads, 1 - beta1)              # one pass
-    else:
-        torch._foreach_mul_(exp_avgs, beta1)
-        torch._foreach_add_(exp_avgs, part.grads, alpha=(1 - beta1) * clip_coef)
-    torch._foreach_mul_(exp_avg_sqs, beta2)
-    torch._foreach_addcmul_(exp_avg_sqs, part.grads, part.grads, value=(1 - beta2) * clip_coef ** 2)
-    eps_prime, trial_scale = [], []
-    for state in part.states:
-        state['step'] += 1
-        bc1, bc2 = 1 - beta1 ** state['step'], 1 - beta2 ** state['step']
-        part.final_scale.append(-math.sqrt(bc2) / bc1)
-        trial_scale.append(-clip_coef * math.sqrt(bc2))                   # [F] Eq. 5: -g/(sqrt(v^)+eps)
-        eps_prime.append(part.group['eps'] * math.sqrt(bc2))
-    part.denom = torch._foreach_sqrt(exp_avg_sqs)
-    torch._foreach_add_(part.denom, eps_prime)
-    part.final_num = exp_avgs
-    part.trial_num, part.trial_scale = ((exp_avgs, part.final_scale) if momentum_trial
-                                        else (part.grads, trial_scale))
-
-
-def _exact_slope(comp: list) -> torch.Tensor:
-    """f_a = -g.d_trial with the unclipped gradient g, as a float64 device tensor (this rank's shards under
-    FSDP2; no sync here: it is fetched with the first trial loss). One float32 dot per tensor, summed in
-    float64 and weighted by python floats (a weight tensor would be a host-to-device copy, a sync on CUDA)."""
-    total = 0.0
-    for part in comp:
-        if part.denom is None:
-            ratio = part.trial_num
+                update(comp, eta)
         else:
-            ratio = torch._foreach_div(part.trial_num, part.denom)
-        dots = [torch.dot(g.reshape(-1), r.reshape(-1).to(g.dtype)) for g, r in zip(part.grads, ratio)]
-        weights = [-s * part.trial_mult for s in part.trial_scale]
-        del ratio
-        if len(set(weights)) == 1:                                     # the usual case: one bias correction
-            total = total + torch.stack(dots).double().sum() * weights[0]
-        else:
-            total = total + sum(d.double() * w for d, w in zip(dots, weights))
-    return total
+            eta = min(state['eta'] * 2.0 ** (1.0 / state['b']), state['eta_max'])      # [A] Eq. 2
+            if first['skip_left'] > 0:                                 # skip_stable: the grown eta, no trial
+                write(groups, groups, skip_left=first['skip_left'] - 1)
+                write(comp_groups(comp), groups, eta=eta)
+                update(comp, eta)
+            else:
+                search(comp, eta)
+        for k, other in enumerate(comps):                             # [F]: the update rule after Eq. 7
+            if k != searched:
+                update(other, other[0].group['eta'])
+        if not whole:
+            self._after_step()
+
+        # 5. bookkeeping
+        stats['eta'] = self.eta
+        write(groups, groups, forwards=first['forwards'] + stats['forwards'],
+              backtracks=first['backtracks'] + stats['backtracks'],
+              exhaustions=first['exhaustions'] + int(stats['exhausted']))
+        return f_w
+
+    def _after_step(self) -> None:
+        """After a searched step (PLASLS: the merge of components)."""
 
 
-def _multipliers(comp: list) -> None:
-    """Per group of a component: the trial moves eta * lr_0(k)/lr_0(ref) along d_k; the applied step is
-    eta * lr(k)/lr_0(ref), so a scheduler's lr scales it (ref: the component's first group)."""
-    lr0 = comp[0].group['handoff_lr']
-    for part in comp:
-        part.trial_mult = part.group['handoff_lr'] / lr0
-        part.applied_mult = part.group['lr'] / lr0
-
-
-# ---- the moves: each one pass over a part's tensors ------------------------------------------------------------
-def _move(part: _Part, step: float, trial: bool) -> None:
-    """w += step * d, with d the trial direction (trial=True) or the final one, in one pass."""
-    if step == 0.0:
-        return
-    num, scale = (part.trial_num, part.trial_scale) if trial else (part.final_num, part.final_scale)
-    if part.denom is not None:
-        torch._foreach_addcdiv_(part.params, num, part.denom, [step * s for s in scale])
-    elif len(set(scale)) == 1:
-        torch._foreach_add_(part.params, num, alpha=step * scale[0])
-    else:
-        for p, n, s in zip(part.params, num, scale):
-            p.add_(n, alpha=step * s)
-
-
-def _decay(part: _Part, applied: float) -> None:
-    """From w + a*d to the AdamW-form update w*(1 - a*wd) + a*d = p*(1 - a*wd) + a^2*wd*d."""
-    wd = part.group['weight_decay']
-    if wd != 0.0 and applied != 0.0:
-        torch._foreach_mul_(part.params, 1.0 - applied * wd)
-        _move(part, applied * applied * wd, trial=False)
-
-
-def _update_part(part: _Part, applied: float) -> None:
-    """The plain update w <- w*(1 - a*wd) + a*d_final (no search)."""
-    _move(part, applied, trial=False)
-    _decay(part, applied)
-
-
-def _update(comp: list, eta: float) -> None:
-    for part in comp:
-        _update_part(part, eta * part.applied_mult)
-
-
-def _accept_part(part: _Part, tried: float, applied: float, momentum_trial: bool) -> None:
-    """From the accepted trial point w + tried*d_trial to the update w*(1 - a*wd) + a*d_final, a = applied."""
-    if not momentum_trial:                                             # [F]: the update uses the momentum
-        _move(part, -tried, trial=True)
-        _move(part, applied, trial=False)
-    elif applied != tried:                                             # a scheduler's lr: d_final == d_trial here
-        _move(part, applied - tried, trial=False)
-    _decay(part, applied)
-
-
-def _fd_slope(opt: ALSALS, comp: list, closure, f_w: float, stats: dict) -> float:
-    """fa='fd': [A] Eq. 6's finite difference (f(w) - f(w + lambda*d))/lambda, one extra forward."""
-    lam = opt.param_groups[0]['fd_eps']
-    for part in comp:
-        _move(part, lam * part.trial_mult, trial=True)
-    f_lambda, = opt._reduce([closure()])
-    for part in comp:
-        _move(part, -lam * part.trial_mult, trial=True)
-    stats['forwards'] += 1
-    return (f_w - f_lambda) / lam
-
-
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ValueError(message)
-
-
-def _groups(comp: list) -> list:
+def comp_groups(comp: list) -> list:
     return [part.group for part in comp]
 
 
-def _by_component(parts: list) -> list:
-    """The parts grouped by group['component'], components in increasing order of their id."""
-    comps = {}
-    for part in parts:
-        comps.setdefault(part.group['component'], []).append(part)
-    return [comps[k] for k in sorted(comps)]
-
-
-class AdamSLS(ALSALS):
-    """ADAM+SLS ([F] Eq. 5, [A] Sec. II-B): trial direction Adam without momentum -g/(sqrt(v^)+eps), slope
-    sum g^2/(sqrt(v^)+eps), c = 0.1, no smoothing by default; the update uses the momentum direction with the
-    accepted eta. This is the variant whose eta collapses on GPT-2 ([A] Fig. 1). Arguments as ALSALS."""
-    momentum_trial = False
-
-    def __init__(self, params: Params, c: float = 0.1, smooth: bool = False, **kwargs):
-        super().__init__(params, c=c, smooth=smooth, **kwargs)
-
-
-class SGDSLS(ALSALS):
-    """SGD+SLS (Vaswani et al.; [F] Eq. 1-2): d = -g, slope ||g||^2, c = 0.1, no smoothing by default.
-    betas/eps are accepted and ignored. Arguments as ALSALS."""
-    adam = False
-
-    def __init__(self, params: Params, c: float = 0.1, smooth: bool = False, **kwargs):
-        super().__init__(params, c=c, smooth=smooth, **kwargs)
-
-
-class PLASLS(AdamSLS):
-    """PLASLS ([F] Sec. III-C): ADAM+SLS with one step size per component of the network.
-
-    Args:
-        params (iterable): parameters or param groups, as for ALSALS.
-        components (list of lists of parameters): a partition of the parameters (model.GPT.param_components(L)
-            gives the split used for GPT, L = 10 as in [F]). Each given group is split by component: the
-            optimizer's groups carry group['component'], and each component's eta, D and G live in its groups.
-        eta_min (float, optional): 1e-14 here, so that a component can reach merge_threshold (default: 1e-14)
-        merge_threshold (float, optional): when the smallest eta is at or below it, that component merges with
-            the one of second-smallest eta, [F] Fig. 2 and Algorithm 1 (default: 1e-12)
-        **kwargs: as ALSALS (c = 0.1 and no smoothing by default, as AdamSLS).
-
-    The first searched step searches the whole network; afterwards each step searches one component in round
-    robin while the others step with their own eta; merged components take their mean eta ([F] Algorithm 1).
-    """
-
-    def __init__(self, params: Params, components: Optional[list] = None, eta_min: float = 1e-14,
-                 merge_threshold: float = 1e-12, **kwargs):
-        _require(components is not None, "PLASLS: components= (a list of lists of parameters) is required")
-        _require(merge_threshold >= 0, f"PLASLS: merge_threshold must be >= 0, got {merge_threshold}")
-        groups = list(params)
-        groups = [dict(g, params=list(g['params'])) for g in groups] if groups and isinstance(groups[0], dict) \
-            else [{'params': groups}]
-        flat = [p for g in groups for p in g['params']]
-        owner = {}
-        for k, comp in enumerate(components):
-            for p in comp:
-                owner.setdefault(id(p), []).append(k)
-        _require(sorted(map(id, flat)) == sorted(owner) and all(len(v) == 1 for v in owner.values()),
-                 "PLASLS: components must partition the parameters exactly once")
-        split = [dict(g, params=[p for p in g['params'] if owner[id(p)] == [k]], component=k)
-                 for k in range(len(components)) for g in groups]
-        self._building = True
-        super().__init__([g for g in split if g['params']], eta_min=eta_min, **kwargs)
-        self.defaults['merge_threshold'] = merge_threshold
-        for group in self.param_groups:
-            group['merge_threshold'] = merge_threshold
-        self._building = False
-
-    def add_param_group(self, param_group: dict) -> None:
-        _require(getattr(self, '_building', False), "PLASLS: add_param_group is not supported (the components "
-                 "partition the parameters)")
-        super().add_param_group(param_group)
-
-    def _search_components(self, parts: list, closure, f_w, stats: dict) -> None:
-        first = self.param_groups[0]
-        if first['step'] == first['warmup_steps'] + 1:             # the first search covers the whole network
-            _multipliers(parts)
-            self._search_or_skip(parts, closure, f_w, stats)
-            stats['searched'] = None
-        else:
-            super()._search_components(parts, closure, f_w, stats)
-            self._merge_smallest()
-
-    def _merge_smallest(self) -> bool:
-        """[F] Algorithm 1: when the smallest eta <= merge_threshold, that component merges with the one of
-        second-smallest eta; the merged one (the lower id) takes their mean eta and mean EMAs."""
-        comps = {}
-        for group in self.param_groups:
-            comps.setdefault(group['component'], group)
-        if len(comps) < 2:
-            return False
-        small, second = sorted(comps, key=lambda k: comps[k]['eta'])[:2]
-        if comps[small]['eta'] > self.param_groups[0]['merge_threshold']:
-            return False
-        a, b = comps[small], comps[second]
-        merged = dict(eta=(a['eta'] + b['eta']) / 2, D=(a['D'] + b['D']) / 2, G=(a['G'] + b['G']) / 2,
-                      exhausted=False)
-        keep, gone = min(small, second), max(small, second)
-        for group in self.param_groups:
-            if group['component'] in (keep, gone):
-                group.update(merged, component=keep)
-        return True
-
-
-OPTIMIZERS = {'alsals': ALSALS, 'adamsls': AdamSLS, 'sgdsls': SGDSLS, 'plasls': PLASLS}
+def _complete_state_dict(optimizer, state_dict: dict) -> dict:
+    """load_state_dict's pre-hook: settings and scalars that a checkpoint predates take this optimizer's defaults
+    (a run saved after its warmup has no start left to make)."""
+    require(all('eta' in g for g in state_dict['param_groups']), f"{type(optimizer).__name__}: state_dict has no "
+            f"line-search state (was it saved by another optimizer?)")
+    groups = []
+    for g in state_dict['param_groups']:
+        missing = {k: v for k, v in {**optimizer.defaults, **OPTIMIZER_STATE}.items() if k not in g}
+        if 'ramping' in missing and g['step'] > g['warmup_steps']:
+            missing['ramping'] = False
+        groups.append(dict(g, **missing))
+    return dict(state_dict, param_groups=groups)

@@ -30,7 +30,8 @@ from torch.optim._muon import _adjust_lr, _zeropower_via_newtonschulz
 from torch.optim.adam import adam as _adam
 from torch.optim.optimizer import _get_scalar_dtype
 
-from .alsals import ALSALS, Params, _is_dtensor, _local, _require
+from ._functional import is_dtensor, local, require
+from .alsals import ALSALS, Params
 
 _MUON_DEFAULTS = dict(momentum=0.95, nesterov=True, ns_coefficients=(3.4445, -4.775, 2.0315), ns_eps=1e-7,
                       ns_steps=5, adjust_lr_fn=None)
@@ -39,7 +40,7 @@ _MUON_DEFAULTS = dict(momentum=0.95, nesterov=True, ns_coefficients=(3.4445, -4.
 def _check_muon_groups(name: str, groups: list) -> None:
     for group in groups:
         for p in group['params']:
-            _require(not group['use_muon'] or p.ndim == 2,
+            require(not group['use_muon'] or p.ndim == 2,
                      f"{name}: a use_muon group holds a {p.ndim}-D parameter; Muon takes 2-D matrices only")
 
 
@@ -48,11 +49,11 @@ def _muon_direction(group: dict, state: dict, grad: torch.Tensor, clip_coef: flo
     factor r (the update is p -= lr * r * NS(...)). grad: the gradient, or under FSDP2 its local shard; the
     momentum buffer is then a DTensor, whose placements say how the matrix is sharded (module docstring)."""
     buf, momentum = state['momentum_buffer'], group['momentum']
-    local_buf = _local(buf)
+    local_buf = local(buf)
     g = grad if clip_coef == 1.0 else grad * clip_coef
     local_buf.lerp_(g, 1 - momentum)
     update = g.lerp(local_buf, momentum) if group['nesterov'] else local_buf
-    sharded = _is_dtensor(buf)
+    sharded = is_dtensor(buf)
     if sharded:   # Newton-Schulz casts to bfloat16 first: gathering the bfloat16 shards is the same, at half the bytes
         from torch.distributed.tensor import DTensor, Replicate   # loaded: FSDP2 made buf a DTensor
         update = DTensor.from_local(update.bfloat16(), buf.device_mesh, buf.placements, shape=buf.shape,
@@ -86,13 +87,13 @@ class MuonAdamW(torch.optim.Optimizer):
                  nesterov: bool = True, ns_coefficients: tuple = (3.4445, -4.775, 2.0315), ns_eps: float = 1e-7,
                  ns_steps: int = 5, adjust_lr_fn: Optional[str] = None, betas: tuple = (0.9, 0.999),
                  eps: float = 1e-8, fused: Optional[bool] = None):
-        _require(lr >= 0, f"MuonAdamW: lr must be >= 0, got {lr}")
-        _require(weight_decay >= 0, f"MuonAdamW: weight_decay must be >= 0, got {weight_decay}")
-        _require(0 <= momentum < 1, f"MuonAdamW: momentum must be in [0, 1), got {momentum}")
-        _require(adjust_lr_fn in (None, 'original', 'match_rms_adamw'),
+        require(lr >= 0, f"MuonAdamW: lr must be >= 0, got {lr}")
+        require(weight_decay >= 0, f"MuonAdamW: weight_decay must be >= 0, got {weight_decay}")
+        require(0 <= momentum < 1, f"MuonAdamW: momentum must be in [0, 1), got {momentum}")
+        require(adjust_lr_fn in (None, 'original', 'match_rms_adamw'),
                  f"MuonAdamW: adjust_lr_fn must be None, 'original' or 'match_rms_adamw', got {adjust_lr_fn!r}")
-        _require(0 <= betas[0] < 1 and 0 <= betas[1] < 1, f"MuonAdamW: betas must be in [0, 1), got {betas}")
-        _require(eps >= 0, f"MuonAdamW: eps must be >= 0, got {eps}")
+        require(0 <= betas[0] < 1 and 0 <= betas[1] < 1, f"MuonAdamW: betas must be in [0, 1), got {betas}")
+        require(eps >= 0, f"MuonAdamW: eps must be >= 0, got {eps}")
         defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
                         ns_coefficients=ns_coefficients, ns_eps=ns_eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn,
                         betas=betas, eps=eps, fused=fused, use_muon=False)
@@ -114,8 +115,8 @@ class MuonAdamW(torch.optim.Optimizer):
                 for p, state in zip(params, states):
                     if not state:
                         state['momentum_buffer'] = torch.zeros_like(p.grad, memory_format=torch.preserve_format)
-                    ortho, ratio = _muon_direction(group, state, _local(p.grad))
-                    p_local = _local(p)                          # FSDP2: this rank's shard moves
+                    ortho, ratio = _muon_direction(group, state, local(p.grad))
+                    p_local = local(p)                          # FSDP2: this rank's shard moves
                     p_local.mul_(1 - group['lr'] * group['weight_decay'])
                     p_local.add_(ortho, alpha=-group['lr'] * ratio)
                 continue
@@ -150,8 +151,8 @@ class MuonSLS(ALSALS):
     def __init__(self, params: Params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
                  ns_coefficients: tuple = (3.4445, -4.775, 2.0315), ns_eps: float = 1e-7, ns_steps: int = 5,
                  adjust_lr_fn: Optional[str] = None, separate_eta: bool = False, **kwargs):
-        _require(0 <= momentum < 1, f"MuonSLS: momentum must be in [0, 1), got {momentum}")
-        _require(adjust_lr_fn in (None, 'original', 'match_rms_adamw'),
+        require(0 <= momentum < 1, f"MuonSLS: momentum must be in [0, 1), got {momentum}")
+        require(adjust_lr_fn in (None, 'original', 'match_rms_adamw'),
                  f"MuonSLS: adjust_lr_fn must be None, 'original' or 'match_rms_adamw', got {adjust_lr_fn!r}")
         self._muon_defaults = dict(momentum=momentum, nesterov=nesterov, ns_coefficients=ns_coefficients,
                                    ns_eps=ns_eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn, use_muon=False,
