@@ -17,7 +17,7 @@ import math
 
 _RANGE_START = 0.01   # the test starts at 1/100 of the first guess ...
 _RANGE_RISE = 0.02    # ... and ends when the smoothed loss is 2 % above its minimum: the edge
-STATE = dict(ramping=None, hold_left=0, loss_ema=0.0, loss_min=math.inf)   # ramping None: not begun
+STATE = dict(ramping=None, hold_left=0, loss_ema=0.0, loss_min=math.inf, edge=0.0)   # ramping None: not begun
 
 
 def pending(s: dict) -> bool:
@@ -42,7 +42,7 @@ def step(groups: list, eta: float, f_w: float):
         mode, eta_t = 'ramp', first_eta if fresh else eta * 2.0 ** (1.0 / k)
         if ema > (1.0 + _RANGE_RISE) * new['loss_min'] or eta_t >= s['eta_max']:
             mode, eta_t = 'edge', min(eta / s['ramp_sigma'], s['eta_max'])   # eta: the step that made the loss rise
-            new.update(ramping=False, hold_left=k if s['ramp_hold'] < 0 else s['ramp_hold'])
+            new.update(ramping=False, hold_left=k if s['ramp_hold'] < 0 else s['ramp_hold'], edge=min(eta, s['eta_max']))
         result = eta_t, mode
     elif s['hold_left'] > 0:
         new['hold_left'] = s['hold_left'] - 1

@@ -98,8 +98,9 @@ def code_fingerprint():
     """sha1 of the code a run measures, so a result can be matched to (or found stale against) the code."""
     import hashlib
     h = hashlib.sha1()
-    for f in ('train.py', 'alsals/alsals.py', 'alsals/start.py', 'alsals/muon.py', 'model.py', 'data/loader.py',
-              ADAMW_CONFIG, LS_CONFIG, MUON_CONFIG, MUONSLS_CONFIG):
+    for f in ('train.py', 'trainer/defaults.py', 'trainer/config.py', 'trainer/setup.py', 'trainer/step.py',
+              'alsals/alsals.py', 'alsals/_functional.py', 'alsals/variants.py', 'alsals/start.py', 'alsals/muon.py',
+              'model.py', 'data/loader.py', ADAMW_CONFIG, LS_CONFIG, MUON_CONFIG, MUONSLS_CONFIG):
         with open(os.path.join(ROOT, f), 'rb') as fh:
             h.update(fh.read())
     return h.hexdigest()[:12]
