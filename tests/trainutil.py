@@ -76,9 +76,9 @@ def env_of(**extra):
     return env
 
 
-def run_script(script, *args, timeout=300):
-    """Run a repo script (train.py, sample.py) with sys.executable, cwd = repo root."""
-    return subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT, env=env_of(),
+def run_script(script, *args, timeout=300, env=None):
+    """Run a repo script (train.py, sample.py) with sys.executable, cwd = repo root (env: env_of()'s)."""
+    return subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT, env=env or env_of(),
                           capture_output=True, text=True, timeout=timeout)
 
 
