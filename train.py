@@ -10,14 +10,18 @@ $ torchrun --standalone --nproc_per_node=4 train.py
 
 To run with DDP on 4 gpus across 2 nodes, example:
 - Run on the first (master) node with example IP 123.456.123.456:
-$ torchrun --nproc_per_node=8 --nnodes=2 --node_rank=0 --master_addr=123.456.123.456 --master_port=1234 train.py
+$ torchrun --nproc_per_node=8 --nnodes=2 --node_rank=0 --master_addr=123.456.123.456 --master_port=1234 \
+    train.py
 - Run on the worker node:
-$ torchrun --nproc_per_node=8 --nnodes=2 --node_rank=1 --master_addr=123.456.123.456 --master_port=1234 train.py
+$ torchrun --nproc_per_node=8 --nnodes=2 --node_rank=1 --master_addr=123.456.123.456 --master_port=1234 \
+    train.py
 (If your cluster does not have Infiniband interconnect prepend NCCL_IB_DISABLE=1)
+On several nodes, out_dir must be a directory that every node sees (a shared file system): FSDP2 (--fsdp=True)
+writes each rank's shards there, and every rank reads ckpt.pt on --init_from=resume.
 
 The settings and their defaults are trainer/defaults.py's; the setup (data, model, optimizer, compile, DDP) is
 trainer/setup.py's and the training step trainer/step.py's, which bench.py and the experiments share. The
-optimizer is AdamW, Muon or a line search (the alsals package): its sites here are marked `# ---- line search ----`.
+optimizer is AdamW, Muon or a line search (alsals/); its sites are marked `# ---- line search ----`.
 """
 
 import math
@@ -28,6 +32,7 @@ from configurator import fail
 from trainer import checkpoint as ckpt_io, config as cfg, distributed, runlog
 from trainer.defaults import * # noqa: F403 - the settings as globals, as in nanoGPT
 from trainer.setup import setup
+from trainer.step import ls_lr_base
 
 # -----------------------------------------------------------------------------
 config = cfg.parse(sys.argv[1:]) # overrides from command line or config file
@@ -47,7 +52,7 @@ if hellaswag_file and run.hellaswag_data:
 wandb_run = None
 if wandb_log and master_process:
     import wandb
-    wandb_run = runlog.wandb_start(wandb_project, wandb_run_name, config, run.wandb_run_id) # the same on resume
+    wandb_run = runlog.wandb_start(wandb_project, wandb_run_name, config, run.wandb_run_id) # resume: the same
 
 # training loop
 X, Y = run.get_batch('train', iter_num * run.gradient_accumulation_steps) # fetch the very first batch
@@ -61,9 +66,9 @@ while True:
     # determine and set the learning rate for this iteration
     lr = get_lr(iter_num) if decay_lr else learning_rate
     for param_group in optimizer.param_groups: # muon: its AdamW groups run at muon_adamw_lr (lr_scale)
-        param_group['lr'] = lr * param_group.get('lr_scale', 1.0) # the line search: eta * lr/lr_0 after warmup
+        param_group['lr'] = lr * param_group.get('lr_scale', 1.0) # line search: eta * lr/lr_0 after warmup
 
-    # evaluate the loss on train/val sets and write checkpoints (with every rank's RNG state: all ranks gather it)
+    # evaluate the loss on train/val sets and write checkpoints (with every rank's RNG state, gathered by all)
     rng_states = ckpt_io.gather_rng_states() if iter_num % eval_interval == 0 else None
     # HellaSwag: every rank scores items rank::world_size (the counts all-reduced), on the uncompiled model
     hs = (hellaswag.evaluate(raw_model, run.hellaswag_data, run.device, run.ctx, run.rank, run.world_size,
@@ -85,19 +90,20 @@ while True:
         elif (losses['val'] < best_val_loss or always_save_checkpoint) and not eval_only:
             best_val_loss = min(best_val_loss, losses['val'])
             if iter_num > 0:
-                checkpoint = {'model_args': run.model_args, 'iter_num': iter_num, 'best_val_loss': best_val_loss,
-                              'config': config, 'rng': rng_states, 'nonfinite_steps': nonfinite_steps,
-                              'wandb_run_id': wandb_run.id if wandb_run else run.wandb_run_id} # rng: per rank
+                checkpoint = {'model_args': run.model_args, 'iter_num': iter_num,
+                              'best_val_loss': best_val_loss, 'config': config, 'rng': rng_states, # per rank
+                              'nonfinite_steps': nonfinite_steps,
+                              'wandb_run_id': wandb_run.id if wandb_run else run.wandb_run_id}
                 if master_process:
                     print(f"saving checkpoint to {out_dir}")
-                # ckpt.pt, atomically; FSDP2: every rank writes its shards (DCP), then rank 0 ckpt.pt naming them
+                # ckpt.pt, atomically; FSDP2: every rank writes its shards (DCP), then rank 0 ckpt.pt
                 ckpt_io.save_checkpoint(raw_model, optimizer, checkpoint, out_dir)
                 checkpoint = None
     if eval_only: # also when resuming (iter_num > 0): evaluate, never train
         break
 
     X, Y, loss, applied = run.train_step(X, Y, iter_num)
-    nonfinite_steps = 0 if applied else nonfinite_steps + 1 # a non-finite loss or gradient (any rank): no update
+    nonfinite_steps = 0 if applied else nonfinite_steps + 1 # a non-finite loss or gradient: no update
     if not applied:
         print(f"iter {iter_num}: update skipped: non-finite loss or gradient "
               f"({nonfinite_steps}/{max_nonfinite_steps} in a row)")
@@ -124,16 +130,16 @@ while True:
             running_mfu = mfu if running_mfu == -1.0 else 0.9*running_mfu + 0.1*mfu
         extra = (f", fwd {st['forwards']}, bt {st['backtracks']}" + (" (warmup)" if st['warmup'] else "")
                  if line_search else "")
-        # tok/s: this iteration's training tokens (all ranks) over its wall time, which includes the line search's
-        # trial forwards (their tokens are not counted) and, every eval_interval, the eval; eta: to max_iters at
-        # the mean time per iteration so far
+        # tok/s: this iteration's training tokens (all ranks) over its wall time, which includes the line
+        # search's trial forwards (their tokens are not counted) and, every eval_interval, the eval; eta: to
+        # max_iters at the mean time per iteration so far
         tok_per_s = run.tokens_per_iter / dt
         eta_s = (max_iters - iter_num) * (dt_sum / dt_n if dt_n else dt)
         print(f"iter {iter_num}: loss {lossf:.4f}, time {dt*1000:.2f}ms, mfu {running_mfu*100:.2f}%, "
               f"lr {step_size:.3e}{extra}, tok/s {tok_per_s:,.0f}, eta {hms(eta_s)}")
         log_json(iter=iter_num, loss=lossf, lr=step_size, dt_ms=dt*1000, forwards=st['forwards'],
                  backtracks=st['backtracks'], skipped=not applied, warmup=st['warmup'], tok_per_s=tok_per_s,
-                 eta_s=eta_s, **({'lr_factor': get_lr(iter_num) / learning_rate} if line_search else {})) # applied: lr*lr_factor
+                 eta_s=eta_s, **({'lr_factor': get_lr(iter_num) / ls_lr_base(config)} if line_search else {}))
         if wandb_run: # lr: the schedule's; ls/eta: the search's step size (the applied step is eta*lr/lr_0)
             wandb.log({"train/loss_step": lossf, "lr": lr, "mfu": running_mfu*100, "tok_per_s": tok_per_s,
                        "eta_s": eta_s, **({"ls/eta": st['eta'], "ls/forwards": st['forwards'],
@@ -149,5 +155,5 @@ while True:
 if wandb_run and not run.ddp:
     wandb.finish()
 if run.ddp:
-    # every rank must end with the same parameters (checked), then the group is torn down and the process leaves
+    # every rank must end with the same parameters (checked); then the group is torn down and the process ends
     distributed.finish_ddp(raw_model, master_process, finish_wandb=wandb_run is not None, sharded=fsdp)

@@ -499,7 +499,7 @@ def read_level(hp: dict, s, f_w: float, comp: list) -> float:
 
 def _complete_state_dict(optimizer, state_dict: dict) -> dict:
     """load_state_dict's pre-hook: settings and scalars that a checkpoint predates take this optimizer's defaults
-    (a run saved after its warmup has no start left to make)."""
+    (a run saved after its warmup has no start left to make), and the state is the optimizer's own copy."""
     require(all('eta' in g for g in state_dict['param_groups']), f"{type(optimizer).__name__}: state_dict has no "
             f"line-search state (was it saved by another optimizer?)")
     groups = []
@@ -508,4 +508,8 @@ def _complete_state_dict(optimizer, state_dict: dict) -> dict:
         if 'ramping' in missing and g['step'] > g['warmup_steps']:
             missing['ramping'] = False
         groups.append(dict(g, **missing))
-    return dict(state_dict, param_groups=groups)
+    # copies of the moments: torch's own load keeps a tensor that already has the right dtype and device, so the
+    # source optimizer stepping on would move the loaded one's (DTensors under FSDP2 are DCP's fresh shards)
+    state = {k: {n: v.clone() if torch.is_tensor(v) and not is_dtensor(v) else v for n, v in s.items()}
+             for k, s in state_dict['state'].items()}
+    return dict(state_dict, param_groups=groups, state=state)

@@ -13,6 +13,7 @@ import torch
 import model as model_module
 import trainer.setup as trainer_setup
 from trainer.setup import from_args
+from trainer.step import ls_lr_base
 import trainutil as tu
 
 
@@ -209,39 +210,44 @@ def test_anneal_schedule(tiny_dataset, tmp_path):
 @pytest.mark.parametrize('config', ['config/train_shakespeare_char_alsals.py', 'config/train_gpt2_alsals.py'])
 def test_shipped_alsals_configs_read_no_learning_rate(tiny_dataset, tmp_path, config):
     """The shipped ALSALS configs start their range test at ls_ramp_from whatever --learning_rate is: from first
-    guesses 1e-4 and 1e-1, the training steps through range test, hold and search give bit-identical losses and
-    weights, starting at eta = ls_ramp_from."""
+    guesses 1e-4 and 1e-1, the training steps through range test, hold, search and the anneal (the last 20 % of
+    lr_decay_iters = 30, to iteration 36) give bit-identical losses, step sizes, applied steps and weights,
+    starting at eta = ls_ramp_from."""
     runs = []
     for lr in (1e-4, 1e-1):
         ns = from_args([config, *tu.args_of(dataset=tiny_dataset, out_dir=str(tmp_path), learning_rate=lr,
-                                                    warmup_iters=4, gradient_accumulation_steps=1,
-                                                    ls_ema_warmup_steps=2, ls_skip_stable=0)], cwd=tu.ROOT)
+                                            warmup_iters=4, gradient_accumulation_steps=1, lr_decay_iters=30,
+                                            ls_ema_warmup_steps=2, ls_skip_stable=0)], cwd=tu.ROOT)
         X, Y = ns.get_batch('train', 0)
-        losses, etas = [], []
-        for it in range(60):                  # the range test (eta doubling every step), the hold, then searched steps
-            X, Y, loss, applied = ns.train_step(X, Y, it)
+        losses, etas, applied = [], [], []
+        for it in range(36):                  # range test (eta doubling every step), hold, search, anneal
+            for group in ns.optimizer.param_groups:
+                group['lr'] = ns.get_lr(it) * group.get('lr_scale', 1.0)
+            X, Y, loss, ok = ns.train_step(X, Y, it)
             losses.append(loss.item())
             etas.append(ns.optimizer.last_stats['eta'])
-            if ns.optimizer.param_groups[0]['forwards'] >= 8:
-                break
-        assert not ns.optimizer.in_start and len(losses) < 60
-        runs.append((losses, etas, [p.detach().clone() for p in ns.raw_model.parameters()]))
-    assert runs[0][0] == runs[1][0] and runs[0][1] == runs[1][1] and runs[0][1][0] == 3e-5
-    assert all(torch.equal(a, b) for a, b in zip(runs[0][2], runs[1][2]))
+            g = ns.optimizer.param_groups[0]
+            applied.append(g['lr'] / g['handoff_lr'])             # the applied step's factor, eta * lr/lr_0
+        assert not ns.optimizer.in_start and ns.optimizer.param_groups[0]['forwards'] >= 8
+        assert applied[-1] == pytest.approx(0.1 * applied[0])   # the anneal reached its end
+        assert ns.optimizer.param_groups[0]['handoff_lr'] == 1.0    # the range test's schedule: the bare factor
+        runs.append((losses, etas, applied, [p.detach().clone() for p in ns.raw_model.parameters()]))
+    assert runs[0][:3] == runs[1][:3] and runs[0][1][0] == 3e-5
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][3], runs[1][3]))
 
 
 @pytest.mark.parametrize('config', ['config/train_shakespeare_char_alsals.py',
                                     'config/train_shakespeare_char_muonsls.py'])
 def test_first_guess_does_not_set_the_schedule(tiny_dataset, tmp_path, config):
     """A user of a shipped line-search config who changes only --learning_rate (its first guess; the config's min_lr
-    stays) gets the same schedule: get_lr(it)/learning_rate is the same for every first guess, and anneals to
-    ls_anneal_to = 0.1."""
+    stays) gets the same schedule: get_lr(it) over its base (learning_rate after an AdamW warmup, 1 after the
+    range test) is the same for every first guess, and anneals to ls_anneal_to = 0.1."""
     ratios = []
     for lr in (1e-4, 1e-1):
         ns = from_args([config, *tu.args_of(dataset=tiny_dataset, out_dir=str(tmp_path), learning_rate=lr,
                                                     min_lr=None, warmup_iters=None, lr_decay_iters=100)], cwd=tu.ROOT)
         assert ns.config['min_lr'] == 3e-4 and ns.config['learning_rate'] == lr
-        ratios.append([ns.get_lr(i) / lr for i in range(0, 120)])
+        ratios.append([ns.get_lr(i) / ls_lr_base(ns.config) for i in range(0, 120)])
     assert ratios[0] == pytest.approx(ratios[1], rel=1e-12)
     assert ratios[0][79] == 1.0 and ratios[0][90] == pytest.approx(0.55) and ratios[0][100] == pytest.approx(0.1)
 

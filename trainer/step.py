@@ -21,6 +21,12 @@ def wsd_lr(it, learning_rate, start_at, lr_decay_iters, to, frac):
     return learning_rate * (1.0 - progress * (1.0 - to))
 
 
+def ls_lr_base(config):
+    """---- line search ---- the lr its schedule scales after the warmup: learning_rate, the AdamW warmup's
+    target; with the range test (no lr read) 1."""
+    return 1.0 if config['ls_range_test'] else config['learning_rate']
+
+
 def get_lr(it, config, line_search):
     """The learning rate at iteration it: nanoGPT's warmup and cosine decay (or warmup-stable-decay). The line
     search replaces the schedule after its warmup: there the lr scales its applied step."""
@@ -28,11 +34,12 @@ def get_lr(it, config, line_search):
     # 1) linear warmup for warmup_iters steps (---- line search ---- unless its range test replaces it)
     if it < c['warmup_iters'] and not c['ls_range_test']:
         return c['learning_rate'] * (it + 1) / (c['warmup_iters'] + 1)
-    # ---- line search ---- after its warmup, lr scales the applied step (eta * lr/learning_rate): constant, then
-    # linear to ls_anneal_to of it over the last ls_anneal_frac of lr_decay_iters (0 = the paper); a fraction,
-    # not min_lr, so that a first guess (learning_rate) does not set the anneal's depth
+    # ---- line search ---- after its warmup, lr scales the applied step (eta * lr/lr_0): constant, then linear
+    # to ls_anneal_to of it over the last ls_anneal_frac of lr_decay_iters (0 = the paper); a fraction, not
+    # min_lr, so that a first guess does not set the anneal's depth. With the range test no lr is read, so the
+    # schedule is the bare factor (1, then down): lr/lr_0 is then that factor bit for bit, whatever learning_rate
     if line_search:
-        return wsd_lr(it, c['learning_rate'], c['warmup_iters'], c['lr_decay_iters'], c['ls_anneal_to'],
+        return wsd_lr(it, ls_lr_base(c), c['warmup_iters'], c['lr_decay_iters'], c['ls_anneal_to'],
                       c['ls_anneal_frac'])
     # 2) from lr_decay_iters on, return min learning rate (>=: lr_decay_iters == warmup_iters would divide by 0)
     if it >= c['lr_decay_iters']:
