@@ -110,16 +110,18 @@ def test_bible(tmp_path):
     assert len(val) == len(ids) - int(len(ids) * 0.8)
 
 
-def owt_docs(out_dir):
-    """Documents back from train.bin/val.bin: every document ends with <|endoftext|> (split on the id, so a
-    document that contains the text "<|endoftext|>" comes back whole)."""
+def bin_docs(out_dir, eot_first=False):
+    """Documents back from train.bin/val.bin: every document ends with <|endoftext|> (nanoGPT's layout) or
+    starts with it (llm.c's, eot_first); split on the id, so a document that contains the text "<|endoftext|>"
+    comes back whole."""
     enc = gpt2_encoding()
     train, val = load_bins(out_dir)
     docs = {}
     for split, ids in [("train", train), ("val", val)]:
-        assert len(ids) > 0 and ids[-1] == enc.eot_token and ids.max() < 50257
-        ends = np.flatnonzero(ids == enc.eot_token)
-        docs[split] = [enc.decode(ids[a + 1:b].tolist()) for a, b in zip(np.r_[-1, ends[:-1]], ends)]
+        assert len(ids) > 0 and ids[0 if eot_first else -1] == enc.eot_token and ids.max() < 50257
+        at = np.flatnonzero(ids == enc.eot_token)
+        bounds = zip(at, np.r_[at[1:], len(ids)]) if eot_first else zip(np.r_[-1, at[:-1]], at)
+        docs[split] = [enc.decode(ids[a + 1:b].tolist()) for a, b in bounds]
     return docs
 
 
@@ -137,7 +139,7 @@ def test_openwebtext_local_files(tmp_path, fmt, num_proc):
     r = run_script("openwebtext", "--data_files", str(path), "--num_proc", str(num_proc), "--test_size", "0.05",
                    "--out_dir", str(out), "--cache_dir", str(tmp_path / "hf"))
     assert r.returncode == 0, r.stderr
-    got = owt_docs(out)
+    got = bin_docs(out)
     assert len(got["val"]) == 10  # 5% of 200 documents
     assert sorted(got["train"] + got["val"]) == sorted(docs)  # every document exactly once
 
@@ -205,13 +207,43 @@ def web_docs(n, seed):
     return docs
 
 
-def owt_fixture(root, n=120):
-    """OpenWebText as the Hub's parquet conversion lays it out: plain_text/train/NNNN.parquet, column `text`."""
+OWT_README = """---
+configs:
+- config_name: default
+  data_files:
+  - split: train
+    path: data/train-*
+{info}---
+# OpenWebText (test fixture)
+"""
+OWT_INFO = """dataset_info:
+  features:
+  - name: text
+    dtype: string
+  splits:
+  - name: train
+    num_examples: {docs}
+"""
+
+
+def owt_fixture(root, n=120, layout="full", shards=2, card_docs=None, drop=()):
+    """OpenWebText in one of its Hub repository's two parquet layouts, column `text`. 'full': refs/pr/18's, a
+    README whose configs name data/train-*, and data/train-0000k-of-0000n.parquet (`drop`: shards left out,
+    `card_docs`: a dataset_info count in the README); 'partial': the Hub's automatic conversion
+    (refs/convert/parquet), plain_text/partial-train/000k.parquet."""
     docs = web_docs(n, seed=1)
-    os.makedirs(root / "plain_text" / "train")
-    half = n // 2
-    for k, part in enumerate([docs[:half], docs[half:]]):
-        pq.write_table(pa.table({"text": part}), root / "plain_text" / "train" / f"{k:04d}.parquet")
+    cuts = np.linspace(0, n, shards + 1).astype(int)
+    if layout == "partial":
+        names = [f"plain_text/partial-train/{k:04d}.parquet" for k in range(shards)]
+    else:
+        names = [f"data/train-{k:05d}-of-{shards:05d}.parquet" for k in range(shards)]
+        info = OWT_INFO.format(docs=card_docs) if card_docs else ""
+        os.makedirs(root)
+        (root / "README.md").write_text(OWT_README.format(info=info))
+    for k, name in enumerate(names):
+        if k not in drop:
+            os.makedirs((root / name).parent, exist_ok=True)
+            pq.write_table(pa.table({"text": docs[cuts[k]:cuts[k + 1]]}), root / name)
     return docs
 
 
@@ -263,31 +295,120 @@ def test_openwebtext_hub_layout(tmp_path):
     docs = owt_fixture(tmp_path / "owt")
     outs = {}
     for route, args in [("repo", ["--dataset", str(tmp_path / "owt")]),
-                        ("files", ["--data_files", str(tmp_path / "owt" / "plain_text" / "train" / "*.parquet")])]:
+                        ("files", ["--data_files", str(tmp_path / "owt" / "data" / "*.parquet")])]:
         out = tmp_path / route
         r = run_script("openwebtext", *args, "--test_size", "0.05", "--num_proc", "2", "--out_dir", str(out),
                        "--cache_dir", str(tmp_path / "hf"))
         assert r.returncode == 0, r.stderr
         assert sorted(os.listdir(out)) == ["train.bin", "val.bin"]  # no .tmp left
-        check_split(owt_docs(out), docs, every=20)
+        check_split(bin_docs(out), docs, every=20)
+        assert "120/120" in r.stderr  # the progress bar's total: the footers' row count
         outs[route] = load_bins(out)
     assert all(np.array_equal(a, b) for a, b in zip(outs["repo"], outs["files"]))  # same seed, same files
+
+
+# the tokenizer exits if it is reached: a refusal must come before any document is tokenized
+NO_TOKENIZER = (f"sys.path.insert(0, {ROOT!r}); import data.bpe_writer as w; "
+                f"w.gpt2_encoding = lambda: sys.exit('error: the tokenizer was reached')")
+
+
+@pytest.mark.parametrize("fixture,needle", [
+    (dict(layout="partial"), "the Hub's partial parquet conversion (2 of 2 files under 'partial-"),
+    (dict(shards=3, drop=(1,)), "1 of the 3 shards"),
+    (dict(card_docs=121), "hold 120 documents, the corpus 121"),
+], ids=["partial conversion", "missing shard", "fewer rows"])
+def test_openwebtext_partial_copy_refused(tmp_path, fixture, needle):
+    """A local copy that is only part of the corpus is one line naming the full revision and --data_files,
+    before any document is tokenized: the Hub's automatic conversion (plain_text/partial-train/), a sharded
+    copy without one of its shards, fewer rows in the parquet footers than the README's dataset_info count."""
+    from data.openwebtext.prepare import REVISION
+    owt_fixture(tmp_path / "owt", **fixture)
+    out = tmp_path / "out"
+    r = run_script("openwebtext", "--dataset", str(tmp_path / "owt"), "--out_dir", str(out),
+                   "--cache_dir", str(tmp_path / "hf"), code=NO_TOKENIZER)
+    check_one_line_error(r, needle, f"--revision {REVISION}", "--data_files")
+    assert not out.exists()
+
+
+def test_openwebtext_default_is_the_pinned_full_parquet(tmp_path):
+    """With no option the script reads refs/pr/18's 93 shards at the pinned commit as plain parquet (the tree
+    there still holds openwebtext.py, which datasets>=4 refuses); the check reads file names as the Hub gives
+    them, and footers through fsspec as for hf:// files."""
+    from data.bpe_writer import PrepareError, check_complete, text_sizes
+    from data.openwebtext.prepare import KNOWN, REVISION
+    assert REVISION == "963532436460638ab26b7633e23776e6c7e37d59" and KNOWN[None][0] == 8_013_769
+    hook = "import datasets; datasets.load_dataset_builder = lambda **kw: sys.exit(f'error: builder {kw}')"
+    r = run_script("openwebtext", "--out_dir", str(tmp_path / "out"), code=hook)
+    url = f"hf://datasets/Skylion007/openwebtext@{REVISION}/data/train-*.parquet"
+    check_one_line_error(r, "'path': 'parquet'", f"'data_files': {{'train': '{url}'}}")
+    full = [f"hf://datasets/Skylion007/openwebtext@{REVISION}/data/train-{k:05d}-of-00093.parquet"
+            for k in range(93)]
+    check_complete(full, 8_013_769, 8_013_769, "owt", "hint")
+    for files, rows, needle in [
+            ([f"hf://datasets/Skylion007/openwebtext@refs%2Fconvert%2Fparquet/plain_text/partial-train/"
+              f"{k:04d}.parquet" for k in range(3)], None, "partial parquet conversion (3 of 3 files"),
+            (full[:40] + full[41:], None, "train-*-of-00093 are missing (the first: 00040)"),
+            (full, 1_000_000, "hold 1,000,000 documents, the corpus 8,013,769")]:
+        with pytest.raises(PrepareError) as e:
+            check_complete(files, rows, 8_013_769, "owt", "hint")
+        assert needle in str(e.value) and str(e.value).endswith("; hint")
+    docs = owt_fixture(tmp_path / "owt", shards=3)
+    files = sorted(glob.glob(str(tmp_path / "owt" / "data" / "*.parquet")))
+    assert text_sizes([f"file://{f}" for f in files])[1] == len(docs) == text_sizes(files)[1]
+
+
+def check_llmc_split(out_dir, docs, val_tokens):
+    """llm.c's layout and split: <|endoftext|> before every document, in the dataset's order; val.bin the
+    documents that start within the first val_tokens tokens, whole, train.bin the rest. Returns how many
+    documents val holds and where llm.c's first shard, val_tokens long, ends in val.bin's tokens."""
+    enc = gpt2_encoding()
+    stream = [[enc.eot_token] + enc.encode_ordinary(d) for d in docs]
+    starts = np.cumsum([0] + [len(ids) for ids in stream])
+    k = int(np.searchsorted(starts[:-1], val_tokens))  # the documents that start before token val_tokens
+    flat = [t for ids in stream for t in ids]
+    train, val = load_bins(out_dir)
+    assert val.tolist() == flat[:starts[k]] and train.tolist() == flat[starts[k]:]
+    got = bin_docs(out_dir, eot_first=True)
+    assert got["val"] == docs[:k] and got["train"] == docs[k:]
+    return k, starts
 
 
 def test_fineweb_edu_subsets(tmp_path):
     subsets = fineweb_fixture(tmp_path / "fwe")
     enc = gpt2_encoding()
-    for subset, every in [(None, 20), ("CC-MAIN-2024-10", 4)]:  # None: the script's default, sample-10BT
+    for subset, val_tokens in [(None, 3000), ("CC-MAIN-2024-10", 1000)]:  # None: the default, sample-10BT
         docs = subsets[subset or "sample-10BT"]
         out = tmp_path / (subset or "default")
         r = run_script("fineweb_edu", "--dataset", str(tmp_path / "fwe"), *(["--subset", subset] if subset else []),
-                       "--test_size", str(1 / every), "--out_dir", str(out), "--cache_dir", str(tmp_path / "hf"))
+                       "--val_tokens", str(val_tokens), "--out_dir", str(out),
+                       "--cache_dir", str(tmp_path / "hf"))
         assert r.returncode == 0, r.stderr
-        got = owt_docs(out)
-        check_split(got, docs, every)
+        k, _ = check_llmc_split(out, docs, val_tokens)
+        assert 0 < k < len(docs)
+        assert f"{len(docs)}/{len(docs)}" in r.stderr  # the progress bar's total: the footers' row count
         train, val = load_bins(out)
         # the dataset's token_count is the document's GPT-2 token count: the .bin holds those plus one EOT each
         assert len(train) + len(val) == sum(len(enc.encode_ordinary(d)) + 1 for d in docs)
+
+
+@pytest.mark.parametrize("cut", ["inside a document", "at a document's start"])
+def test_fineweb_edu_val_is_llmc_first_shard(tmp_path, cut):
+    """val.bin starts with llm.c's first shard (its val: the first --val_tokens tokens of <|endoftext|> +
+    document, in the dataset's order) and ends where the document that shard cuts ends; train.bin is the
+    rest, so that the two hold llm.c's token stream exactly once."""
+    docs = fineweb_fixture(tmp_path / "fwe")["sample-10BT"]
+    enc = gpt2_encoding()
+    starts = np.cumsum([0] + [1 + len(enc.encode_ordinary(d)) for d in docs])
+    val_tokens = int(starts[30]) + (5 if cut == "inside a document" else 0)
+    out = tmp_path / "out"
+    r = run_script("fineweb_edu", "--dataset", str(tmp_path / "fwe"), "--val_tokens", str(val_tokens),
+                   "--out_dir", str(out), "--cache_dir", str(tmp_path / "hf"))
+    assert r.returncode == 0, r.stderr
+    k, starts = check_llmc_split(out, docs, val_tokens)
+    assert k == (31 if cut == "inside a document" else 30)
+    train, val = load_bins(out)
+    assert len(val) == starts[k] >= val_tokens  # llm.c's shard, val_tokens long, and the rest of its last doc
+    assert val[0] == enc.eot_token and train[0] == enc.eot_token
 
 
 @pytest.mark.parametrize("exc", ["KeyboardInterrupt()", "OSError(28, 'No space left on device')"])
@@ -306,7 +427,7 @@ def test_interrupted_prepare_leaves_no_half_written_bin(tmp_path, exc):
             f"enc.encode_ordinary_batch(texts, num_threads=num_threads))[2]; "
             f"w.gpt2_encoding = lambda: type('E', (), dict(encode_ordinary_batch=staticmethod(batch), "
             f"eot_token=enc.eot_token))()")
-    args = ["--dataset", str(tmp_path / "fwe"), "--test_size", "0.05", "--out_dir", str(out),
+    args = ["--dataset", str(tmp_path / "fwe"), "--val_tokens", "3000", "--out_dir", str(out),
             "--cache_dir", str(tmp_path / "hf")]
     r = run_script("fineweb_edu", *args, code=hook)
     check_one_line_error(r, "interrupted" if exc.startswith("Keyboard") else "No space left")
@@ -315,7 +436,7 @@ def test_interrupted_prepare_leaves_no_half_written_bin(tmp_path, exc):
     # the rerun starts over and replaces the pair
     r = run_script("fineweb_edu", *args)
     assert r.returncode == 0, r.stderr
-    check_split(owt_docs(out), docs, every=20)
+    check_llmc_split(out, docs, 3000)
     assert sorted(os.listdir(out)) == ["train.bin", "val.bin"]
 
 
@@ -323,8 +444,8 @@ def test_prepared_fixture_trains(tmp_path):
     # a fresh clone: prepare the FineWeb-Edu fixture, then train on it with the FineWeb config at tiny shapes
     fineweb_fixture(tmp_path / "fwe")
     out = tmp_path / "fineweb_edu"
-    r = run_script("fineweb_edu", "--dataset", str(tmp_path / "fwe"), "--test_size", "0.1", "--out_dir", str(out),
-                   "--cache_dir", str(tmp_path / "hf"))
+    r = run_script("fineweb_edu", "--dataset", str(tmp_path / "fwe"), "--val_tokens", "2000",
+                   "--out_dir", str(out), "--cache_dir", str(tmp_path / "hf"))
     assert r.returncode == 0, r.stderr
     r = check_ok(train("config/train_gpt2_fineweb_alsals.py", dataset=str(out), out_dir=str(tmp_path / "run"),
                        max_iters=4, eval_interval=4, lr_decay_iters=4, warmup_iters=2, ls_ema_warmup_steps=1,
@@ -352,7 +473,7 @@ def test_web_corpus_bad_input(tmp_path):
     pq.write_table(pa.table({"content": ["a page", "another page"]}), tmp_path / "no_text.parquet")
     (tmp_path / "no_text.jsonl").write_text('{"body": "a page"}\n{"body": "another"}\n')
     (tmp_path / "null_text.jsonl").write_text('{"text": "a page"}\n{"body": "no text"}\n')
-    out, hf = str(tmp_path / "out"), str(tmp_path / "hf")
+    out, hf, fwe = str(tmp_path / "out"), str(tmp_path / "hf"), str(tmp_path / "fwe")
     cases = [
         ("fineweb_edu", ["--dataset", str(tmp_path / "fwe"), "--subset", "sample-10B"], ["no subset 'sample-10B'",
                                                                                          "sample-10BT"]),
@@ -361,7 +482,11 @@ def test_web_corpus_bad_input(tmp_path):
         ("openwebtext", ["--data_files", str(tmp_path / "null_text.jsonl")], ["without text (null)"]),
         ("openwebtext", ["--data_files", str(tmp_path / "nope" / "*.parquet")], ["missing data files", "nope"]),
         ("fineweb_edu", ["--dataset", str(tmp_path / "nope")], ["missing data files", "nope"]),
-        ("fineweb_edu", ["--dataset", str(tmp_path / "fwe"), "--test_size", "0.9"], ["--test_size"]),
+        ("fineweb_edu", ["--dataset", fwe, "--val_tokens", "0"], ["--val_tokens must be >= 1"]),
+        ("fineweb_edu", ["--dataset", fwe, "--val_tokens", "10000000"], ["train would be empty",
+                                                                         "--val_tokens"]),
+        ("openwebtext", ["--data_files", f"{fwe}/sample/10BT/*.parquet", "--test_size", "0.9"],
+         ["--test_size"]),
     ]
     runs = parallel(*[lambda name=name, args=args: run_script(name, *args, "--out_dir", out, "--cache_dir", hf)
                       for name, args, _ in cases])
@@ -381,17 +506,29 @@ def test_disk_space_checked_before_writing(tmp_path):
     assert not (out / "train.bin").exists() and not (out / "train.bin.tmp").exists()
 
 
-@pytest.mark.parametrize("config,optimizer", [("train_gpt2.py", "adamw"), ("train_gpt2_alsals.py", "alsals"),
-                                              ("train_gpt2_muon.py", "muon"), ("train_gpt2_muonsls.py", "muonsls"),
-                                              ("train_gpt2_fineweb_alsals.py", "alsals")])
+HELLASWAG_ITEM = dict(ctx='A man is sitting on a roof. he', label=3,
+                      endings=['is using wrap to wrap a pair of skis.', 'is ripping level tiles off.',
+                               "is holding a rubik's cube.", 'starts pulling up roofing on a roof.'])
+
+
+# the FineWeb-Edu 124M recipe's three optimizers, and MuonSLS (the one line search on Muon's direction); the
+# OpenWebText configs differ from these in their data and schedule only (test_configurator applies every config)
+@pytest.mark.parametrize("config,optimizer", [("train_gpt2_fineweb.py", "adamw"),
+                                              ("train_gpt2_fineweb_alsals.py", "alsals"),
+                                              ("train_gpt2_fineweb_muon.py", "muon"),
+                                              ("train_gpt2_muonsls.py", "muonsls")])
 def test_gpt2_configs_start_under_torchrun(tmp_path, config, optimizer):
-    """Each GPT-2 config starts under torchrun on 2 CPU (gloo) ranks with tiny shapes on a prepared FineWeb-Edu
-    fixture, trains to its first eval after iter 0 and stops there, the ranks ending with the same parameters."""
+    """Each config starts under torchrun on 2 CPU (gloo) ranks with tiny shapes on a prepared FineWeb-Edu fixture,
+    scores HellaSwag (a fixture item) at its evals, trains to its first eval after iter 0 and stops there, the
+    ranks ending with the same parameters."""
     fineweb_fixture(tmp_path / "fwe")
     out = tmp_path / "fineweb_edu"
-    assert run_script("fineweb_edu", "--dataset", str(tmp_path / "fwe"), "--test_size", "0.1", "--out_dir", str(out),
-                      "--cache_dir", str(tmp_path / "hf")).returncode == 0
-    args = [f"--{k}={v}" for k, v in dict(TINY_GPT2, dataset=out, out_dir=tmp_path / "run").items()]
+    assert run_script("fineweb_edu", "--dataset", str(tmp_path / "fwe"), "--val_tokens", "2000",
+                      "--out_dir", str(out), "--cache_dir", str(tmp_path / "hf")).returncode == 0
+    hs = tmp_path / "hellaswag.jsonl"
+    hs.write_text(json.dumps(HELLASWAG_ITEM) + "\n")
+    args = [f"--{k}={v}" for k, v in dict(TINY_GPT2, dataset=out, out_dir=tmp_path / "run",
+                                          hellaswag_file=hs).items()]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                         os.path.join(ROOT, "train.py"), f"config/{config}", *args], cwd=ROOT, capture_output=True,
@@ -399,6 +536,8 @@ def test_gpt2_configs_start_under_torchrun(tmp_path, config, optimizer):
     check_ok(r)
     assert sorted(iter_losses(r.stdout)) == [0, 1, 2], r.stdout[-2000:]
     assert "step 2: train loss" in r.stdout  # the first eval after iter 0, then the run stops
+    assert "hellaswag" in next(line for line in r.stdout.splitlines() if line.startswith("step 0:"))
+    assert "ranks agree: True" in r.stdout
     ck = torch.load(tmp_path / "run" / "ckpt.pt", map_location="cpu", weights_only=False)
     assert ck["iter_num"] == 2 and ck["config"]["optimizer"] == optimizer
 
