@@ -60,6 +60,13 @@ Project choices (not in the papers), each for a stated reason:
   * A non-finite f(w) or gradient norm skips the step: neither moments nor parameters change.
   * The start when ramp > 0 (not in the papers): no AdamW warmup; an LR range test from lr/100 (or ramp_from)
     finds the edge where the training loss rises; the search starts from its eta / ramp_sigma (alsals/start.py).
+  * The constants: beta_s = 0.99 is the smoothing the authors' code hard-codes (its constructor's beta_s is
+    unused); at most max_backtracks = 20 rejections a step (x0.9 each, eta shrinks 8x; the authors' code allows
+    100), so that one step costs at most 21 forwards; eta_max = 1 caps the growth (the authors' has no cap), a
+    step far beyond any stable Adam lr.
+  * skip_stable (off by default): after a search accepted at its first trial, a fixed number of steps take the
+    grown eta without a trial, so that the trial's cost is paid once in skip_stable + 1 steps. The authors'
+    later SaLSA code skips too, but adaptively (from a fast/slow ratio of eta's EMAs, at most 10 steps).
   * lr = 0 in every group makes step() a no-op that only creates the per-parameter state:
     torch.distributed.checkpoint initialises a fresh optimizer's state that way.
   * DDP: every decision reads only all-reduced numbers, each decision's inputs in one collective: [f(w),
@@ -124,7 +131,7 @@ class ALSALS(torch.optim.Optimizer):
         ema_warmup_steps (int, optional): the last this-many warmup steps evaluate the closure to warm D and G
             (default: 100)
         skip_stable (int, optional): after a search accepted at its first trial, this many steps take the grown
-            eta without a trial (the authors' later SaLSA code skips searches once eta is stable) (default: 0)
+            eta without a trial (a fixed skip; the module docstring) (default: 0)
         max_grad_norm (float, optional): clip the total gradient norm for the moments, 0 = off; f_a uses the
             raw gradient (default: 0)
         fa (str, optional): 'exact' (f_a = -g.d) or 'fd' ([A] Eq. 6, one extra forward) (default: 'exact')

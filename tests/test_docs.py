@@ -508,7 +508,8 @@ ISSUE = re.compile(r'\bissues?[\s-]*#?\d+', re.I)  # issue(s), spaces, a hyphen 
 def test_no_issue_numbers():
     """The docs, configs, experiments and code name the question or the result, not the issue that asked for it:
     issues are not part of the product."""
-    files = DOCS + sorted(os.path.relpath(p, ROOT) for d in ('config', 'experiments', 'alsals', '.')
+    files = DOCS + sorted(os.path.relpath(p, ROOT)
+                          for d in ('config', 'experiments', 'alsals', 'trainer', 'scripts', '.')
                           for p in glob.glob(os.path.join(ROOT, d, '*.py')))
     bad = []
     for rel in files:
