@@ -51,6 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -60,6 +61,7 @@ from grid import (BASELINE_LRS, CORPORA, LADDER, LRFREE_LRS, LS_METHODS, QUICK_L
 from peers import PEER_HAS_LR, PEERS, peer_main, peers_available
 
 THREADS = 1  # torch threads per run (--threads)
+JOBS = 1  # runs at a time, the seeds of one grid point (--jobs)
 BRACKET = None  # --bracket: rounds of each baseline's grid extension (default: the size's)
 
 
@@ -156,8 +158,10 @@ def run_corpus(out_dir, size, corpus, what, seeds, lrs, peers, only, variant_lrs
     runs = {}
 
     def runs_of(method, lr):
-        if (method, lr) not in runs:
-            runs[(method, lr)] = [run_one(out_dir, size, corpus, method, lr, s) for s in range(seeds)]
+        if (method, lr) not in runs:  # the seeds of one grid point, JOBS of them at a time
+            with ThreadPoolExecutor(max_workers=JOBS) as pool:
+                runs[(method, lr)] = list(pool.map(lambda s: run_one(out_dir, size, corpus, method, lr, s),
+                                                   range(seeds)))
         return runs[(method, lr)]
 
     rounds = SIZES[size]['bracket_rounds'] if BRACKET is None else BRACKET
@@ -214,11 +218,13 @@ def main(argv=None):
                     'lr-free grid or --lrs); with --bracket 0 exactly these')
     ap.add_argument('--out', default=os.path.join(ROOT, 'results', 'study'))
     ap.add_argument('--threads', type=int, default=1, help='torch threads per run (default 1)')
+    ap.add_argument('--jobs', type=int, default=1, help='runs at a time: the seeds of a grid point (default 1; '
+                    'more share the cores, so their timings are not comparable)')
     ap.add_argument('--bracket', type=int, default=None, help='rounds of each baseline\'s grid extension (default: '
                     'the size\'s)')
     args = ap.parse_args(argv)
-    global THREADS, BRACKET
-    THREADS, BRACKET = args.threads, args.bracket
+    global THREADS, BRACKET, JOBS
+    THREADS, BRACKET, JOBS = args.threads, args.bracket, max(1, args.jobs)
     size = 'quick' if args.quick else args.size
     corpora = [c for c in args.corpus.split(',') if c]
     what = {w for w in args.what.split(',') if w}

@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.join(ROOT, "experiments"))  # report.py (the ladder's
 # a neighbour on the 1-3-10 grid), Muon with WSD bracketed from 1e-2 alone (extended once too), and one peer
 # (in-process on train.py's setup); 2 seeds
 ARGS = ["--quick", "--corpus", "char", "--lrs", "3e-3", "--methods", "schedulefree_adamw",
-        "--baselines", "adamw,muon@lr_schedule=wsd", "--muon-lrs", "1e-2"]
+        "--baselines", "adamw,muon@lr_schedule=wsd", "--muon-lrs", "1e-2", "--jobs", "2"]
 WSD = "muon@lr_schedule=wsd"
 
 
