@@ -1,4 +1,5 @@
-"""trainer/hellaswag.py: the scoring (mean completion loss, as llm.c and modded-nanogpt), the rank split,
+"""trainer/hellaswag.py: the scoring (mean completion loss, as llm.c and modded-nanogpt), the batched scoring
+against the item-by-item reference, the rank split and FSDP2's lockstep, the progress lines,
 data/hellaswag/prepare.py offline (file:// URLs), and train.py scoring a fixture at its evals."""
 import json
 import os
@@ -6,10 +7,12 @@ import os
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 import trainutil as tu
 
 gpt2_bpe = pytest.importorskip('data.gpt2_bpe')
+from model import GPT, GPTConfig  # noqa: E402
 from trainer import hellaswag  # noqa: E402
 
 # the official jsonl's layout (hellaswag_val.jsonl): the scorer reads ctx, endings and label
@@ -29,6 +32,11 @@ ITEMS = [
          endings=['remains on the water.', 'walks away.', 'is dragged to the shore by the man.',
                   'falls and sinks.']),
 ]
+
+
+# ITEMS with their contexts cut to different numbers of words and their labels moved: rows of many lengths
+VARIED = [dict(ITEMS[k % 3], ctx=' '.join(ITEMS[k % 3]['ctx'].split()[:2 + 5 * k % 13]), label=k % 4)
+          for k in range(12)]
 
 
 def write_items(path, items=ITEMS):
@@ -71,6 +79,51 @@ class Unigram(torch.nn.Module):
 
     def forward(self, x, targets=None):
         return self.w.expand(*x.shape, -1), None
+
+
+@pytest.fixture(scope='module')
+def tiny_gpt():
+    """A random one-layer model.py GPT over GPT-2's vocabulary: causal, with position embeddings, so its
+    logits differ per position and per context (a shifted or leaking padding changes them); its embeddings
+    (tied to lm_head) scaled up so that the endings' losses lie apart."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=64, vocab_size=50257, n_layer=1, n_head=2, n_embd=16, dropout=0.0))
+    with torch.no_grad():
+        model.transformer.wte.weight.mul_(20)
+    return model.eval()
+
+
+def scored_alone(model, rendered):
+    """The reference: trainer/hellaswag.py's scorer before batching, one forward per item of its 4 rows alone.
+    Returns the per-row summed and mean completion losses (4 per item, in order) and dict(acc, acc_sum, n)."""
+    totals, means, right = [], [], [0, 0]
+    with torch.no_grad():
+        for tokens, mask, label in rendered:
+            x, y = tokens[:, :-1], tokens[:, 1:].contiguous()
+            logits, _ = model(x, y)
+            losses = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction='none')
+            losses = losses.view(y.shape)
+            m = mask[:, 1:].float()
+            total = (losses * m).sum(1)
+            mean = total / m.sum(1)
+            right[0] += int(mean.argmin()) == label
+            right[1] += int(total.argmin()) == label
+            totals.append(total)
+            means.append(mean)
+    n = len(rendered)
+    return (torch.cat(totals), torch.cat(means),
+            dict(acc=right[0] / max(n, 1), acc_sum=right[1] / max(n, 1), n=n))
+
+
+class Counting(torch.nn.Module):
+    """A model's forward, counted."""
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.forwards = model, 0
+
+    def forward(self, x, targets=None):
+        self.forwards += 1
+        return self.model(x, targets)
 
 
 def test_known_answer_wins(enc):
@@ -124,6 +177,80 @@ def test_long_context_cut_from_the_left_and_ranks_split(enc):
     assert sum(p['acc'] * p['n'] for p in parts) == pytest.approx(whole['acc'] * 9)
 
 
+def test_batched_scores_equal_item_by_item(enc, tiny_gpt):
+    """Items of different lengths scored one per forward, a few per forward (right-padded to the longest row
+    of each batch) and all in one: every row's summed and mean completion loss and acc, acc_sum and n are the
+    reference's, item by item; batch_tokens bounds each batch of several items."""
+    rendered = [hellaswag.render(it, enc, 64) for it in VARIED]
+    assert len({t.shape[1] for t, _, _ in rendered}) > 4 # many lengths: the batches pad
+    ref_total, ref_mean, ref = scored_alone(tiny_gpt, rendered)
+    assert 0 < ref['acc'] < 1 and 0 < ref['acc_sum'] < 1 # the labels are not all predicted, nor none
+    for batch_tokens in (1, 500, hellaswag.BATCH_TOKENS):
+        runs = hellaswag.batches(rendered, batch_tokens)
+        assert [a for a, _ in runs[1:]] == [b for _, b in runs[:-1]] and runs[0][0] == 0 and runs[-1][1] == 12
+        for a, b in runs:
+            T = max(t.shape[1] - 1 for t, _, _ in rendered[a:b]) # the batch's longest model input
+            assert b - a == 1 or 4 * (b - a) * T <= batch_tokens
+        losses = [hellaswag.item_losses(tiny_gpt, *hellaswag.collate(rendered[a:b])[:2], torch.no_grad())
+                  for a, b in runs]
+        total, mean = torch.cat([t for t, _ in losses]), torch.cat([m for _, m in losses])
+        assert torch.allclose(total, ref_total, rtol=1e-5) and torch.allclose(mean, ref_mean, rtol=1e-5)
+        r = hellaswag.evaluate(tiny_gpt, rendered, 'cpu', torch.no_grad(), batch_tokens=batch_tokens)
+        assert r == ref, (batch_tokens, r, ref)
+    assert len(hellaswag.batches(rendered, 1)) == 12
+    assert len(hellaswag.batches(rendered, hellaswag.BATCH_TOKENS)) == 1
+    assert any(b - a > 1 and len({rendered[i][0].shape[1] for i in range(a, b)}) > 1
+               for a, b in hellaswag.batches(rendered, 500)) # batches of several items of different lengths
+
+
+def test_batched_rank_split_and_lockstep(enc, tiny_gpt):
+    """world_size=2: each rank's batched score is the reference's on its items rank::2; with lockstep (FSDP2)
+    a rank with fewer batches joins each forward of the other, uncounted: both run as many forwards as the
+    rank with the most batches, and score the same; a rank with no item runs them too."""
+    long = hellaswag.render(dict(ITEMS[2], ctx=ITEMS[1]['ctx'] + ' ' + ITEMS[2]['ctx']), enc, 64)
+    short = hellaswag.render(dict(ITEMS[0], ctx='he'), enc, 64)
+    rendered = [hellaswag.render(it, enc, 64) for it in VARIED] + [long, short] * 3
+    n_batches = [len(hellaswag.batches(rendered[r::2], 400)) for r in (0, 1)]
+    assert n_batches[0] > n_batches[1] # rank 0 has the long items: more batches, so lockstep matters
+    for r in (0, 1):
+        ref = scored_alone(tiny_gpt, rendered[r::2])[2]
+        for lockstep in (False, True):
+            model = Counting(tiny_gpt)
+            got = hellaswag.evaluate(model, rendered, 'cpu', torch.no_grad(), rank=r, world_size=2,
+                                     lockstep=lockstep, batch_tokens=400)
+            assert got == ref and got['n'] == 9
+            assert model.forwards == (max(n_batches) if lockstep else n_batches[r])
+    for r, n in ((0, 1), (1, 0)): # one item, two ranks: rank 1 scores none, yet runs rank 0's one forward
+        model = Counting(tiny_gpt)
+        got = hellaswag.evaluate(model, rendered[:1], 'cpu', torch.no_grad(), rank=r, world_size=2,
+                                 lockstep=True)
+        assert got['n'] == n and model.forwards == 1
+
+
+def test_progress_lines_on_long_evals_only(enc, monkeypatch, capsys):
+    """An eval of more than PROGRESS_ITEMS items prints, on rank 0 only, a line at each tenth of its items
+    (done / its total, the running acc of those done), none at the end; a shorter eval prints nothing."""
+    monkeypatch.setattr(hellaswag, 'PROGRESS_ITEMS', 10)
+    torch.manual_seed(0)
+    model = Unigram(torch.randn(50257) * 3)
+    rendered = [hellaswag.render(it, enc, 64) for it in (VARIED * 2)[:20]]
+    hellaswag.evaluate(model, rendered[:10], 'cpu', torch.no_grad(), batch_tokens=1)
+    assert capsys.readouterr().out == '' # 10 items: not more than PROGRESS_ITEMS
+    r = hellaswag.evaluate(model, rendered, 'cpu', torch.no_grad(), batch_tokens=1)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(', ')[0] for line in lines] == [f"hellaswag: {k}/20 items" for k in range(2, 20, 2)]
+    for k, line in zip(range(2, 20, 2), lines): # the running acc: the reference's on the items done
+        assert f"acc {scored_alone(model, rendered[:k])[2]['acc']:.4f} so far" in line, line
+    assert r == scored_alone(model, rendered)[2]
+    hellaswag.evaluate(model, rendered, 'cpu', torch.no_grad(), rank=1, world_size=2, batch_tokens=1)
+    assert capsys.readouterr().out == '' # rank 1: silent
+    hellaswag.evaluate(model, rendered, 'cpu', torch.no_grad(), rank=0, world_size=2, batch_tokens=300)
+    lines = capsys.readouterr().out.splitlines() # rank 0's 10 items, a few per forward: a line per batch
+    runs = hellaswag.batches(rendered[0::2], 300)
+    assert 2 < len(runs) < 10 and [line.split(', acc ')[0] for line in lines] == [
+        f"hellaswag: {b}/10 items (rank 0's share of 20)" for _, b in runs[:-1]]
+
+
 def test_prepare_offline_and_without_network(tmp_path):
     src = write_items(tmp_path / 'src.jsonl')
     out = tmp_path / 'hs' / 'hellaswag_val.jsonl'
@@ -154,7 +281,7 @@ def test_train_logs_hellaswag(enc, tmp_path, tiny_dataset):
         lambda: tu.train(dataset=str(data), out_dir=str(tmp_path / 'o3'), max_iters=0, block_size=16, batch_size=4,
                          hellaswag_file=str(tmp_path / 'none.jsonl')))
     tu.check_ok(bpe)
-    assert 'HellaSwag: 5 items from' in bpe.stdout
+    assert 'HellaSwag: 5 items from' in bpe.stdout and 'so far' not in bpe.stdout # 5 items: no progress lines
     evals = [r for r in map(json.loads, log.read_text().splitlines()) if 'val_loss' in r]
     assert [e['iter'] for e in evals] == [0, 2]
     for e in evals:
