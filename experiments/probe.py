@@ -17,7 +17,8 @@ step's preconditioner 1/(sqrt(v^) + eps) and Delta = w_new - w_old the step Adam
 So f(w + s Delta) ~ f_w + s lin + s^2 quad on the batch, and the same-batch optimum along the step is s* =
 -lin / (2 quad). rho = E[gPm] / E[gPg] estimates the signal fraction |G|^2 / E|g|^2 of the gradient (McCandlish
 et al., "An Empirical Model of Large-Batch Training", 2018): gPg's excess over gPm is the noise at this batch.
-Writes results/probe/<size>_<corpus>_lr<lr>.jsonl (one record per step, resumable per run).
+Writes results/probe/<size>_<corpus>_lr<lr>.jsonl (one record per step, resumable per run) and
+results/probe/summary.json (summarize: the mid-run readings of every run).
 
   python experiments/probe.py --size wide --lrs 3e-3,1e-3
   python experiments/probe.py --quick --out out-probe-quick
@@ -94,6 +95,30 @@ def probe(size, corpus, lr, seed, path, stop_frac):
     os.replace(tmp, path)
 
 
+def summarize(out):
+    """results/probe/summary.json: per probe run (from a third of its steps on, when the warmup is over), the
+    lr, the same-batch optimum along the step s* = -E[lin] / (2 E[quad]), the Polyak ratio f(w) / ||g||^2_P over
+    the lr (f(w) / E[gPg] / lr), the cross slope's share E[gPm] / E[gPg] and the last val loss."""
+    import glob
+    import numpy as np
+    rows = {}
+    for path in sorted(glob.glob(os.path.join(out, '*.jsonl'))):
+        with open(path) as f:
+            recs = [json.loads(line) for line in f]
+        mid = recs[len(recs) // 3:]
+        col = lambda k: np.array([r[k] for r in mid])
+        lr = float(col('lr').mean())
+        rows[os.path.basename(path)[:-6]] = dict(
+            lr=lr, steps=len(recs), s_star=round(float(col('lin').mean() / (-2 * col('quad').mean())), 2),
+            polyak_over_lr=round(float(col('f_w').mean() / col('gPg').mean() / lr), 2),
+            cross_share=round(float(col('gPm').mean() / col('gPg').mean()), 3),
+            last_val=round([r['val'] for r in recs if 'val' in r][-1], 4))
+    path = os.path.join(out, 'summary.json')
+    with open(path, 'w') as f:
+        json.dump(rows, f, indent=1)
+    return path
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.strip().split('\n')[0])
     ap.add_argument('--size', default='headline', choices=list(SIZES))
@@ -113,6 +138,7 @@ def main(argv=None):
             continue
         probe(size, a.corpus, lr, a.seed, path, a.stop)
         print(f"wrote {path}", flush=True)
+    print(f"wrote {summarize(a.out)}")
 
 
 if __name__ == '__main__':

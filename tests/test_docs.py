@@ -149,7 +149,8 @@ LANDSCAPE_KINDS = {'eta': 'eta', 'crossing': 'crossing', 'eta_best_batch': 'eta_
 @lru_cache(None)
 def pools():
     """{source: [(value, kind)]}: the figures each result source gives. Sources: 'study/<size>' (its run JSONs
-    and summary.md), 'skip_stable', 'landscape/<name>', 'bench', 'bench_gpu_h200', 'gpu_check'."""
+    and summary.md), 'skip_stable', 'landscape/<name>', 'range_test', 'probe', 'bench', 'bench_gpu_h200',
+    'gpu_check'."""
     out = {}
     for (size, _, _, _), rs in runs().items():
         study = out.setdefault(f'study/{size}', [])
@@ -182,6 +183,10 @@ def pools():
                 if c.get('G'):
                     pool.append((c['D'] / (c['eta'] * c['G']), 'dg'))
 
+    pool = out['probe'] = []  # experiments/probe.py: its summary's mid-run readings of every probe run
+    with open(os.path.join(RESULTS, 'probe', 'summary.json')) as fh:
+        pool += [(v, 'text') for path, v in _scalars(json.load(fh))]
+
     pool = out['range_test'] = []  # experiments/range_test.py: its summary scalars (not the per-step series)
     for f in glob.glob(os.path.join(RESULTS, 'range_test', '*.json')):
         with open(f) as fh:
@@ -213,8 +218,8 @@ def rendered(source, kind, sci, decimals):
 
 def source_of(link):
     """The result source a link (relative to the repository) points into, or None."""
-    m = re.match(r'results/(study/\w+|landscape/\w+|skip_stable|range_test|bench_gpu_h200|bench|gpu_check)\b',
-                 link)
+    m = re.match(r'results/(study/\w+|landscape/\w+|skip_stable|range_test|probe|bench_gpu_h200|bench|gpu_check)'
+                 r'\b', link)
     return m and m.group(1)
 
 
