@@ -2,9 +2,14 @@
 Sample from a trained model (after karpathy/nanoGPT's sample.py).
 $ python sample.py --out_dir=out-shakespeare-char --num_samples=2 --max_new_tokens=300
 $ python sample.py --out_dir=out-shakespeare --start="FILE:prompt.txt"
+$ python sample.py --init_from=gpt2-xl --start="What is the answer to life?"
+$ python sample.py --init_from=hf-out # a Hugging Face GPT-2 directory, e.g. written by scripts/export_hf.py
 
-Loads out_dir/ckpt.pt (and, for a checkpoint of an FSDP2 run, the model's shards in the directory it names). The codec is the dataset's char vocabulary (data/<dataset>/meta.pkl) when the
-checkpoint's dataset has one, else the GPT-2 BPE (data/gpt2_bpe.py, offline).
+init_from='resume' loads out_dir/ckpt.pt (and, for a checkpoint of an FSDP2 run, the model's shards in the
+directory it names); its codec is the dataset's char vocabulary (data/<dataset>/meta.pkl) when the
+checkpoint's dataset has one, else the GPT-2 BPE (data/gpt2_bpe.py, offline). init_from='gpt2',
+'gpt2-medium', 'gpt2-large', 'gpt2-xl' (from the local Hugging Face cache only, never downloaded) or a
+directory loads with model.GPT.from_pretrained, and its codec is the GPT-2 BPE.
 """
 import os
 import sys
@@ -16,7 +21,8 @@ from trainer import checkpoint as ckpt_io # checkpoint I/O; nanoGPT's name `chec
 from data.loader import load_meta # a dataset's meta.pkl, plain values only
 
 # -----------------------------------------------------------------------------
-out_dir = 'out' # the checkpoint is out_dir/ckpt.pt
+init_from = 'resume' # 'resume' (out_dir/ckpt.pt), 'gpt2'..'gpt2-xl' (local HF cache only) or an HF GPT-2 dir
+out_dir = 'out' # the checkpoint is out_dir/ckpt.pt (init_from='resume' only)
 start = "\n" # or "<|endoftext|>" or etc. Can also specify a file, use as: "FILE:prompt.txt"
 num_samples = 3 # number of samples to draw
 max_new_tokens = 200 # number of tokens generated in each sample
@@ -49,8 +55,17 @@ ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torc
 ctx = nullcontext() if dtype == 'float32' else torch.amp.autocast(device_type=device_type, dtype=ptdtype)
 
 # model
-ckpt_path = os.path.join(out_dir, 'ckpt.pt')
-model, checkpoint = ckpt_io.load_model(out_dir, device) # plain or FSDP2; a one-line error if missing or corrupt
+if init_from == 'resume':
+    ckpt_path = os.path.join(out_dir, 'ckpt.pt') # names the model in error messages
+    model, checkpoint = ckpt_io.load_model(out_dir, device) # plain or FSDP2; one-line errors
+else:
+    from model import GPT
+    ckpt_path, checkpoint = init_from, {} # no dataset: the GPT-2 BPE
+    try:
+        model = GPT.from_pretrained(init_from, dict(dropout=0.0)) # a directory, or a name in the local cache
+    except (OSError, ValueError, AssertionError) as e: # missing, not a GPT-2 directory, or foreign weights
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        fail(msg if isinstance(e, FileNotFoundError) else f"cannot load init_from={init_from!r}: {msg[:300]}")
 gptconf = model.config
 model.eval()
 model.to(device)
@@ -92,8 +107,9 @@ else:
         model.transformer.wte.weight = w
         model.config.vocab_size = enc.n_vocab
     elif vocab_size < enc.n_vocab:
-        fail(f"the model in {ckpt_path} has vocab_size {vocab_size} < {enc.n_vocab} and its dataset "
-             f"{dataset!r} has no meta.pkl: cannot decode its tokens")
+        fail(f"the model in {ckpt_path} has vocab_size {vocab_size} < {enc.n_vocab} and "
+             + (f"its dataset {dataset!r} has no meta.pkl" if init_from == 'resume' else "is not GPT-2 BPE")
+             + ": cannot decode its tokens")
 if compile:
     model = torch.compile(model) # requires PyTorch 2.0 (optional)
 

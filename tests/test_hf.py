@@ -1,5 +1,7 @@
 """Hugging Face export (scripts/export_hf.py) and import (GPT.from_pretrained, train.py's init_from): transformers loads
-the export with no missing or unexpected weights and computes model.py's logits; the round trip keeps them."""
+the export with no missing or unexpected weights and computes model.py's logits; the round trip keeps them.
+A GPT-2 BPE export is self-contained: its tokenizer (from the local ranks) encodes as tiktoken does, and a
+text-generation pipeline runs on it offline."""
 import os
 import shutil
 import subprocess
@@ -107,3 +109,109 @@ def test_round_trip_through_train_py(trained_dir, tiny_dataset, tmp_path):
         assert tu.step_losses(tu.check_ok(r).stdout) == [(0,) + want[0][1:]]
     assert os.path.join('snapshots', 'abc123') in runs[2].stdout
     tu.check_one_line_error(runs[3], "'gpt2-medium'", 'hf download openai-community/gpt2-medium', 'init_from=DIR')
+
+
+GPT2_STRINGS = [ # tiktoken's ids are the reference: ASCII, unicode, whitespace runs, the special token's text
+    "Hello world, this is GPT-2!", "it's we'll they've I'M 12345 3.14159 x=y+1;",
+    "caf\u00e9 na\u00efve \u00dcn\u00efc\u00f6d\u00e9 \u2603 \u65e5\u672c\u8a9e \U0001f642 \u0394\u03b9",
+    "a  b   c\n\n\t\tx    \n  ", "   leading and trailing   ", "\n\n\n", " ",
+    "<|endoftext|>two documents<|endoftext|>",
+]
+
+
+def run_offline(script, *args):
+    """A repo script in a subprocess with the Hugging Face Hub switched off (nothing may download)."""
+    return subprocess.run([sys.executable, os.path.join(tu.ROOT, script), *args], cwd=tu.ROOT, text=True,
+                          env=tu.env_of(HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1'), capture_output=True,
+                          timeout=300)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No network in this process: the Hub's offline mode (read at import, so patched too) and no socket
+    connects at all."""
+    import socket
+    import huggingface_hub.constants
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    monkeypatch.setenv('TRANSFORMERS_OFFLINE', '1')
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_OFFLINE', True)
+
+    def no_connect(*args, **kwargs):
+        raise OSError('no network in this test')
+    monkeypatch.setattr(socket.socket, 'connect', no_connect)
+
+
+@pytest.fixture(scope='module')
+def bpe_export(tmp_path_factory):
+    """(hf_dir, the model, export_hf.py's stdout): a tiny GPT-2 BPE model (vocab padded to 50304, as train.py
+    pads it) saved as train.py's ckpt.pt, of a dataset without meta.pkl, exported by scripts/export_hf.py."""
+    from data import gpt2_bpe
+    from trainer import checkpoint as ckpt_io
+    try:
+        gpt2_bpe.gpt2_bpe_file()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    tmp = tmp_path_factory.mktemp('bpe_export')
+    torch.manual_seed(0)
+    model_args = dict(n_layer=1, n_head=2, n_embd=16, block_size=32, vocab_size=50304, bias=False,
+                      dropout=0.0)
+    model = GPT(GPTConfig(**model_args))
+    ckpt_io.save({'model_args': model_args, 'model': model.state_dict(), 'iter_num': 0,
+                  'config': {'dataset': str(tmp / 'bpe_data')}}, str(tmp / 'out' / 'ckpt.pt'))
+    r = tu.check_ok(run_offline('scripts/export_hf.py', f'--out_dir={tmp / "out"}', f'--hf_dir={tmp / "hf"}'))
+    return str(tmp / 'hf'), model, r.stdout
+
+
+def test_bpe_export_holds_gpt2_tokenizer(bpe_export, offline):
+    """The export of a GPT-2 BPE checkpoint is self-contained: vocab.json and merges.txt are OpenAI's
+    encoder.json and vocab.bpe byte for byte (tiktoken's sha256), and AutoTokenizer loads the directory, with
+    <|endoftext|> = 50256 as bos/eos/unk and model_max_length = block_size, encoding as tiktoken does."""
+    import hashlib
+    from data import gpt2_bpe
+    hf_dir, model, stdout = bpe_export
+    assert "vocab_size 50257 (cropped from 50304); GPT-2 BPE: GPT-2's tokenizer written" in stdout
+    assert sorted(os.listdir(hf_dir)) == ['config.json', 'generation_config.json', 'merges.txt',
+                                          'model.safetensors', 'special_tokens_map.json', 'tokenizer.json',
+                                          'tokenizer_config.json', 'vocab.json']
+    sha = {n: hashlib.sha256(tu.file_bytes(os.path.join(hf_dir, n))).hexdigest()
+           for n in ('vocab.json', 'merges.txt')}
+    assert sha == {'vocab.json': gpt2_bpe.GPT2_ENCODER_JSON_SHA256,
+                   'merges.txt': gpt2_bpe.GPT2_VOCAB_BPE_SHA256}
+    try: # the hashes are tiktoken's own, for the data-gym pair of get_encoding('gpt2')
+        import inspect
+        from tiktoken_ext import openai_public
+        source = inspect.getsource(openai_public.gpt2)
+        assert gpt2_bpe.GPT2_ENCODER_JSON_SHA256 in source and gpt2_bpe.GPT2_VOCAB_BPE_SHA256 in source
+    except ImportError:
+        pass
+    tok = transformers.AutoTokenizer.from_pretrained(hf_dir)
+    assert tok.is_fast and len(tok) == 50257 and tok.model_max_length == model.config.block_size
+    assert (tok.bos_token_id, tok.eos_token_id, tok.unk_token_id) == (50256, 50256, 50256)
+    enc = gpt2_bpe.gpt2_encoding()
+    assert tok(GPT2_STRINGS[0])['input_ids'] == [15496, 995, 11, 428, 318, 402, 11571, 12, 17, 0]
+    for s in GPT2_STRINGS:
+        ids = tok(s)['input_ids']
+        assert ids == enc.encode(s, allowed_special='all'), s
+        assert tok.decode(ids) == s
+    assert tok('<|endoftext|>')['input_ids'] == [50256]
+
+
+def test_pipeline_generates_offline(bpe_export, offline):
+    """transformers.pipeline('text-generation', model=hf_dir) needs nothing but the directory: greedy
+    generation gives model.py's greedy tokens (over GPT-2's 50257), through the exported tokenizer."""
+    from data import gpt2_bpe
+    hf_dir, model, _ = bpe_export
+    pipe = transformers.pipeline('text-generation', model=hf_dir, device='cpu')
+    prompt, n = 'Hello world', 6
+    got = pipe(prompt, max_new_tokens=n, do_sample=False, return_tensors=True)[0]['generated_token_ids']
+    idx = torch.tensor([gpt2_bpe.gpt2_encoding().encode(prompt)])
+    model.eval()
+    with torch.no_grad():
+        for _ in range(n): # model.py's greedy continuation, stopping after <|endoftext|> as generate does
+            nxt = model(idx)[0][:, -1, :50257].argmax(-1, keepdim=True)
+            idx = torch.cat([idx, nxt], dim=1)
+            if nxt.item() == 50256:
+                break
+    assert list(got) == idx[0].tolist()
+    text = pipe(prompt, max_new_tokens=n, do_sample=False)[0]['generated_text']
+    assert text.startswith(prompt) and len(text) > len(prompt)

@@ -1,5 +1,8 @@
-"""sample.py on checkpoints of short training runs: char-level codec, FILE: prompts, GPT-2 BPE, errors."""
+"""sample.py on checkpoints of short training runs: char-level codec, FILE: prompts, GPT-2 BPE, errors; and,
+with init_from, on a Hugging Face GPT-2 directory (an export of scripts/export_hf.py)."""
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -92,3 +95,54 @@ def test_gpt2_bpe_samples(tmp_path):
     assert 'No meta.pkl found, assuming GPT-2 encodings' in r.stdout
     got = samples_of(r.stdout)
     assert len(got) == 2 and all(s.startswith('The day') for s in got)
+
+
+@pytest.fixture(scope='module')
+def bpe_hf_dir(tmp_path_factory):
+    """A Hugging Face GPT-2 directory: a tiny GPT-2 BPE model (vocab 50304), exported by scripts/export_hf.py
+    (in this process), tokenizer included."""
+    pytest.importorskip('transformers')
+    import torch
+    from data import gpt2_bpe
+    from model import GPT, GPTConfig
+    try:
+        gpt2_bpe.gpt2_bpe_file()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    sys.path.insert(0, os.path.join(tu.ROOT, 'scripts'))
+    import export_hf # scripts/export_hf.py
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=32, vocab_size=50304, bias=False))
+    hf_dir = str(tmp_path_factory.mktemp('bpe_hf') / 'hf')
+    assert export_hf.export(model, hf_dir, bpe=True) == 50257
+    return hf_dir
+
+
+def sample_offline(*args, **env):
+    """sample.py on the CPU with the Hugging Face Hub switched off (nothing may download); env: more of it."""
+    env = tu.env_of(HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1', **env)
+    return subprocess.run([sys.executable, 'sample.py', '--device=cpu', '--dtype=float32', *args],
+                          cwd=tu.ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_init_from_hf_dir(bpe_hf_dir, tmp_path):
+    """--init_from=DIR samples from the exported model with the GPT-2 BPE (out_dir is not read)."""
+    r = tu.check_ok(sample_offline(f'--init_from={bpe_hf_dir}', f'--out_dir={tmp_path}/none',
+                                   '--num_samples=2', '--max_new_tokens=10', '--start=The day'))
+    assert f'loading weights from the Hugging Face GPT-2 in {bpe_hf_dir}' in r.stdout
+    assert 'No meta.pkl found, assuming GPT-2 encodings' in r.stdout
+    got = samples_of(r.stdout)
+    assert len(got) == 2 and all(s.startswith('The day') and len(s) > len('The day') for s in got)
+
+
+def test_init_from_errors(tmp_path):
+    """A missing directory, one that is no Hugging Face model, and a GPT-2 name missing from the local cache
+    (HF_HUB_CACHE): one line each."""
+    (tmp_path / 'empty').mkdir()
+    runs = tu.parallel(lambda: sample_offline(f'--init_from={tmp_path}/no_such_dir'),
+                       lambda: sample_offline(f'--init_from={tmp_path}/empty'),
+                       lambda: sample_offline('--init_from=gpt2-large', HF_HUB_CACHE=str(tmp_path / 'cache')))
+    tu.check_one_line_error(runs[0], f"init_from='{tmp_path}/no_such_dir'", 'neither a directory nor')
+    tu.check_one_line_error(runs[1], f'{tmp_path}/empty has no config.json')
+    tu.check_one_line_error(runs[2], "'gpt2-large' is not in the local Hugging Face cache",
+                            'hf download openai-community/gpt2-large', 'init_from=DIR')
