@@ -4,8 +4,8 @@ Per-step cost of the line search against AdamW, after nanoGPT's bench.py, on tra
 Each setting is an optimizer name plus train.py overrides; settings are separated by ';'. For each one this
 script runs train.py's setup (trainer/setup.py: config, data checks, model, optimizer, compile) with the
 command line [*bench defaults, *this script's other arguments, *the setting's overrides, --optimizer=name], so
-every setting starts from the same init and draws the same batches, then times train.py's step (trainer/step.py). The
-learning rate stays at learning_rate: a schedule costs nothing.
+every setting starts from the same init and draws the same batches, then times train.py's step
+(trainer/step.py). The learning rate stays at learning_rate: a schedule costs nothing.
 
 Timing: `burnin` untimed steps per setting, and for a line-search setting as many more as its start takes (the
 AdamW warmup of warmup_iters steps, or the range test and its hold: at most `max_start` steps), so that every
@@ -19,11 +19,12 @@ Peak memory: each setting in a fresh process (this script with --mem_probe=i) th
 mem_steps steps. CUDA: torch.cuda.max_memory_allocated. CPU: peak RSS (getrusage ru_maxrss, process-wide and
 monotone, hence one process per setting) minus the RSS before the first step.
 
-Collectives (under torchrun): one more untimed step per setting runs under a dispatch mode that sees every c10d
-and functional collective that goes through the dispatcher (FSDP2's gathers and reduce-scatters, DTensor's, the
-search's all-reduces; not DDP's bucketed gradient all-reduce, which its C++ reducer issues directly): per step,
-each op's count and the bytes of the largest tensor it touches (the whole tensor of an all-gather). Muon under
-FSDP2 shows its one all-gather per sharded matrix there. Only rank 0 reports; peak memory is not probed.
+Collectives (under torchrun): one more untimed step per setting runs under a dispatch mode that sees every
+    c10d and functional collective that goes through the dispatcher (FSDP2's gathers and reduce-scatters,
+    DTensor's, the search's all-reduces; not DDP's bucketed gradient all-reduce, which its C++ reducer issues
+    directly): per step, each op's count and the bytes of the largest tensor it touches (the whole tensor of
+    an all-gather). Muon under FSDP2 shows its one all-gather per sharded matrix there. Only rank 0 reports;
+    peak memory is not probed.
 
 $ python bench.py                           # CPU, 4 layers x 128, 8 micro-batches of 8x128
 $ python bench.py --gradient_accumulation_steps=5 --settings='adamw; alsals; alsals --ls_skip_stable=3'
@@ -51,19 +52,21 @@ from trainer.config import PLAIN_OPTIMIZERS
 from trainer.setup import from_args # train.py's setup: the attributes it returns are listed in its docstring
 
 # -----------------------------------------------------------------------------
-settings = 'adamw; alsals; alsals --ls_skip_stable=3; alsals --ls_trial_microsteps=0' # optimizer + train.py overrides
+# optimizer + train.py overrides
+settings = 'adamw; alsals; alsals --ls_skip_stable=3; alsals --ls_trial_microsteps=0'
 burnin = 5 # untimed steps per setting
-max_start = 500 # untimed steps a line-search setting may spend in its start (warmup or range test) after burnin
+# untimed steps a line-search setting may spend in its start (warmup or range test) after burnin
+max_start = 500
 timed_steps = 20 # timed rounds (one step of each setting per round)
 mem_steps = 3 # steps after the burnin in a memory probe
 num_threads = 2 # torch intra-op threads on CPU, fixed for comparable timings
 out = 'bench.json' # JSON report (e.g. results/bench.json); '' = none
 mem_probe = -1 # internal: index of the one setting whose peak memory this process measures
-# train.py overrides before this script's other arguments: a small CPU model (a config file or --key=value after
-# them wins)
-train_defaults = ['--dataset=shakespeare_char', '--device=cpu', '--dtype=float32', '--compile=False', '--n_layer=4',
-                  '--n_head=4', '--n_embd=128', '--block_size=128', '--batch_size=8', '--gradient_accumulation_steps=8',
-                  '--dropout=0.0', '--warmup_iters=2']
+# train.py overrides before this script's other arguments: a small CPU model (a config file or --key=value
+# after them wins)
+train_defaults = ['--dataset=shakespeare_char', '--device=cpu', '--dtype=float32', '--compile=False',
+                  '--n_layer=4', '--n_head=4', '--n_embd=128', '--block_size=128', '--batch_size=8',
+                  '--gradient_accumulation_steps=8', '--dropout=0.0', '--warmup_iters=2']
 # -----------------------------------------------------------------------------
 config_keys = [k for k, v in globals().items() if not k.startswith('_') and isinstance(v, (int, str))]
 own = [a for a in sys.argv[1:] if a.startswith('--') and a[2:].split('=', 1)[0] in config_keys]
@@ -87,7 +90,8 @@ if len(set(labels)) != len(labels):
 class Setting:
     def __init__(self, spec):
         """spec: [optimizer, *train.py overrides]. self.train: train.py's setup for it (trainer.setup)."""
-        no_search = ['--ls_range_test=False'] if spec[0] in PLAIN_OPTIMIZERS else [] # the search's start, only
+        # the search's start, only
+        no_search = ['--ls_range_test=False'] if spec[0] in PLAIN_OPTIMIZERS else []
         args = [*train_defaults, *train_args, *spec[1:], *no_search, f'--optimizer={spec[0]}',
                 '--wandb_log=False', '--log_file='] # a bench never logs a run
         self.label, self.train = ' '.join(spec), from_args(args, quiet=True) # quiet: config echo, notices
@@ -122,8 +126,8 @@ class Setting:
                 break
             self.step()
         if in_start():
-            fail(f"{self.label}: still in its start (warmup or range test) after {burnin + max_start} steps; raise "
-                 f"max_start or lower --warmup_iters")
+            fail(f"{self.label}: still in its start (warmup or range test) after {burnin + max_start} steps; "
+                 f"raise max_start or lower --warmup_iters")
 
 class Collectives(TorchDispatchMode):
     """Counts the collectives dispatched while active: {op: (count, bytes)}, bytes of the largest tensor each
@@ -203,11 +207,13 @@ def main():
         if s.cuda: # extra_forwards in sequences: the trial forwards beyond the training forward
             mfu = train.raw_model.estimate_mfu(train.config['batch_size'] * accum, med,
                                                extra_forwards=(fwd - 1.0) * train.config['batch_size'] * accum)
-        hp = {k: v for k, v in train.optimizer.param_groups[0].items() if isinstance(v, (int, float, bool, str))}
+        hp = {k: v for k, v in train.optimizer.param_groups[0].items() if isinstance(v, (int, float, bool,
+                                                                                         str))}
         results[s.label] = dict(optimizer=train.config['optimizer'], gradient_accumulation_steps=accum,
                                 tokens_per_step=train.tokens_per_iter,
                                 n_trial=train.n_trial if train.line_search else None,
-                                step_time_s=med, step_time_p10_s=pct(s.times, 10), step_time_p90_s=pct(s.times, 90),
+                                step_time_s=med, step_time_p10_s=pct(s.times,
+                                                                     10), step_time_p90_s=pct(s.times, 90),
                                 tokens_per_s=train.tokens_per_iter / med, mfu=mfu, forwards_per_step=fwd,
                                 final_eta=train.optimizer.eta if train.line_search else None, hparams=hp,
                                 step_times_s=s.times, collectives_per_step=comms[s.label])
@@ -216,7 +222,8 @@ def main():
     gc.collect()
     if 'cuda' in device:
         torch.cuda.empty_cache()
-    distributed = dist.is_initialized() # torchrun: no memory probes (one process each would need its own group)
+    # torchrun: no memory probes (one process each would need its own group)
+    distributed = dist.is_initialized()
     for i, label in enumerate(labels):
         results[label]['peak_mem_bytes'] = None if distributed else measure_memory(i)
     for v in results.values(): # against the first adamw setting with the same tokens per step (accumulation)
@@ -239,8 +246,8 @@ def main():
                   timing=f'median of {timed_steps} interleaved steps after {burnin} untimed and the start',
                   world_size=world)
     f = lambda x, fmt: fmt % x if x is not None else '-'
-    print(f"{report['device']}, torch {torch.__version__}, {world} process(es); {burnin} untimed + {timed_steps} "
-          f"timed steps per setting")
+    print(f"{report['device']}, torch {torch.__version__}, {world} process(es); {burnin} untimed + "
+          f"{timed_steps} timed steps per setting")
     print(f"{'setting':<36} {'ms/step':>8} {'p10':>8} {'p90':>8} {'x adamw':>8} {'tok/s':>9} {'mfu %':>6} "
           f"{'peak MiB':>9} {'mem x':>6} {'fwd/step':>8}")
     for label, v in results.items():

@@ -1,5 +1,6 @@
 """
-Poor Man's Configurator, after karpathy/nanoGPT, but strict. Usage from a script whose config lives in globals:
+Poor Man's Configurator, after karpathy/nanoGPT, but strict. Usage from a script whose config lives in
+globals:
 
 $ python train.py config/override_file.py --batch_size=32
 
@@ -20,8 +21,9 @@ CONFIG_ERROR = 'config error'
 
 
 def fail(msg, kind='error'):
-    """Exit with one line on stderr, '<kind>: <msg>', and exit code 1 (a SystemExit with a string: no traceback).
-    Every script reports a bad setting or input this way; the configurator's own messages say 'config error'."""
+    """Exit with one line on stderr, '<kind>: <msg>', and exit code 1 (a SystemExit with a string: no
+    traceback). Every script reports a bad setting or input this way; the configurator's own messages say
+    'config error'."""
     sys.exit(f"{kind}: {msg}")
 
 
@@ -75,7 +77,8 @@ def configure(argv, config, keys):
                 # if that goes wrong, just use the string
                 attempt = val
             if isinstance(config[key], str) and not isinstance(attempt, str):
-                attempt = val # a string setting keeps the text as given (--wandb_run_name=2024, --dataset=123)
+                # a string setting keeps the text as given (--wandb_run_name=2024, --dataset=123)
+                attempt = val
             config[key] = _coerce(key, attempt, config[key])
             print(f"Overriding: {key} = {config[key]}")
     return files

@@ -103,18 +103,20 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True # True: bias in Linears and LayerNorms, like GPT-2. False: a bit better and faster
 
-# Hugging Face's GPT-2: the names from_pretrained looks up in the local Hugging Face cache, and the weights that
-# transformers' Conv1D stores as (in, out), transposed to nn.Linear's (out, in)
+# Hugging Face's GPT-2: the names from_pretrained looks up in the local Hugging Face cache, and the weights
+# that transformers' Conv1D stores as (in, out), transposed to nn.Linear's (out, in)
 HF_GPT2_NAMES = ('gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl')
 HF_CONV1D = ('attn.c_attn.weight', 'attn.c_proj.weight', 'mlp.c_fc.weight', 'mlp.c_proj.weight')
 
 def hf_gpt2_dir(name):
-    """The local directory of the Hugging Face GPT-2 `name`: a directory as given, or one of HF_GPT2_NAMES in the
-    local Hugging Face cache (HF_HUB_CACHE; nothing is downloaded). FileNotFoundError with a one-line message."""
+    """The local directory of the Hugging Face GPT-2 `name`: a directory as given, or one of HF_GPT2_NAMES in
+    the local Hugging Face cache (HF_HUB_CACHE; nothing is downloaded). FileNotFoundError with a one-line
+    message."""
     if os.path.isdir(name):
         return name
     if name not in HF_GPT2_NAMES:
-        raise FileNotFoundError(f"init_from={name!r} is neither a directory nor one of {', '.join(HF_GPT2_NAMES)}")
+        raise FileNotFoundError(f"init_from={name!r} is neither a directory nor one of "
+                                f"{', '.join(HF_GPT2_NAMES)}")
     from huggingface_hub import snapshot_download
     from huggingface_hub.constants import HF_HUB_CACHE
     for repo_id in (f'openai-community/{name}', name): # the Hub's current name, and the old one
@@ -122,9 +124,10 @@ def hf_gpt2_dir(name):
             return snapshot_download(repo_id, local_files_only=True)
         except (OSError, ValueError):
             pass
-    raise FileNotFoundError(f"{name!r} is not in the local Hugging Face cache {HF_HUB_CACHE} and is never downloaded "
-                            f"here: run `hf download openai-community/{name}` where there is network and copy that "
-                            f"cache here, or give init_from=DIR (a directory with config.json and model.safetensors)")
+    raise FileNotFoundError(f"{name!r} is not in the local Hugging Face cache {HF_HUB_CACHE} and is never "
+                            f"downloaded here: run `hf download openai-community/{name}` where there is "
+                            "network and copy that cache here, or give init_from=DIR (a directory with "
+                            "config.json and model.safetensors)")
 
 class GPT(nn.Module):
 
@@ -212,10 +215,10 @@ class GPT(nn.Module):
         self.transformer.wpe.weight = nn.Parameter(self.transformer.wpe.weight[:block_size])
 
     def param_components(self, n_components):
-        """Split the parameters into <= n_components contiguous components for PLASLS (\"Faster Convergence for
-        Transformer Fine-tuning with Line Search Methods\", Kenneweg, Galli, Kenneweg, Hammer, 2023, Sec. III-C):
-        the embeddings, the transformer blocks in contiguous groups, and the final norm (the head is tied to
-        the token embedding). Returns a list of lists of parameters, in model order."""
+        """Split the parameters into <= n_components contiguous components for PLASLS (\"Faster Convergence
+        for Transformer Fine-tuning with Line Search Methods\", Kenneweg, Galli, Kenneweg, Hammer, 2023, Sec.
+        III-C): the embeddings, the transformer blocks in contiguous groups, and the final norm (the head is
+        tied to the token embedding). Returns a list of lists of parameters, in model order."""
         blocks = [list(b.parameters()) for b in self.transformer.h]
         n_block_groups = max(1, min(len(blocks), n_components - 2))
         comps = [[self.transformer.wte.weight, self.transformer.wpe.weight]]
@@ -230,11 +233,12 @@ class GPT(nn.Module):
 
     @classmethod
     def from_pretrained(cls, model_type, override_args=None):
-        """GPT-2 from a Hugging Face GPT-2 directory (hf_gpt2_dir: a path, or 'gpt2', 'gpt2-medium', 'gpt2-large',
-        'gpt2-xl' from the local cache), as nanoGPT's from_pretrained. Its shape comes from config.json (vocab
-        as saved: 50257 for OpenAI's); bias=False when every bias in it is zero (export_hf.py's export of a
-        bias=False model). model.py's MLP uses the exact GELU: a checkpoint with activation 'gelu_new' (OpenAI's)
-        loads with a notice, as in nanoGPT (logits differ slightly). Only 'dropout' may be overridden."""
+        """GPT-2 from a Hugging Face GPT-2 directory (hf_gpt2_dir: a path, or 'gpt2', 'gpt2-medium',
+        'gpt2-large', 'gpt2-xl' from the local cache), as nanoGPT's from_pretrained. Its shape comes from
+        config.json (vocab as saved: 50257 for OpenAI's); bias=False when every bias in it is zero
+        (export_hf.py's export of a bias=False model). model.py's MLP uses the exact GELU: a checkpoint with
+        activation 'gelu_new' (OpenAI's) loads with a notice, as in nanoGPT (logits differ slightly). Only
+        'dropout' may be overridden."""
         override_args = override_args or {}
         assert all(k == 'dropout' for k in override_args)
         path = hf_gpt2_dir(model_type)
@@ -245,16 +249,19 @@ class GPT(nn.Module):
         model_hf = GPT2LMHeadModel.from_pretrained(path, local_files_only=True)
         c = model_hf.config
         unsupported = {k: getattr(c, k) for k, ok in [
-            ('n_inner', c.n_inner in (None, 4 * c.n_embd)), ('layer_norm_epsilon', c.layer_norm_epsilon == 1e-5),
+            ('n_inner', c.n_inner in (None, 4 * c.n_embd)), ('layer_norm_epsilon',
+                                                             c.layer_norm_epsilon == 1e-5),
             ('scale_attn_weights', c.scale_attn_weights), ('tie_word_embeddings', c.tie_word_embeddings),
             ('scale_attn_by_inverse_layer_idx', not c.scale_attn_by_inverse_layer_idx),
             ('activation_function', c.activation_function in ('gelu', 'gelu_new'))] if not ok}
         if unsupported:
             raise ValueError(f"{path}: settings model.py does not implement: {unsupported}")
         if c.activation_function != 'gelu':
-            print(f"note: {path} uses activation {c.activation_function!r}, model.py the exact GELU (as nanoGPT)")
+            print(f"note: {path} uses activation {c.activation_function!r}, model.py the exact GELU (as "
+                  "nanoGPT)")
         sd_hf = {k: v for k, v in model_hf.state_dict().items()
-                 if not k.endswith(('.attn.masked_bias', '.attn.bias'))} # causal-mask buffers of older versions
+                 # causal-mask buffers of older versions
+                 if not k.endswith(('.attn.masked_bias', '.attn.bias'))}
         bias = any(v.any() for k, v in sd_hf.items() if k.endswith('.bias'))
         config = GPTConfig(n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, block_size=c.n_positions,
                            vocab_size=c.vocab_size, bias=bias, **override_args)
@@ -270,12 +277,11 @@ class GPT(nn.Module):
                 sd[k].copy_(w)
         return model
 
-    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, optimizer='adamw', n_components=10,
-                             adamw_lr=None, **opt_kwargs):
-        # AdamW, a line-search optimizer of the alsals package, or Muon (torch.optim.Muon on the hidden matrices, AdamW at
-        # adamw_lr on the rest) / its line search, on the same groups; extra kwargs go to the optimizer, which
-        # validates them
-        # start with all of the candidate parameters
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, optimizer='adamw',
+                             n_components=10, adamw_lr=None, **opt_kwargs):
+        # AdamW, a line-search optimizer of the alsals package, or Muon (torch.optim.Muon on the hidden
+        # matrices, AdamW at adamw_lr on the rest) / its line search, on the same groups; extra kwargs go to
+        # the optimizer, which validates them start with all of the candidate parameters
         param_dict = {pn: p for pn, p in self.named_parameters()}
         # filter out those that do not require grad
         param_dict = {pn: p for pn, p in param_dict.items() if p.requires_grad}
@@ -290,19 +296,22 @@ class GPT(nn.Module):
         num_decay_params = sum(p.numel() for p in decay_params)
         num_nodecay_params = sum(p.numel() for p in nodecay_params)
         print(f"num decayed parameter tensors: {len(decay_params)}, with {num_decay_params:,} parameters")
-        print(f"num non-decayed parameter tensors: {len(nodecay_params)}, with {num_nodecay_params:,} parameters")
+        print(f"num non-decayed parameter tensors: {len(nodecay_params)}, with {num_nodecay_params:,} "
+              "parameters")
         if optimizer in ('muon', 'muonsls'):
-            # Muon takes the 2-D weights inside the blocks (attention and MLP matrices); the embeddings, the lm_head
-            # (tied to wte: one matrix, an embedding, so AdamW's), the norms and biases stay with AdamW at adamw_lr.
-            # lr_scale: the schedule sets each group's lr to lr * lr_scale
+            # Muon takes the 2-D weights inside the blocks (attention and MLP matrices); the embeddings, the
+            # lm_head (tied to wte: one matrix, an embedding, so AdamW's), the norms and biases stay with
+            # AdamW at adamw_lr. lr_scale: the schedule sets each group's lr to lr * lr_scale
             import alsals
             hidden = [p for n, p in param_dict.items() if n.startswith('transformer.h.') and p.dim() == 2]
             rest = [p for p in decay_params if all(p is not q for q in hidden)]
             scale = (adamw_lr if adamw_lr is not None else learning_rate) / learning_rate
             optim_groups = [
                 {'params': hidden, 'weight_decay': weight_decay, 'use_muon': True, 'lr_scale': 1.0},
-                {'params': rest, 'weight_decay': weight_decay, 'lr': learning_rate * scale, 'lr_scale': scale},
-                {'params': nodecay_params, 'weight_decay': 0.0, 'lr': learning_rate * scale, 'lr_scale': scale},
+                {'params': rest, 'weight_decay': weight_decay, 'lr': learning_rate * scale,
+                 'lr_scale': scale},
+                {'params': nodecay_params, 'weight_decay': 0.0, 'lr': learning_rate * scale,
+                 'lr_scale': scale},
             ]
             print(f"muon: {len(hidden)} hidden matrices with {sum(p.numel() for p in hidden):,} parameters; "
                   f"AdamW at lr x {scale:g} on the other {len(rest) + len(nodecay_params)} tensors")
@@ -328,8 +337,9 @@ class GPT(nn.Module):
         return optimizer
 
     def estimate_mfu(self, fwdbwd_per_iter, dt, extra_forwards=0.0):
-        """ estimate model flops utilization (MFU) in units of the bfloat16 peak FLOPS of the device the model is on.
-        extra_forwards counts no-grad forwards per iteration (line-search trials), each ~1/3 of a fwd+bwd. """
+        """estimate model flops utilization (MFU) in units of the bfloat16 peak FLOPS of the device the model
+        is on. extra_forwards counts no-grad forwards per iteration (line-search trials), each ~1/3 of a
+        fwd+bwd."""
         # first estimate the number of flops we do per iteration.
         # see PaLM paper Appendix B as ref: https://arxiv.org/abs/2204.02311
         N = self.get_num_params()

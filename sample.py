@@ -17,7 +17,8 @@ from contextlib import nullcontext
 
 import torch
 
-from trainer import checkpoint as ckpt_io # checkpoint I/O; nanoGPT's name `checkpoint` stays free for the dict
+# checkpoint I/O; nanoGPT's name `checkpoint` stays free for the dict
+from trainer import checkpoint as ckpt_io
 from data.loader import load_meta # a dataset's meta.pkl, plain values only
 
 # -----------------------------------------------------------------------------
@@ -33,7 +34,8 @@ device = 'cuda' if torch.cuda.is_available() else 'cpu' # examples: 'cpu', 'cuda
 dtype = ('bfloat16' if torch.cuda.is_bf16_supported() else 'float16') if torch.cuda.is_available() else 'float32' # 'float32' or 'bfloat16' or 'float16'
 compile = False # use PyTorch 2.0 to compile the model to be faster
 # -----------------------------------------------------------------------------
-config_keys = [k for k,v in globals().items() if not k.startswith('_') and isinstance(v, (int, float, bool, str))]
+config_keys = [k for k,v in globals().items() if not k.startswith('_') and isinstance(v, (int, float, bool,
+                                                                                          str))]
 from configurator import configure, fail # fail: one line on stderr, exit code 1
 configure(sys.argv[1:], globals(), config_keys) # overrides from command line or config file
 # -----------------------------------------------------------------------------
@@ -79,8 +81,8 @@ if meta_path and os.path.exists(meta_path):
     meta = load_meta(meta_path) # plain values only: a meta.pkl from elsewhere cannot run code
     stoi, itos = meta['stoi'], meta['itos']
     if meta['vocab_size'] != vocab_size:
-        fail(f"{meta_path} has vocab_size {meta['vocab_size']} but the model in {ckpt_path} has {vocab_size}: "
-             f"the dataset was re-prepared differently since training")
+        fail(f"{meta_path} has vocab_size {meta['vocab_size']} but the model in {ckpt_path} has "
+             f"{vocab_size}: the dataset was re-prepared differently since training")
     def encode(s):
         for ch in s:
             if ch not in stoi:

@@ -17,4 +17,5 @@ from .alsals_reference import LineSearchReference
 
 OPTIMIZERS = {'alsals': ALSALS, 'adamsls': AdamSLS, 'sgdsls': SGDSLS, 'plasls': PLASLS}
 
-__all__ = ['ALSALS', 'AdamSLS', 'SGDSLS', 'PLASLS', 'MuonAdamW', 'MuonSLS', 'LineSearchReference', 'OPTIMIZERS']
+__all__ = ['ALSALS', 'AdamSLS', 'SGDSLS', 'PLASLS', 'MuonAdamW', 'MuonSLS', 'LineSearchReference',
+           'OPTIMIZERS']

@@ -19,8 +19,8 @@ def require(ok: bool, message: str) -> None:
 
 
 def is_dtensor(t) -> bool:
-    """Whether t is a DTensor (FSDP2's parameters and their state). torch.distributed.tensor is slow to import, so
-    it is not imported here: until FSDP2 has imported it, no tensor is a DTensor."""
+    """Whether t is a DTensor (FSDP2's parameters and their state). torch.distributed.tensor is slow to
+    import, so it is not imported here: until FSDP2 has imported it, no tensor is a DTensor."""
     module = sys.modules.get('torch.distributed.tensor')
     return module is not None and isinstance(t, module.DTensor)
 
@@ -62,10 +62,11 @@ def write(groups: list, all_groups: list, **values) -> None:
 
 
 def reduce(groups: list, values: list, partial: tuple = (), sharded: bool = False) -> list:
-    """The mean over ranks of a few scalars (tensors or floats), in one collective and one host sync. Under FSDP2
-    (sharded) the entries marked partial are this rank's part of a sum over shards: those are summed."""
+    """The mean over ranks of a few scalars (tensors or floats), in one collective and one host sync. Under
+    FSDP2 (sharded) the entries marked partial are this rank's part of a sum over shards: those are summed."""
     device = local(groups[0]['params'][0]).device
-    t = torch.stack([v.detach().to(device, torch.float64).reshape(()) if torch.is_tensor(v)       # a python float
+    # a python float
+    t = torch.stack([v.detach().to(device, torch.float64).reshape(()) if torch.is_tensor(v)
                      else torch.full((), v, dtype=torch.float64, device=device) for v in values])  # is a fill
     if not (groups[0]['reduce_losses'] and dist.is_available() and dist.is_initialized()
             and dist.get_world_size() > 1):
@@ -138,7 +139,7 @@ def multipliers(comp: list) -> None:
         part.applied_mult = part.group['lr'] / lr0
 
 
-# ---- the moves: each one pass over a part's tensors ------------------------------------------------------------
+# ---- the moves: each one pass over a part's tensors --------------------------------------------------------
 def move(part: Part, step: float, trial: bool) -> None:
     """w += step * d, with d the trial direction (trial=True) or the final one, in one pass."""
     if step == 0.0:
@@ -175,12 +176,13 @@ def accept(part: Part, tried: float, applied: float, momentum_trial: bool) -> No
     if not momentum_trial:                                             # [F]: the update uses the momentum
         move(part, -tried, trial=True)
         move(part, applied, trial=False)
-    elif applied != tried:                                             # a scheduler's lr: d_final == d_trial here
+    # a scheduler's lr: d_final == d_trial here
+    elif applied != tried:
         move(part, applied - tried, trial=False)
     decay(part, applied)
 
 
-# ---- the search --------------------------------------------------------------------------------------------------
+# ---- the search --------------------------------------------------------------------------------------------
 class Search(NamedTuple):
     """What armijo() found: the eta it ends at, the EMAs to keep, whether the test passed (else: exhausted)."""
     eta: float
@@ -193,15 +195,17 @@ class Search(NamedTuple):
     ema_restart: bool
 
 
-def armijo(trial: Callable[[float], tuple], f_w: float, eta: float, D: float, G: float, c: float, beta_s: float,
-           smooth: bool, backtrack: float, max_backtracks: int, eta_min: float, accept_any: bool = False) -> Search:
+def armijo(trial: Callable[[float], tuple], f_w: float, eta: float, D: float, G: float, c: float,
+           beta_s: float, smooth: bool, backtrack: float, max_backtracks: int, eta_min: float,
+           accept_any: bool = False) -> Search:
     """Backtracking Armijo search from eta, [A] Eq. 8-9 (both sides smoothed with beta_s when smooth).
 
-    trial(eta) -> (f(w + eta*d), f_a): one forward at the trial point (the parameters move there), and the slope
+    trial(eta) -> (f(w + eta*d), f_a): one forward at the trial point (the parameters move there), and the
+        slope
     f_a = -grad f(w).d. Accepted: the first finite trial with D' >= c_h * eta * G' (accept_any: every finite
-    trial; the start's warming steps). Exhausted: max_backtracks rejections or eta at eta_min; the EMAs are then
-    left to the caller (it restarts them). A negative smoothed decrease D restarts both EMAs first: no eta could
-    pass the smoothed test, beta_s*D < 0 <= c_h*eta*G' as eta -> 0."""
+    trial; the start's warming steps). Exhausted: max_backtracks rejections or eta at eta_min; the EMAs are
+    then left to the caller (it restarts them). A negative smoothed decrease D restarts both EMAs first: no
+    eta could pass the smoothed test, beta_s*D < 0 <= c_h*eta*G' as eta -> 0."""
     restart = smooth and D < 0
     if restart:
         D = G = 0.0

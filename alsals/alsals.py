@@ -55,15 +55,16 @@ Project choices (not in the papers), each for a stated reason:
     and the search starts from eta = the last warmup lr. In the last ema_warmup_steps warmup steps the closure
     is evaluated at the new point to warm D and G (every step accepted).
   * c_h takes the sign of the quantity it multiplies (the smoothed slope G' when smoothing, f_a otherwise).
-  * Clipping (max_grad_norm) is done here: the clipped gradient feeds the moments (as clip_grad_norm_ + AdamW),
-    but f_a uses the unclipped gradient, because the slope of the loss along d is -grad f(w).d.
+  * Clipping (max_grad_norm) is done here: the clipped gradient feeds the moments (as clip_grad_norm_ +
+    AdamW), but f_a uses the unclipped gradient, because the slope of the loss along d is -grad f(w).d.
   * A non-finite f(w) or gradient norm skips the step: neither moments nor parameters change.
   * The start when ramp > 0 (not in the papers): no AdamW warmup; an LR range test from lr/100 (or ramp_from)
-    finds the edge where the training loss rises; the search starts from its eta / ramp_sigma (alsals/start.py).
+    finds the edge where the training loss rises; the search starts from its eta / ramp_sigma
+    (alsals/start.py).
   * The constants: beta_s = 0.99 is the smoothing the authors' code hard-codes (its constructor's beta_s is
-    unused); at most max_backtracks = 20 rejections a step (x0.9 each, eta shrinks 8x; the authors' code allows
-    100), so that one step costs at most 21 forwards; eta_max = 1 caps the growth (the authors' has no cap), a
-    step far beyond any stable Adam lr.
+    unused); at most max_backtracks = 20 rejections a step (x0.9 each, eta shrinks 8x; the authors' code
+    allows 100), so that one step costs at most 21 forwards; eta_max = 1 caps the growth (the authors' has no
+    cap), a step far beyond any stable Adam lr.
   * skip_stable (off by default): after a search accepted at its first trial, a fixed number of steps take the
     grown eta without a trial, so that the trial's cost is paid once in skip_stable + 1 steps. The authors'
     later SaLSA code skips too, but adaptively (from a fast/slow ratio of eta's EMAs, at most 10 steps).
@@ -96,9 +97,10 @@ from ._functional import (Part, accept, adam_directions, armijo, by_component, e
 Params = Union[Iterable[torch.Tensor], Iterable[dict]]
 
 # the settings of the search itself: one search over all parameters, so they must agree in every group
-SEARCH_KEYS = ('c', 'smooth', 'beta_s', 'b', 'backtrack', 'max_backtracks', 'eta_min', 'eta_max', 'warmup_steps',
-               'ema_warmup_steps', 'skip_stable', 'max_grad_norm', 'fa', 'fd_eps', 'reduce_losses', 'ramp',
-               'ramp_sigma', 'ramp_hold', 'ramp_from', 'search', 'level', 'level_target', 'noise_beta')
+SEARCH_KEYS = ('c', 'smooth', 'beta_s', 'b', 'backtrack', 'max_backtracks', 'eta_min', 'eta_max',
+               'warmup_steps', 'ema_warmup_steps', 'skip_stable', 'max_grad_norm', 'fa', 'fd_eps',
+               'reduce_losses', 'ramp', 'ramp_sigma', 'ramp_hold', 'ramp_from', 'search', 'level',
+               'level_target', 'noise_beta')
 # the search's scalars in every param group: per component (the groups sharing group['component']) ...
 COMPONENT_STATE = dict(eta=None, D=0.0, G=0.0, exhausted=False)
 # ... and for the whole optimizer (every group holds the same value), the start's (alsals/start.py) among them
@@ -116,7 +118,8 @@ class ALSALS(torch.optim.Optimizer):
         params (iterable): parameters or param groups (a group may set lr, betas, eps, weight_decay).
         lr (float, optional): the warmup learning rate, and the first eta when warmup_steps is 0; after the
             warmup a scheduler's lr scales the applied step as lr/lr_0 (default: 1e-3)
-        betas (Tuple[float, float], optional): Adam's moment coefficients, as in [A] Sec. IV (default: (0.9, 0.999))
+        betas (Tuple[float, float], optional): Adam's moment coefficients, as in [A] Sec. IV (default: (0.9,
+            0.999))
         eps (float, optional): Adam's denominator term (default: 1e-8)
         weight_decay (float, optional): decoupled weight decay, applied with the applied step (default: 0)
         c (float, optional): Armijo constant, [A] Sec. III-C ([F] uses 0.1) (default: 0.6)
@@ -130,27 +133,28 @@ class ALSALS(torch.optim.Optimizer):
         warmup_steps (int, optional): steps of plain AdamW/SGD with group['lr'] before the search (default: 0)
         ema_warmup_steps (int, optional): the last this-many warmup steps evaluate the closure to warm D and G
             (default: 100)
-        skip_stable (int, optional): after a search accepted at its first trial, this many steps take the grown
-            eta without a trial (a fixed skip; the module docstring) (default: 0)
+        skip_stable (int, optional): after a search accepted at its first trial, this many steps take the
+            grown eta without a trial (a fixed skip; the module docstring) (default: 0)
         max_grad_norm (float, optional): clip the total gradient norm for the moments, 0 = off; f_a uses the
             raw gradient (default: 0)
         fa (str, optional): 'exact' (f_a = -g.d) or 'fd' ([A] Eq. 6, one extra forward) (default: 'exact')
-        fd_eps (float, optional): lambda of fa='fd'; the authors' 5e-8 measures float32 rounding noise (default:
-            1e-5)
+        fd_eps (float, optional): lambda of fa='fd'; the authors' 5e-8 measures float32 rounding noise
+            (default: 1e-5)
         reduce_losses (bool, optional): all-reduce the decision inputs over the default process group when one
             is initialised (default: True)
-        ramp (float, optional): the start by an LR range test (alsals/start.py): steps per doubling of eta, >= 1;
-            0 = off, the paper (default: 0)
-        ramp_sigma (float, optional): the search starts from the range test's edge eta / ramp_sigma (default: 2)
+        ramp (float, optional): the start by an LR range test (alsals/start.py): steps per doubling of eta, >=
+            1; 0 = off, the paper (default: 0)
+        ramp_sigma (float, optional): the search starts from the range test's edge eta / ramp_sigma (default:
+            2)
         ramp_hold (int, optional): steps at that eta before the search (the last ema_warmup_steps with a trial
             that warms D and G); -1 = ramp steps (default: 0)
         ramp_from (float, optional): the range test's first eta; 0 = lr/100 (default: 0)
         search (bool, optional): False: no trial after the start (the control: the start's eta, plain steps)
             (default: True)
-        level (str, optional): how eta is read after the start, besides the Armijo test's backtracking:
-            'hold' keeps it; 'curvature' moves it toward level_target x the quadratic optimum along d from each
-            trial; 'polyak' toward (f(w)/||g||^2_P) / level_target; 'noise' sets it to the range test's edge
-            / (1 + B_noise/B), B_noise from the first micro-batch's gradient against the step's (observe_micro)
+        level (str, optional): how eta is read after the start, besides the Armijo test's backtracking: 'hold'
+            keeps it; 'curvature' moves it toward level_target x the quadratic optimum along d from each
+            trial; 'polyak' toward (f(w)/||g||^2_P) / level_target; 'noise' sets it to the range test's edge /
+            (1 + B_noise/B), B_noise from the first micro-batch's gradient against the step's (observe_micro)
             (default: 'hold')
         level_target (float, optional): the target of 'curvature' (s* = eta*/eta) and 'polyak' (default: 1.4)
         noise_beta (float, optional): the EMA of 'noise''s two gradient norms (default: 0.98)
@@ -188,7 +192,8 @@ class ALSALS(torch.optim.Optimizer):
         require(max_grad_norm >= 0, f"{name}: max_grad_norm must be >= 0, got {max_grad_norm}")
         require(fa in ('exact', 'fd'), f"{name}: fa must be 'exact' or 'fd', got {fa!r}")
         require(fd_eps > 0, f"{name}: fd_eps must be > 0, got {fd_eps}")
-        require(ramp == 0 or ramp >= 1, f"{name}: ramp must be 0 (off) or >= 1 (steps per doubling), got {ramp}")
+        require(ramp == 0 or ramp >= 1,
+                f"{name}: ramp must be 0 (off) or >= 1 (steps per doubling), got {ramp}")
         require(ramp_sigma >= 1, f"{name}: ramp_sigma must be >= 1, got {ramp_sigma}")
         require(ramp_hold >= -1, f"{name}: ramp_hold must be >= 0 (or -1: ramp steps), got {ramp_hold}")
         require(ramp_from >= 0, f"{name}: ramp_from must be >= 0 (0: lr/100), got {ramp_from}")
@@ -196,18 +201,21 @@ class ALSALS(torch.optim.Optimizer):
         require(level in LEVELS, f"{name}: level must be one of {', '.join(LEVELS)}, got {level!r}")
         require(level_target > 0, f"{name}: level_target must be > 0, got {level_target}")
         require(0 <= noise_beta < 1, f"{name}: noise_beta must be in [0, 1), got {noise_beta}")
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, c=c, smooth=smooth, beta_s=beta_s,
-                        b=b, backtrack=backtrack, max_backtracks=max_backtracks, eta_min=eta_min, eta_max=eta_max,
-                        warmup_steps=warmup_steps, ema_warmup_steps=ema_warmup_steps, skip_stable=skip_stable,
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, c=c, smooth=smooth,
+                        beta_s=beta_s, b=b, backtrack=backtrack, max_backtracks=max_backtracks,
+                        eta_min=eta_min, eta_max=eta_max, warmup_steps=warmup_steps,
+                        ema_warmup_steps=ema_warmup_steps, skip_stable=skip_stable,
                         max_grad_norm=max_grad_norm, fa=fa, fd_eps=fd_eps, reduce_losses=reduce_losses, ramp=ramp,
                         ramp_sigma=ramp_sigma, ramp_hold=ramp_hold, ramp_from=ramp_from, search=search, level=level,
                         level_target=level_target, noise_beta=noise_beta)
-        self.last_stats = {}   # the last step: eta, forwards, backtracks, accepted, exhausted, skipped, f_w, ...
+        # the last step: eta, forwards, backtracks, accepted, exhausted, skipped, f_w, ...
+        self.last_stats = {}
         super().__init__(params, defaults)
         require(fa == 'exact' or all(p.dtype in (torch.float32, torch.float64) for g in self.param_groups for p in g['params']),
                  f"{name}: fa='fd' needs float32/float64 parameters (a finite difference of {fd_eps:g} vanishes in "
                  f"16-bit floats)")
-        self.register_load_state_dict_pre_hook(_complete_state_dict)   # settings a checkpoint predates: defaults
+        # settings a checkpoint predates: defaults
+        self.register_load_state_dict_pre_hook(_complete_state_dict)
 
     def add_param_group(self, param_group: dict) -> None:
         """A new group joins the search (component 0 unless it names another); its parameters start their own
@@ -225,7 +233,7 @@ class ALSALS(torch.optim.Optimizer):
         for key, value in OPTIMIZER_STATE.items():
             group.setdefault(key, first[key] if group is not first else value)
 
-    # ---- for training loops ------------------------------------------------------------------------------------
+    # ---- for training loops --------------------------------------------------------------------------------
     @property
     def in_warmup(self) -> bool:
         """True while the next step() is a warmup (plain AdamW/SGD with group['lr']) step."""
@@ -242,7 +250,7 @@ class ALSALS(torch.optim.Optimizer):
         etas = {g['component']: g['eta'] for g in self.param_groups}
         return sum(etas.values()) / len(etas)
 
-    # ---- the variants' hooks -------------------------------------------------------------------------------------
+    # ---- the variants' hooks -------------------------------------------------------------------------------
     def _init_state(self, p: torch.Tensor, state: dict, group: dict) -> None:
         """A parameter's state at its first step (MuonSLS: Muon's momentum buffer for its matrices)."""
         if self.adam:
@@ -262,16 +270,16 @@ class ALSALS(torch.optim.Optimizer):
         """After a step that searched one component (PLASLS: the merge of components, [F] Algorithm 1)."""
 
     def observe_micro(self, accum: int, n_micro: int) -> None:
-        """For level='noise': called by the training loop after the first micro-batch's backward (accum of them on
-        this rank, n_micro in the step over all ranks): the squared norm of that one micro-batch's gradient, read
-        from p.grad (= its gradient / accum), is kept for step() (no sync here)."""
+        """For level='noise': called by the training loop after the first micro-batch's backward (accum of
+        them on this rank, n_micro in the step over all ranks): the squared norm of that one micro-batch's
+        gradient, read from p.grad (= its gradient / accum), is kept for step() (no sync here)."""
         if self.param_groups[0]['level'] != 'noise' or n_micro < 2:
             return
         grads = [local(p.grad) for g in self.param_groups for p in g['params'] if p.grad is not None]
         norms = torch.stack(torch._foreach_norm(grads)).float()
         self._micro = (norms.square().sum() * accum ** 2, n_micro)
 
-    # ---- the step ------------------------------------------------------------------------------------------------
+    # ---- the step ------------------------------------------------------------------------------------------
     def _init_group(self, clip_coef: Optional[float] = None) -> list:
         """Gather, once per step, every parameter that has a gradient with its state: one Part per group; with
         clip_coef, the step's directions too."""
@@ -298,8 +306,8 @@ class ALSALS(torch.optim.Optimizer):
         """One step; returns f(w) (None in warmup without loss or closure). See the class docstring."""
         groups, first = self.param_groups, self.param_groups[0]
         if all(group['lr'] == 0 for group in groups):
-            # moves nothing: only the per-parameter state is created (torch.distributed.checkpoint initialises an
-            # optimizer's state this way); the search and its counters are left as they are
+            # moves nothing: only the per-parameter state is created (torch.distributed.checkpoint initialises
+            # an optimizer's state this way); the search and its counters are left as they are
             self._init_group()
             return None if loss is None else float(loss)
         warmup = first['step'] < first['warmup_steps']
@@ -308,7 +316,8 @@ class ALSALS(torch.optim.Optimizer):
                                f"current parameters on the same batch, evaluated without autograd)")
         forwards = 0
         if loss is None and closure is not None and not warmup:
-            loss, forwards = closure(), 1                        # torch.optim style: one extra no-grad forward
+            # torch.optim style: one extra no-grad forward
+            loss, forwards = closure(), 1
         grads = [p.grad for group in groups for p in group['params'] if p.grad is not None]
         if not grads:
             return None if loss is None else float(loss)
@@ -330,7 +339,8 @@ class ALSALS(torch.optim.Optimizer):
             stats.update(accepted=False, skipped=True)
             write(groups, groups, skipped=first['skipped'] + 1)
             return f_w
-        clip_coef = min(1.0, first['max_grad_norm'] / (grad_norm + 1e-6)) if first['max_grad_norm'] > 0 else 1.0
+        clip_coef = min(1.0,
+                        first['max_grad_norm'] / (grad_norm + 1e-6)) if first['max_grad_norm'] > 0 else 1.0
         if micro_sq and not sharded:                                   # level='noise': the two norms' EMAs
             beta_n = first['noise_beta']
             write(groups, groups, noise_small=beta_n * first['noise_small'] + (1 - beta_n) * micro_sq[0],
@@ -368,18 +378,18 @@ class ALSALS(torch.optim.Optimizer):
                     return f_t, stats['f_a']
                 return reduce(groups, [closure()], (), sharded)[0], stats['f_a']
 
-            s = armijo(trial, f_w, eta, hp['D'], hp['G'], hp['c'], hp['beta_s'], hp['smooth'], hp['backtrack'],
-                       hp['max_backtracks'], hp['eta_min'], accept_any)
-            stats.update(backtracks=s.backtracks, f_trial=s.f_trial, accepted=s.accepted, exhausted=not s.accepted,
-                         eta_tried=s.eta)
+            s = armijo(trial, f_w, eta, hp['D'], hp['G'], hp['c'], hp['beta_s'], hp['smooth'],
+                       hp['backtrack'], hp['max_backtracks'], hp['eta_min'], accept_any)
+            stats.update(backtracks=s.backtracks, f_trial=s.f_trial, accepted=s.accepted,
+                         exhausted=not s.accepted, eta_tried=s.eta)
             if s.ema_restart:
                 stats['ema_restart'] = True
             if not s.accepted:
                 for part in comp:
                     move(part, -moved[0] * part.trial_mult, trial=True)     # back to w: no update
-                # the smallest eta still failed at a finite loss: it is too large, keep cutting (from a first guess
-                # far too high); after non-finite trials cut once only (a closure that fails whatever eta must not
-                # drive eta to eta_min)
+                # the smallest eta still failed at a finite loss: it is too large, keep cutting (from a first
+                # guess far too high); after non-finite trials cut once only (a closure that fails whatever
+                # eta must not drive eta to eta_min)
                 keep_cut = math.isfinite(s.f_trial) or not hp['exhausted']
                 write(comp_groups(comp), groups, eta=s.eta if keep_cut else eta, exhausted=True,
                       **(dict(D=0.0, G=0.0) if hp['smooth'] else dict(D=s.D, G=s.G)))
@@ -392,8 +402,8 @@ class ALSALS(torch.optim.Optimizer):
             if not accept_any and s.backtracks == 0 and hp['level'] in ('curvature', 'polyak'):
                 write(comp_groups(comp), groups, eta=read_level(hp, s, f_w, comp))
 
-        # 3. warmup: AdamW (SGD) with group['lr'] (the training script's schedule); in its last ema_warmup_steps
-        # steps one closure call warms D and G
+        # 3. warmup: AdamW (SGD) with group['lr'] (the training script's schedule); in its last
+        # ema_warmup_steps steps one closure call warms D and G
         if warmup:
             for comp in by_component(parts):                         # the search will start from the last lr
                 write(comp_groups(comp), groups, eta=float(comp[0].group['lr']))
@@ -417,8 +427,8 @@ class ALSALS(torch.optim.Optimizer):
                 accept(part, part.group['lr'], part.group['lr'], self.momentum_trial)
             return stats['f_w']
 
-        # 4. the hand-off records lr_0; one component is searched (round robin), the others step with their own
-        # eta, with the applied step a = eta * lr/lr_0 ([F]: the update rule after Eq. 7)
+        # 4. the hand-off records lr_0; one component is searched (round robin), the others step with their
+        # own eta, with the applied step a = eta * lr/lr_0 ([F]: the update rule after Eq. 7)
         for group in groups:
             if group['handoff_lr'] is None:
                 group['handoff_lr'] = group['lr']
@@ -431,12 +441,14 @@ class ALSALS(torch.optim.Optimizer):
         for comp in comps:
             multipliers(comp)
         comp, state = comps[searched], comps[searched][0].group
-        begun = start.step(groups, state['eta'], f_w)                 # the start (alsals/start.py) while it lasts
+        # the start (alsals/start.py) while it lasts
+        begun = start.step(groups, state['eta'], f_w)
         if begun is not None:
             eta, mode = begun
             stats['ramp_end'] = mode == 'edge'
             write(comp_groups(comp), groups, eta=eta)
-            if mode == 'warm' and first['search']:                     # as a warmup's last steps: warm D and G
+            # as a warmup's last steps: warm D and G
+            if mode == 'warm' and first['search']:
                 search(comp, eta, accept_any=True)
             else:
                 update(comp, eta)
@@ -484,9 +496,9 @@ def noise_sigma(s: dict) -> float:
 
 
 def read_level(hp: dict, s, f_w: float, comp: list) -> float:
-    """level='curvature' | 'polyak': the next eta, moved from the accepted one toward the reading of this trial,
-    by at most x1.25 a trial (half the log-distance): curvature: s* = eta*/eta of the quadratic through f(w), the
-    slope f_a and f(w + eta d) toward level_target; polyak: f(w) / ||g||^2_P / level_target."""
+    """level='curvature' | 'polyak': the next eta, moved from the accepted one toward the reading of this
+    trial, by at most x1.25 a trial (half the log-distance): curvature: s* = eta*/eta of the quadratic through
+    f(w), the slope f_a and f(w + eta d) toward level_target; polyak: f(w) / ||g||^2_P / level_target."""
     eta = s.eta
     if hp['level'] == 'curvature':
         q = s.f_trial - f_w + eta * s.f_a                                                # = kappa eta^2 / 2
@@ -501,22 +513,26 @@ def read_level(hp: dict, s, f_w: float, comp: list) -> float:
             for g, d, st in zip(part.grads, part.denom, part.states):
                 gpg += math.sqrt(1 - beta2 ** st['step']) * float(torch.sum(g.float() * g.float() / d))
         ratio = f_w / gpg / hp['level_target'] / eta if gpg > 0 else 1.0
-    return eta * (1 / 1.25 if not ratio > 0 else min(1.25, max(1 / 1.25, math.sqrt(ratio))))   # nan, <= 0: down
+    # nan, <= 0: down
+    return eta * (1 / 1.25 if not ratio > 0 else min(1.25, max(1 / 1.25, math.sqrt(ratio))))
 
 
 def _complete_state_dict(optimizer, state_dict: dict) -> dict:
-    """load_state_dict's pre-hook: settings and scalars that a checkpoint predates take this optimizer's defaults
-    (a run saved after its warmup has no start left to make), and the state is the optimizer's own copy."""
-    require(all('eta' in g for g in state_dict['param_groups']), f"{type(optimizer).__name__}: state_dict has no "
-            f"line-search state (was it saved by another optimizer?)")
+    """load_state_dict's pre-hook: settings and scalars that a checkpoint predates take this optimizer's
+    defaults (a run saved after its warmup has no start left to make), and the state is the optimizer's own
+    copy."""
+    require(all('eta' in g for g in state_dict['param_groups']),
+            f"{type(optimizer).__name__}: state_dict has no line-search state (was it saved by another "
+            "optimizer?)")
     groups = []
     for g in state_dict['param_groups']:
         missing = {k: v for k, v in {**optimizer.defaults, **OPTIMIZER_STATE}.items() if k not in g}
         if 'ramping' in missing and g['step'] > g['warmup_steps']:
             missing['ramping'] = False
         groups.append(dict(g, **missing))
-    # copies of the moments: torch's own load keeps a tensor that already has the right dtype and device, so the
-    # source optimizer stepping on would move the loaded one's (DTensors under FSDP2 are DCP's fresh shards)
+    # copies of the moments: torch's own load keeps a tensor that already has the right dtype and device, so
+    # the source optimizer stepping on would move the loaded one's (DTensors under FSDP2 are DCP's fresh
+    # shards)
     state = {k: {n: v.clone() if torch.is_tensor(v) and not is_dtensor(v) else v for n, v in s.items()}
              for k, s in state_dict['state'].items()}
     return dict(state_dict, param_groups=groups, state=state)

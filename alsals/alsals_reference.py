@@ -25,10 +25,10 @@ from torch.optim._muon import _adjust_lr, _zeropower_via_newtonschulz
 # variant -> (trial direction, update direction, c, smoothing, eta_min): [A] Sec. III, [F] Eq. 1-5 and III-C;
 # muonsls: Muon's direction on the groups with use_muon, Adam's momentum direction on the others
 VARIANTS = {
-    'alsals': ('momentum', 'momentum', 0.6, True, 1e-8),
-    'adamsls': ('adam_gradient', 'momentum', 0.1, False, 1e-8),
-    'sgdsls': ('gradient', 'gradient', 0.1, False, 1e-8),
-    'plasls': ('adam_gradient', 'momentum', 0.1, False, 1e-14),
+    'alsals': ('momentum', 'momentum', 0.6, True, 1e-8), 'adamsls': ('adam_gradient', 'momentum', 0.1, False,
+                                                                     1e-8),
+    'sgdsls': ('gradient', 'gradient', 0.1, False, 1e-8), 'plasls': ('adam_gradient', 'momentum', 0.1, False,
+                                                                     1e-14),
     'muonsls': ('momentum', 'momentum', 0.6, True, 1e-8),
 }
 
@@ -51,10 +51,12 @@ class LineSearchReference(torch.optim.Optimizer):
         self.ramp_hold, self.hold_left, self.ramp_from = ramp if ramp_hold < 0 else ramp_hold, 0, ramp_from
         self.merges = variant == 'plasls'
         all_params = [p for g in self.param_groups for p in g['params']]
-        # components as lists of parameter objects; PLASLS: before the first search, one holds the whole network
+        # components as lists of parameter objects; PLASLS: before the first search, one holds the whole
+        # network
         self.pending_split = None if components is None else [list(comp) for comp in components]
         self.comps = [dict(params=all_params, eta=float(lr), D=0.0, G=0.0, exhausted=False)]
-        if separate_eta:   # MuonSLS: Muon's matrices, then the others, searched in turn from the first search on
+        # MuonSLS: Muon's matrices, then the others, searched in turn from the first search on
+        if separate_eta:
             muon = [p for g in self.param_groups if g['use_muon'] for p in g['params']]
             self.comps = [dict(params=ps, eta=float(lr), D=0.0, G=0.0, exhausted=False)
                           for ps in (muon, [p for p in all_params if all(p is not q for q in muon)])]
@@ -97,8 +99,10 @@ class LineSearchReference(torch.optim.Optimizer):
                 d_trial[p] = d_final[p] = -grad
                 continue
             if g['use_muon']:                         # Muon: B = mu*B + (1-mu)*g, Nesterov, Newton-Schulz, r
-                st.setdefault('buf', torch.zeros_like(p))   # (lerp as torch.optim.Muon: NS rounds to bfloat16, so
-                st['buf'] = st['buf'].lerp(grad, 1 - self.momentum)           # its input must match bit for bit)
+                # (lerp as torch.optim.Muon: NS rounds to bfloat16, so
+                st.setdefault('buf', torch.zeros_like(p))
+                # its input must match bit for bit)
+                st['buf'] = st['buf'].lerp(grad, 1 - self.momentum)
                 u = grad.lerp(st['buf'], self.momentum) if self.nesterov else st['buf']
                 ortho = _zeropower_via_newtonschulz(u, (3.4445, -4.775, 2.0315), 5, 1e-7).to(p.dtype)
                 d_trial[p] = d_final[p] = -_adjust_lr(1.0, None, p.shape) * ortho
@@ -119,7 +123,8 @@ class LineSearchReference(torch.optim.Optimizer):
             for g in self.param_groups:
                 self.lr0.setdefault(id(g), g['lr'])
 
-        def ref_group(params):                        # a component's reference: the group of its first parameter
+        # a component's reference: the group of its first parameter
+        def ref_group(params):
             return group_of[params[0]]
 
         def trial_k(p, ref):                          # the trial moves group k by eta * lr_0(k)/lr_0(ref)
@@ -130,15 +135,18 @@ class LineSearchReference(torch.optim.Optimizer):
             for p in params:
                 p.copy_(w[p] + eta * trial_k(p, ref) * d[p])
 
-        def update(params, eta):                      # p = w*(1 - a*wd) + a*d_final, a = eta*lr/lr_0(ref) (AdamW form)
+        # p = w*(1 - a*wd) + a*d_final, a = eta*lr/lr_0(ref) (AdamW form)
+        def update(params, eta):
             ref = ref_group(params)
             for p in params:
                 a = eta * group_of[p]['lr'] / self.lr0[id(ref)]
                 p.copy_(w[p] * (1 - a * group_of[p]['weight_decay']) + a * d_final[p])
 
-        def slope(params):                            # f_a = -g . d_trial (each group's trial factor), unclipped g
+        # f_a = -g . d_trial (each group's trial factor), unclipped g
+        def slope(params):
             ref = ref_group(params)
-            return -sum(trial_k(p, ref) * float((raw[p].double() * d_trial[p].double()).sum()) for p in params)
+            return -sum(trial_k(p,
+                                ref) * float((raw[p].double() * d_trial[p].double()).sum()) for p in params)
 
         if warmup:                                    # AdamW/SGD/Muon with each group's lr
             first = [p for p, _ in entries]
@@ -157,7 +165,8 @@ class LineSearchReference(torch.optim.Optimizer):
                 p.copy_(w[p] * (1 - group_of[p]['lr'] * group_of[p]['weight_decay']) + group_of[p]['lr'] * d_final[p])
             return f_w
 
-        if self.ramping:                              # the range-test start: plain steps, eta doubling per `ramp`
+        # the range-test start: plain steps, eta doubling per `ramp`
+        if self.ramping:
             comp = self.comps[0]
             fresh = self.loss_ema is None
             if fresh:                                 # from ramp_from, or else 1/100 of the first guess
@@ -166,7 +175,8 @@ class LineSearchReference(torch.optim.Optimizer):
                 eta = comp['eta'] * 2.0 ** (1.0 / self.ramp)
             self.loss_ema = f_w if fresh else (1 - 1 / self.ramp) * self.loss_ema + f_w / self.ramp
             self.loss_min = min(self.loss_min, self.loss_ema)
-            if self.loss_ema > 1.02 * self.loss_min or eta >= self.eta_max:   # the edge: its eta / sigma, held
+            # the edge: its eta / sigma, held
+            if self.loss_ema > 1.02 * self.loss_min or eta >= self.eta_max:
                 eta = min(comp['eta'] / self.ramp_sigma, self.eta_max)
                 self.ramping, self.hold_left = False, self.ramp_hold
             comp['eta'] = eta
@@ -182,7 +192,8 @@ class LineSearchReference(torch.optim.Optimizer):
         self.cursor = (k + 1) % len(self.comps)
         comp = self.comps[k]
         mine = [p for p in comp['params'] if p in group_of]
-        if self.hold_left > 0:                        # after the range test: its eta; in the last ema_warmup_steps
+        # after the range test: its eta; in the last ema_warmup_steps
+        if self.hold_left > 0:
             self.hold_left -= 1                       # a trial warms the EMAs (every trial accepted)
             if self.hold_left >= self.ema_warmup_steps or not self.smooth:
                 update(mine, comp['eta'])

@@ -8,9 +8,10 @@ The line search's start when ramp > 0 (not in the papers): an LR range test, the
            ema_warmup_steps of them take a trial that is always accepted, to warm the search's EMAs D and G
            as a warmup's last steps do. Then the search.
 
-L. N. Smith, "Cyclical Learning Rates for Training Neural Networks", 2017 (the range test); ramp_sigma = 2 after
-Roulet et al., "Stepping on the Edge: Curvature Aware Learning Rate Tuners", 2024. The losses it reads are the
-optimizer's f(w), the same all-reduced value on every rank. Its state lives beside the search's, in every param
+L. N. Smith, "Cyclical Learning Rates for Training Neural Networks", 2017 (the range test); ramp_sigma = 2
+after Roulet et al., "Stepping on the Edge: Curvature Aware Learning Rate Tuners", 2024. The losses it reads
+are the optimizer's f(w), the same all-reduced value on every rank. Its state lives beside the search's, in
+every param
 group (STATE), so a run resumed in the middle of the test continues it.
 """
 import math
@@ -26,9 +27,10 @@ def pending(s: dict) -> bool:
 
 
 def step(groups: list, eta: float, f_w: float):
-    """This step of the start, from the current eta and f(w); writes the start's state into every group. Returns
-    None once the start is over (the search steps), else (eta, mode): step with this eta, by a plain update (mode
-    'ramp', 'edge': the test's last step, 'hold') or by a trial that is always accepted ('warm')."""
+    """This step of the start, from the current eta and f(w); writes the start's state into every group.
+    Returns None once the start is over (the search steps), else (eta, mode): step with this eta, by a plain
+    update (mode 'ramp', 'edge': the test's last step, 'hold') or by a trial that is always accepted ('warm').
+    """
     s = groups[0]
     new = {}
     if s['ramping'] is None:                                            # the first step after any warmup
@@ -41,7 +43,8 @@ def step(groups: list, eta: float, f_w: float):
         first_eta = s['ramp_from'] if s['ramp_from'] > 0 else eta * _RANGE_START
         mode, eta_t = 'ramp', first_eta if fresh else eta * 2.0 ** (1.0 / k)
         if ema > (1.0 + _RANGE_RISE) * new['loss_min'] or eta_t >= s['eta_max']:
-            mode, eta_t = 'edge', min(eta / s['ramp_sigma'], s['eta_max'])   # eta: the step that made the loss rise
+            # eta: the step that made the loss rise
+            mode, eta_t = 'edge', min(eta / s['ramp_sigma'], s['eta_max'])
             new.update(ramping=False, hold_left=k if s['ramp_hold'] < 0 else s['ramp_hold'], edge=min(eta, s['eta_max']))
         result = eta_t, mode
     elif s['hold_left'] > 0:

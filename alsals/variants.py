@@ -56,7 +56,8 @@ class PLASLS(AdamSLS):
         require(components is not None, "PLASLS: components= (a list of lists of parameters) is required")
         require(merge_threshold >= 0, f"PLASLS: merge_threshold must be >= 0, got {merge_threshold}")
         groups = list(params)
-        groups = [dict(g, params=list(g['params'])) for g in groups] if groups and isinstance(groups[0], dict) \
+        groups = [dict(g, params=list(g['params'])) for g in groups] if groups and isinstance(groups[0],
+                                                                                              dict) \
             else [{'params': groups}]
         flat = [p for g in groups for p in g['params']]
         owner = {}
@@ -81,7 +82,8 @@ class PLASLS(AdamSLS):
 
     def _search_whole(self) -> bool:
         first = self.param_groups[0]
-        return first['step'] == first['warmup_steps'] + 1           # the first search covers the whole network
+        # the first search covers the whole network
+        return first['step'] == first['warmup_steps'] + 1
 
     def _after_step(self) -> None:
         self._merge_smallest()

@@ -1,8 +1,8 @@
 # GPT-2 (124M) on FineWeb-Edu sample-10BT with AdamW, the baseline of config/train_gpt2_fineweb_alsals.py and
-# _muon.py: llm.c's 124M recipe (scripts/run_gpt2_124M.sh, there on FineWeb 10B; llm.c's dev/data/fineweb.py also
-# prepares FineWeb-Edu): 524,288 tokens a step, 18,865 steps (~9.9B tokens, one pass), lr 6e-4 with 700 warmup steps
-# and a cosine decay to 0, weight decay 0.1, val loss and HellaSwag every 250 steps. val.bin is the first 100M
-# tokens, llm.c's val shard, so the val loss compares with an llm.c run on the same data
+# _muon.py: llm.c's 124M recipe (scripts/run_gpt2_124M.sh, there on FineWeb 10B; llm.c's dev/data/fineweb.py
+# also prepares FineWeb-Edu): 524,288 tokens a step, 18,865 steps (~9.9B tokens, one pass), lr 6e-4 with 700
+# warmup steps and a cosine decay to 0, weight decay 0.1, val loss and HellaSwag every 250 steps. val.bin is
+# the first 100M tokens, llm.c's val shard, so the val loss compares with an llm.c run on the same data
 # Prepare first: python data/fineweb_edu/prepare.py && python data/hellaswag/prepare.py
 # $ torchrun --standalone --nproc_per_node=8 train.py config/train_gpt2_fineweb.py
 
@@ -27,4 +27,5 @@ weight_decay = 0.1
 eval_interval = 250 # val loss and HellaSwag every 250 steps, as llm.c
 eval_iters = 80 # 80 x 16 x 1024 = 1.3M val tokens a rank (llm.c: 20 steps of 64 x 1024)
 log_interval = 10
-hellaswag_file = 'data/hellaswag/hellaswag_val.jsonl' # 10,042 items: llm.c's and modded-nanogpt's scoring rule
+# 10,042 items: llm.c's and modded-nanogpt's scoring rule
+hellaswag_file = 'data/hellaswag/hellaswag_val.jsonl'

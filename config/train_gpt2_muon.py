@@ -1,5 +1,6 @@
-# GPT-2 (124M) on OpenWebText with Muon on the hidden matrices (torch.optim.Muon) and AdamW on the embeddings, the
-# tied head, the norms and biases, at nanoGPT's AdamW lr; the same warmup and cosine schedule scales both parts
+# GPT-2 (124M) on OpenWebText with Muon on the hidden matrices (torch.optim.Muon) and AdamW on the embeddings,
+# the tied head, the norms and biases, at nanoGPT's AdamW lr; the same warmup and cosine schedule scales both
+# parts
 # $ torchrun --standalone --nproc_per_node=8 train.py config/train_gpt2_muon.py
 exec(open('config/train_gpt2.py').read())
 

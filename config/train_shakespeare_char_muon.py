@@ -1,6 +1,6 @@
-# the small character-level Shakespeare GPT of config/train_shakespeare_char.py, trained with Muon: torch.optim.Muon
-# on the 2-D weights inside the blocks, AdamW on the embeddings (the lm_head is tied to wte: AdamW's), the norms
-# and biases; the same warmup and cosine schedule scales both parts
+# the small character-level Shakespeare GPT of config/train_shakespeare_char.py, trained with Muon:
+# torch.optim.Muon on the 2-D weights inside the blocks, AdamW on the embeddings (the lm_head is tied to wte:
+# AdamW's), the norms and biases; the same warmup and cosine schedule scales both parts
 # $ python train.py config/train_shakespeare_char_muon.py
 exec(open('config/train_shakespeare_char.py').read())
 

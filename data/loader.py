@@ -3,8 +3,9 @@ The training data, for train.py (and sample.py's meta.pkl): a dataset's checks, 
 meta.pkl read without running code.
 
 A dataset is a folder holding train.bin and val.bin (uint16 token ids, nanoGPT's format) and, for the
-char-level ones, meta.pkl (vocab_size, stoi, itos). Batch number `index` of a split is drawn by a generator of its
-own, seeded from (seed, rank, split, index): data order is reproducible, and resuming needs no sampler state.
+char-level ones, meta.pkl (vocab_size, stoi, itos). Batch number `index` of a split is drawn by a generator of
+its own, seeded from (seed, rank, split, index): data order is reproducible, and resuming needs no sampler
+state.
 """
 import os
 import pickle
@@ -38,8 +39,8 @@ def check_vocab(data_dir, vocab_size):
 
 
 def mix_seed(*key):
-    """A 63-bit seed from a tuple of ints, distinct keys giving unrelated seeds (numpy's SeedSequence; python's
-    hash() would not do: hash((s, r, 1, -1)) == hash((s, r, 1, -2)) since hash(-1) == hash(-2))."""
+    """A 63-bit seed from a tuple of ints, distinct keys giving unrelated seeds (numpy's SeedSequence;
+    python's hash() would not do: hash((s, r, 1, -1)) == hash((s, r, 1, -2)) since hash(-1) == hash(-2))."""
     return int(np.random.SeedSequence([k % 2**64 for k in key]).generate_state(1, np.uint64)[0]) >> 1
 
 

@@ -1,6 +1,6 @@
 """
-What the small-corpus prepare scripts share: the train/val split (val = the contiguous tail, so the model never
-trains on it) written as uint16 train.bin / val.bin, and their command line.
+What the small-corpus prepare scripts share: the train/val split (val = the contiguous tail, so the model
+never trains on it) written as uint16 train.bin / val.bin, and their command line.
 """
 import argparse
 import os
@@ -20,10 +20,11 @@ def write_train_val(ids, out_dir, val_frac):
 
 
 def main(prepare, doc, script):
-    """The command line of a prepare script: --max_chars, --out_dir (default: the script's folder), --val_frac;
-    a missing source package is a one-line error."""
+    """The command line of a prepare script: --max_chars, --out_dir (default: the script's folder),
+    --val_frac; a missing source package is a one-line error."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--max_chars", type=int, default=None, help="use only the first N characters (default: all)")
+    parser.add_argument("--max_chars", type=int, default=None,
+                        help="use only the first N characters (default: all)")
     parser.add_argument("--out_dir", default=os.path.dirname(os.path.abspath(script)))
     parser.add_argument("--val_frac", type=float, default=0.1)
     args = parser.parse_args()

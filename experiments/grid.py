@@ -1,11 +1,11 @@
 """
-The study's grid (experiments/study.py): sizes, corpora, methods and learning rates, and train.py's command line
-for one run of it. Every run is train.py on the CPU in float32 from a shipped config: AdamW's
+The study's grid (experiments/study.py): sizes, corpora, methods and learning rates, and train.py's command
+line for one run of it. Every run is train.py on the CPU in float32 from a shipped config: AdamW's
 (config/train_shakespeare_char.py, also the base of the peers), Muon's, MuonSLS's
-(config/train_shakespeare_char_muonsls.py) or the line search's (config/train_shakespeare_char_alsals.py, its ls_*
-settings as shipped), with the corpus, model size, run length, learning rate and seed overridden. Warmup is 10% of
-the run for every method; AdamW and Muon decay by cosine (or, as method@lr_schedule=wsd, warmup-stable-decay) to
-lr/10 at max_iters. Also read by experiments/landscape.py.
+(config/train_shakespeare_char_muonsls.py) or the line search's (config/train_shakespeare_char_alsals.py, its
+ls_* settings as shipped), with the corpus, model size, run length, learning rate and seed overridden. Warmup
+is 10% of the run for every method; AdamW and Muon decay by cosine (or, as method@lr_schedule=wsd,
+warmup-stable-decay) to lr/10 at max_iters. Also read by experiments/landscape.py.
 """
 import os
 
@@ -16,12 +16,13 @@ ADAMW_CONFIG = 'config/train_shakespeare_char.py'
 LS_CONFIG = 'config/train_shakespeare_char_alsals.py'
 MUON_CONFIG = 'config/train_shakespeare_char_muon.py'
 MUONSLS_CONFIG = 'config/train_shakespeare_char_muonsls.py'
-# Muon's runs: the AdamW part at lr / MUON_ADAMW_RATIO unless a variant sets muon_adamw_lr (the study's tuned pair,
-# Muon 0.03 with AdamW 0.01, has this ratio; MuonSLS's config has it as muon_adamw_ratio = 1/3)
+# Muon's runs: the AdamW part at lr / MUON_ADAMW_RATIO unless a variant sets muon_adamw_lr (the study's tuned
+# pair, Muon 0.03 with AdamW 0.01, has this ratio; MuonSLS's config has it as muon_adamw_ratio = 1/3)
 MUON_ADAMW_RATIO = 3
-# the baselines study.py can bracket (--baselines): method@lr_schedule=wsd is the same with warmup-stable-decay;
-# each one's grid starts from these lrs (adamw: the lr-free grid or --adamw-lrs) and is extended until its best is
-# interior. The line search is judged against the better schedule of its direction's baseline (report.py)
+# the baselines study.py can bracket (--baselines): method@lr_schedule=wsd is the same with
+# warmup-stable-decay; each one's grid starts from these lrs (adamw: the lr-free grid or --adamw-lrs) and is
+# extended until its best is interior. The line search is judged against the better schedule of its
+# direction's baseline (report.py)
 BASELINE_LRS = {'muon': [1e-2, 3e-2, 1e-1]}
 WSD = '@lr_schedule=wsd'
 CORPORA = {'char': 'shakespeare_char', 'bible': 'bible_char'}
@@ -36,8 +37,8 @@ SIZES = {
                    eval_interval=150, eval_iters=20, seeds=3, bracket_rounds=3),
     'headline': dict(n_layer=3, n_head=4, n_embd=128, batch_size=32, block_size=128, max_iters=1000,
                      eval_interval=250, eval_iters=20, seeds=3, bracket_rounds=3),
-    # the ladder's other rungs, each a change of the headline shape: 3x the run, a 4x larger batch (half the steps),
-    # twice the width (8 heads, half the steps), twice the depth
+    # the ladder's other rungs, each a change of the headline shape: 3x the run, a 4x larger batch (half the
+    # steps), twice the width (8 heads, half the steps), twice the depth
     'long': dict(n_layer=3, n_head=4, n_embd=128, batch_size=32, block_size=128, max_iters=3000,
                  eval_interval=750, eval_iters=20, seeds=1, bracket_rounds=2),
     'batch4x': dict(n_layer=3, n_head=4, n_embd=128, batch_size=128, block_size=128, max_iters=500,

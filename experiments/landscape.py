@@ -13,12 +13,12 @@ could see (the batch of the next step and the K-1 after it):
   g    = the batch's gradient at w;  m, v, t: the moments with that gradient folded in (clipped as the step
          would), d = -m^/(sqrt(v^)+eps): the direction ALSALS searches on (also AdamW's update direction)
   f_a  = -g.d (the slope),  dec(eta) = f(w) - f(w + eta d) on the same batch, for eta in 1e-5 .. 1e-1
-  r(eta) = dec / (eta f_a): the plain Armijo ratio (the test is r >= c)
-  smoothed ratio = (beta_s D + (1-beta_s) dec) / (eta (beta_s G + (1-beta_s) f_a)), with the checkpoint's D, G
-       (ALSALS checkpoints): the quantity the shipped test compares with c
-  held-out decrease: f(w) - f(w + eta d) on a validation batch, along the same d
-  the eta the rule accepts from the checkpoint's state (grown eta, backtracking x0.9), for c = 0.1, 0.3, 0.5, 0.6,
-       and, as a check of this reconstruction, the eta that the real optimizer.step accepts (c as configured)
+  r(eta) = dec / (eta f_a): the plain Armijo ratio (the test is r >= c) smoothed ratio = (beta_s D +
+      (1-beta_s) dec) / (eta (beta_s G + (1-beta_s) f_a)), with the checkpoint's D, G (ALSALS checkpoints):
+      the quantity the shipped test compares with c held-out decrease: f(w) - f(w + eta d) on a validation
+      batch, along the same d the eta the rule accepts from the checkpoint's state (grown eta, backtracking
+      x0.9), for c = 0.1, 0.3, 0.5, 0.6, and, as a check of this reconstruction, the eta that the real
+      optimizer.step accepts (c as configured)
 Writes results/landscape/<corpus>_<size>.json and .png.
 
   python experiments/landscape.py                     # screen size, char corpus (a few minutes on 2 cores)
@@ -72,7 +72,8 @@ def train_in_stages(work, size, corpus, method, lr, stages):
         p = subprocess.run([sys.executable, 'train.py'] + args, cwd=ROOT, capture_output=True, text=True,
                            env=dict(os.environ, OMP_NUM_THREADS='1'))  # one thread: see study.py
         if p.returncode != 0:
-            sys.exit(f"error: train.py {method} to iteration {it} failed: {p.stderr.strip().splitlines()[-1:]}")
+            sys.exit(f"error: train.py {method} to iteration {it} failed: "
+                     f"{p.stderr.strip().splitlines()[-1:]}")
         dirs[it] = os.path.join(work, f'{method}_{it}')
         os.makedirs(dirs[it])
         shutil.copy(os.path.join(out, 'ckpt.pt'), dirs[it])
@@ -151,8 +152,8 @@ def group_of(opt, p):
 def direction(opt, p, grad, clip):
     """The step's direction for parameter p with this gradient folded into its state (clipped as the step
     would): Adam's -m^/(sqrt(v^)+eps) (ALSALS, AdamW), or Muon's -r*NS((1-mu)g + mu*B) on a use_muon group
-    (MuonSLS, MuonAdamW); scaled, for several param groups, by the group's lr relative to the first group's (the
-    trial of MuonSLS with one eta; the update of MuonAdamW)."""
+    (MuonSLS, MuonAdamW); scaled, for several param groups, by the group's lr relative to the first group's
+    (the trial of MuonSLS with one eta; the update of MuonAdamW)."""
     import torch
     from alsals.muon import _muon_direction
     st, grp = opt.state[p], group_of(opt, p)
@@ -212,7 +213,8 @@ def real_step(train, X, Y, w0, params):
     with torch.no_grad():
         for p, w in zip(params, w0):
             p.copy_(w)
-    return dict(eta=st['eta'], backtracks=st['backtracks'], accepted=st['accepted'], c=opt.param_groups[0]['c'],
+    return dict(eta=st['eta'], backtracks=st['backtracks'], accepted=st['accepted'],
+                c=opt.param_groups[0]['c'],
                 dec=st['f_w'] - st['f_trial'])  # the decrease it measured at its last trial
 
 
@@ -266,9 +268,11 @@ def plot(path, title, etas, res, traj, lr_adamw, stages, runs=('alsals', 'adamw'
             r = res[run][str(it)]
             ax[0].plot(etas, r['dec_mean'], ls, color=f'C{i}', label=f'{run} ckpt {it}: same batch')
             ax[0].plot(etas, r['dec_val_mean'], ':', color=f'C{i}', lw=1) if run == search else None
-            ax[1].plot(etas, r['ratio_mean'], ls, color=f'C{i}', label=f'{run} ckpt {it}: E[dec]/(eta E[f_a])')
+            ax[1].plot(etas, r['ratio_mean'], ls, color=f'C{i}',
+                       label=f'{run} ckpt {it}: E[dec]/(eta E[f_a])')
             if run == search:
-                ax[1].plot(etas, r['smoothed_ratio'], '-.', color=f'C{i}', lw=2, label=f'ckpt {it}: smoothed (D, G)')
+                ax[1].plot(etas, r['smoothed_ratio'], '-.', color=f'C{i}', lw=2,
+                           label=f'ckpt {it}: smoothed (D, G)')
     ax[0].set_xscale('log')
     ax[0].set_yscale('symlog', linthresh=1e-3)
     ax[0].axhline(0, color='gray', lw=0.5)
@@ -291,10 +295,12 @@ def plot(path, title, etas, res, traj, lr_adamw, stages, runs=('alsals', 'adamw'
         for c, mk in zip(CS, ('^', 's', 'o')):
             ax[2].plot(it, r['rule'][c if isinstance(c, str) else str(c)], mk, color=f'C{i}', ms=7,
                        label=f'rule accepts, c={c}' if i == 0 else None)
-        for run, c, mk, col in ((search, '0.3', 'v', 'C3'), (search, '0.6', '+', 'C3'), (tuned, '0.6', 'x', 'k')):
+        for run, c, mk, col in ((search, '0.3', 'v', 'C3'), (search, '0.6', '+', 'C3'), (tuned, '0.6', 'x',
+                                                                                         'k')):
             x = res[run][str(it)]['crossing'][c]
             if x is not None and math.isfinite(x):
-                ax[2].plot(it, x, mk, color=col, ms=9, label=f"on {run}'s path: E-ratio = {c}" if i == 0 else None)
+                ax[2].plot(it, x, mk, color=col, ms=9,
+                           label=f"on {run}'s path: E-ratio = {c}" if i == 0 else None)
     ax[2].set_yscale('log')
     ax[2].set_xlabel('iteration')
     ax[2].set_ylabel('step size')
@@ -315,7 +321,8 @@ def main(argv=None):
     ap.add_argument('--size', default='screen', choices=list(SIZES))
     ap.add_argument('--corpus', default='char', choices=list(CORPORA))
     ap.add_argument('--batches', type=int, default=8, help='batches per checkpoint')
-    ap.add_argument('--adamw_lr', type=float, default=0.0, help='AdamW peak lr (default: the study\'s tuned one)')
+    ap.add_argument('--adamw_lr', type=float, default=0.0,
+                    help='AdamW peak lr (default: the study\'s tuned one)')
     ap.add_argument('--out', default=os.path.join(ROOT, 'results', 'landscape'))
     ap.add_argument('--stages', default='', help='comma list of checkpoint iterations (default: the size\'s)')
     ap.add_argument('--replot', action='store_true', help='only redraw the PNG from the JSON')
@@ -328,7 +335,8 @@ def main(argv=None):
         base = os.path.join(args.out, f"{args.corpus}_{'quick' if args.quick else args.size}{suffix}")
         with open(base + '.json') as f:
             d = json.load(f)
-        plot(base + '.png', f"{d['corpus']}, {d['size']} ({d['model']}, batch {d['batch']}): the landscape along "
+        plot(base + '.png',
+             f"{d['corpus']}, {d['size']} ({d['model']}, batch {d['batch']}): the landscape along "
              f"the Adam direction, {d['batches_per_ckpt']} batches per checkpoint", np.array(d['etas']), d['results'],
              d['trajectory'], d['adamw_lr'], d['stages'], tuple(d.get('runs', ('alsals', 'adamw'))))
         return
@@ -342,7 +350,8 @@ def main(argv=None):
         lr_adamw = args.adamw_lr or tuned_adamw_lr(study_dir, args.corpus) or 1e-2
         lr_ls = shipped(LS_CONFIG)['learning_rate']
         pairs = (('alsals', PAPER, lr_ls), ('adamw', 'adamw', lr_adamw))
-    else:   # Muon: the study's tuned Muon (AdamW part at 1e-2) and MuonSLS in the paper's form from the same lr
+    # Muon: the study's tuned Muon (AdamW part at 1e-2) and MuonSLS in the paper's form from the same lr
+    else:
         lr_adamw = args.adamw_lr or tuned_lr(collect(study_dir, args.corpus), MUON_TUNED) or 3e-2
         lr_ls = lr_adamw
         pairs = (('muonsls', MUON_PAPER, lr_ls), ('muon', MUON_TUNED, lr_adamw))
@@ -357,12 +366,13 @@ def main(argv=None):
                 train = load(size, args.corpus, method, lr, d)
                 recs = probe(train, n_batches, etas)
                 comp = search_state(train.optimizer) if train.line_search else None
-                res[run][str(it)] = dict(analyse(recs, etas, comp, train.optimizer.param_groups[0]), batches=recs,
-                                         iter=int(train.iter_num),
+                res[run][str(it)] = dict(analyse(recs, etas, comp, train.optimizer.param_groups[0]),
+                                         batches=recs, iter=int(train.iter_num),
                                          lr_adamw=float(train.get_lr(it)) if not train.line_search else None)
                 r = res[run][str(it)]
-                print(f"{run:6s} ckpt {it:5d}: slope {r['f_a_mean']:.3g}  best one-batch eta {r['eta_best_batch']:.2e}"
-                      f"  best val-batch eta {r['eta_best_val']:.2e}  E-ratio crosses c=0.6 at {r['crossing']['0.6']}"
+                print(f"{run:6s} ckpt {it:5d}: slope {r['f_a_mean']:.3g}  best one-batch eta "
+                      f"{r['eta_best_batch']:.2e}  best val-batch eta {r['eta_best_val']:.2e}  E-ratio "
+                      f"crosses c=0.6 at {r['crossing']['0.6']}"
                       + (f"  eta {r['eta']:.2e} D/G {r['D'] / r['G'] if r['G'] else float('nan'):.2e}"
                          f"  rule(c=0.3/0.5/0.6) {r['rule']['0.3']:.2e}/{r['rule']['0.5']:.2e}/{r['rule']['0.6']:.2e}"
                          f"  real step {r['real']['eta']:.2e} (matches: {r['real']['agrees']})" if comp else
@@ -373,13 +383,15 @@ def main(argv=None):
     base = os.path.join(args.out, f'{args.corpus}_{size}{suffix}')
     s = SIZES[size]
     meta = dict(corpus=args.corpus, size=size, model=f"{s['n_layer']} x {s['n_embd']}",
-                batch=f"{s['batch_size']}x{s['block_size']}", stages=list(stages), etas=list(map(float, etas)),
+                batch=f"{s['batch_size']}x{s['block_size']}", stages=list(stages), etas=list(map(float,
+                                                                                                 etas)),
                 adamw_lr=lr_adamw, alsals_lr=lr_ls, batches_per_ckpt=n_batches, runs=[p[0] for p in pairs])
     tmp = base + '.json.tmp'
     with open(tmp, 'w') as f:
         json.dump(dict(meta, results=res, trajectory=traj), f)
     os.replace(tmp, base + '.json')
-    plot(base + '.png', f"{args.corpus}, {size} ({meta['model']}, batch {meta['batch']}): the landscape along "
+    plot(base + '.png',
+         f"{args.corpus}, {size} ({meta['model']}, batch {meta['batch']}): the landscape along "
          f"the {'Adam' if args.optimizer == 'adamw' else 'Muon'} direction, {n_batches} batches per checkpoint", etas,
          res, traj, lr_adamw, stages, tuple(meta['runs']))
     print(f"wrote {base}.json and {base}.png")

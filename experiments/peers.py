@@ -1,14 +1,15 @@
 """
-The study's learning-rate-free peers (experiments/study.py, --what peers): Prodigy, D-Adapt Adam, Schedule-Free
+The study's learning-rate-free peers (experiments/study.py, --what peers): Prodigy, D-Adapt Adam,
+Schedule-Free
 AdamW, SaLSA, DoG (with its polynomial-decay averaging), Mechanic (on AdamW) and Prodigy + Schedule-Free, with
 their authors' settings. They are optional extras (requirements-study.txt); a missing one is
 reported as "not run".
 
 They cannot go through train.py's command line, so each runs in its own process (`study.py --peer <method> --
 <train.py arguments>`, study.run_one's subprocess) on train.py's setup (trainer/setup.py: train.py's model,
-batches, estimate_loss and training step) with the peer's optimizer in the step, and writes the JSON-lines records
-train.py would write, which the study reads like any run's. SaLSA's step takes a closure that runs its own
-backward, so it uses train.py's model and batches but not train_step.
+batches, estimate_loss and training step) with the peer's optimizer in the step, and writes the JSON-lines
+records train.py would write, which the study reads like any run's. SaLSA's step takes a closure that runs its
+own backward, so it uses train.py's model and batches but not train_step.
 """
 import json
 import math
@@ -40,16 +41,17 @@ def peers_available():
 
 
 def peer_main(method, argv):
-    """One peer run in this process (`study.py --peer method -- <train.py arguments>`): train.py's setup without
-    its loop, its optimizer replaced by the peer's; the loop here writes train.py's JSON-lines records."""
+    """One peer run in this process (`study.py --peer method -- <train.py arguments>`): train.py's setup
+    without its loop, its optimizer replaced by the peer's; the loop here writes train.py's JSON-lines
+    records."""
     import torch
     os.chdir(ROOT)
     sys.path.insert(0, ROOT)
     from trainer import step
     from trainer.setup import from_args  # train.py's setup: the attributes it returns are in its docstring
     log_file = dict(a[2:].split('=', 1) for a in argv if a.startswith('--'))['log_file']
-    # train.py's lr schedule becomes the peer's multiplier (Prodigy and D-Adaptation use lr=1 with the schedule
-    # one would use for Adam): warmup to 1, cosine to 0.1
+    # train.py's lr schedule becomes the peer's multiplier (Prodigy and D-Adaptation use lr=1 with the
+    # schedule one would use for Adam): warmup to 1, cosine to 0.1
     given_lr = float(dict(a[2:].split('=', 1) for a in argv if a.startswith('--'))['learning_rate'])
     argv = [a for a in argv if not a.startswith(('--log_file=', '--learning_rate=', '--min_lr='))]
     train = from_args(argv + ['--learning_rate=1.0', '--min_lr=0.1'])
@@ -67,7 +69,8 @@ def peer_main(method, argv):
         opt = Prodigy(groups, lr=1.0, betas=betas, weight_decay=wd, decouple=True, safeguard_warmup=True,
                       use_bias_correction=True)
     elif method == 'dadapt_adam':
-        # authors' README: lr=1.0 with the schedule one would use for Adam; decouple=True for AdamW-style decay
+        # authors' README: lr=1.0 with the schedule one would use for Adam; decouple=True for AdamW-style
+        # decay
         from dadaptation import DAdaptAdam
         opt = DAdaptAdam(groups, lr=1.0, betas=betas, weight_decay=wd, decouple=True)
     elif method == 'schedulefree_adamw':
@@ -77,8 +80,8 @@ def peer_main(method, argv):
         opt = schedulefree.AdamWScheduleFree(groups, lr=0.0025 if given_lr == 1.0 else given_lr, betas=betas,
                                              weight_decay=wd, warmup_steps=warmup)
     elif method == 'dog':
-        # authors' README: DoG with lr=1 (reps_rel=1e-6), combined with its polynomial-decay iterate averaging,
-        # evaluated at the averaged model
+        # authors' README: DoG with lr=1 (reps_rel=1e-6), combined with its polynomial-decay iterate
+        # averaging, evaluated at the averaged model
         from dog import DoG, PolynomialDecayAverager
         opt = DoG(groups, lr=1.0)
         averager = PolynomialDecayAverager(train.raw_model)
@@ -141,7 +144,8 @@ def peer_main(method, argv):
                     opt.eval()  # schedule-free evaluates at its averaged point
                 # DoG: at the averaged model
                 losses = (train.estimate_loss() if averager is None else
-                          step.estimate_loss(averager.averaged_model, get_batch, cfg['eval_iters'], train.ctx))
+                          step.estimate_loss(averager.averaged_model, get_batch, cfg['eval_iters'],
+                                             train.ctx))
                 if sf:
                     opt.train()
                 write({'iter': iter_num, 'train_loss': losses['train'], 'val_loss': losses['val']})

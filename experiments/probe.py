@@ -15,9 +15,9 @@ step's preconditioner 1/(sqrt(v^) + eps) and Delta = w_new - w_old the step Adam
   gg, gm     the same without P
 
 So f(w + s Delta) ~ f_w + s lin + s^2 quad on the batch, and the same-batch optimum along the step is s* =
--lin / (2 quad). rho = E[gPm] / E[gPg] estimates the signal fraction |G|^2 / E|g|^2 of the gradient (McCandlish
-et al., "An Empirical Model of Large-Batch Training", 2018): gPg's excess over gPm is the noise at this batch.
-Writes results/probe/<size>_<corpus>_lr<lr>.jsonl (one record per step, resumable per run) and
+-lin / (2 quad). rho = E[gPm] / E[gPg] estimates the signal fraction |G|^2 / E|g|^2 of the gradient
+(McCandlish et al., "An Empirical Model of Large-Batch Training", 2018): gPg's excess over gPm is the noise at
+this batch. Writes results/probe/<size>_<corpus>_lr<lr>.jsonl (one record per step, resumable per run) and
 results/probe/summary.json (summarize: the mid-run readings of every run).
 
   python experiments/probe.py --size wide --lrs 3e-3,1e-3
@@ -97,8 +97,8 @@ def probe(size, corpus, lr, seed, path, stop_frac):
 
 def summarize(out):
     """results/probe/summary.json: per probe run (from a third of its steps on, when the warmup is over), the
-    lr, the same-batch optimum along the step s* = -E[lin] / (2 E[quad]), the Polyak ratio f(w) / ||g||^2_P over
-    the lr (f(w) / E[gPg] / lr), the cross slope's share E[gPm] / E[gPg] and the last val loss."""
+    lr, the same-batch optimum along the step s* = -E[lin] / (2 E[quad]), the Polyak ratio f(w) / ||g||^2_P
+    over the lr (f(w) / E[gPg] / lr), the cross slope's share E[gPm] / E[gPg] and the last val loss."""
     import glob
     import numpy as np
     rows = {}

@@ -1,14 +1,15 @@
 """
-The LR range test of AdamW (Smith, "Cyclical Learning Rates for Training Neural Networks", 2017) at the study's
+The LR range test of AdamW (Smith, "Cyclical Learning Rates for Training Neural Networks", 2017) at the
+study's
 sizes: where does the training loss stop falling as the lr grows, against the study's tuned AdamW lr? This is
 the measurement behind the range-test start of the line search (train.py's ls_range_test, alsals/alsals.py's
 ramp_rule='range'), which runs the same test inside the optimizer.
 
-train.py's setup (trainer/setup.py) for the study's command line of a size and corpus (experiments/grid.py), then
-AdamW steps of train.py's train_step with lr = lr0 * rate**t (no schedule), until the loss passes 10 or is not
-finite. Each step's lr and loss go to results/range_test/<corpus>_<size>[_<tag>].json; the summary applies the
-ramp rule of alsals.py to them: the EMA of the loss over k steps (k = steps per doubling of the lr), the first
-step where it is 2 % above its running minimum (the edge), and the lr there.
+train.py's setup (trainer/setup.py) for the study's command line of a size and corpus (experiments/grid.py),
+then AdamW steps of train.py's train_step with lr = lr0 * rate**t (no schedule), until the loss passes 10 or
+is not finite. Each step's lr and loss go to results/range_test/<corpus>_<size>[_<tag>].json; the summary
+applies the ramp rule of alsals.py to them: the EMA of the loss over k steps (k = steps per doubling of the
+lr), the first step where it is 2 % above its running minimum (the edge), and the lr there.
 
   python experiments/range_test.py --corpus char --size headline                      # ~3 min on one core
   python experiments/range_test.py --corpus char --size headline --lr0 1e-3 --tag from1e-3
@@ -29,7 +30,8 @@ from grid import CORPORA, SIZES, train_args  # noqa: E402
 
 
 def edge(lrs, losses, k, rise=0.02):
-    """alsals/alsals.py's 'range' rule on a recorded ramp: (step, lr) where the EMA over k steps of the loss first
+    """alsals/alsals.py's 'range' rule on a recorded ramp: (step, lr) where the EMA over k steps of the loss
+    first
     exceeds (1 + rise) x its running minimum, or None."""
     ema, best = None, math.inf
     for t, f in enumerate(losses):

@@ -4,9 +4,9 @@ The study's tables and plots (experiments/study.py): from the finished runs' JSO
 every corpus's section of that size; and ladder.md, the shape ladder (grid.LADDER), one column per rung. Every
 finished run is read (collect), so a study run in several invocations (more seeds, more lrs) adds up.
 
-Baselines: every AdamW run (method adamw or adamw@..., e.g. adamw@lr_schedule=wsd) and every Muon run. The tuned
-AdamW is the best of them all (the better schedule), likewise the tuned Muon; a method on Muon's direction (muon*,
-muonsls*) is judged against the tuned Muon, every other against the tuned AdamW.
+Baselines: every AdamW run (method adamw or adamw@..., e.g. adamw@lr_schedule=wsd) and every Muon run. The
+    tuned AdamW is the best of them all (the better schedule), likewise the tuned Muon; a method on Muon's
+    direction (muon*, muonsls*) is judged against the tuned Muon, every other against the tuned AdamW.
 """
 import glob
 import json
@@ -19,10 +19,10 @@ from grid import CORPORA, LADDER, LS_CONFIG, PAPER, SIZES, code_fingerprint, shi
 from peers import PEER_LR, PEERS
 
 
-# ---- reading the results ----------------------------------------------------------------------------------------
+# ---- reading the results -----------------------------------------------------------------------------------
 def collect(out_dir, corpus):
-    """Every finished run of this size and corpus, {(method, lr): [records by seed]}: the tables and plots show
-    them all, so a study run in several invocations (more seeds, more lrs) adds up."""
+    """Every finished run of this size and corpus, {(method, lr): [records by seed]}: the tables and plots
+    show them all, so a study run in several invocations (more seeds, more lrs) adds up."""
     runs = {}
     for f in sorted(glob.glob(os.path.join(out_dir, corpus, '*.json'))):
         with open(f) as fh:
@@ -56,8 +56,8 @@ def judge(method):
 
 
 def reference(runs, fam):
-    """The tuned baseline of a family ('adamw', 'muon'): the (method, lr) with the best mean final val among every
-    run of that family (any schedule), or None."""
+    """The tuned baseline of a family ('adamw', 'muon'): the (method, lr) with the best mean final val among
+    every run of that family (any schedule), or None."""
     keys = [k for k in runs if family(k[0]) == fam]
     return min(keys, key=lambda k: (mean_final(runs[k]), k)) if keys else None
 
@@ -77,7 +77,7 @@ def spread(recs):
     return f"{np.mean(v):.4f} ± {np.std(v):.4f} (n={len(v)})" if len(v) > 1 else f"{v[0]:.4f} (n=1)"
 
 
-# ---- tables and plots -------------------------------------------------------------------------------------------
+# ---- tables and plots --------------------------------------------------------------------------------------
 def curve_methods(runs):
     """AdamW, then the shipped ALSALS, then every other method run at two or more lrs (a curve to read)."""
     count = {}
@@ -111,10 +111,10 @@ def tables(size, corpus, runs, peers):
     lrs = sorted({lr for (m, lr) in runs if m in cols})
     if 'alsals' in cols or len(cols) > 1:
         best = {m: min(mean_final(runs[(mm, lr)]) for (mm, lr) in runs if mm == m) for m in cols}
-        out += ["Learning-rate-free test: final val loss against the one number a user picks (AdamW, Muon: the peak "
-                "lr; the line searches: `learning_rate`, their first guess or warmup target). `alsals` is the "
-                f"shipped config; the paper's form is `{PAPER}` (a search every step, constant eta). In brackets: "
-                "% above that method's own best.", "",
+        out += ["Learning-rate-free test: final val loss against the one number a user picks (AdamW, Muon: "
+                "the peak lr; the line searches: `learning_rate`, their first guess or warmup target). "
+                f"`alsals` is the shipped config; the paper's form is `{PAPER}` (a search every step, "
+                "constant eta). In brackets: % above that method's own best.", "",
                 "| lr | " + " | ".join(f"`{m}`" for m in cols) + " |",
                 "|---" * (len(cols) + 1) + "|"]
         for lr in lrs:
@@ -132,8 +132,9 @@ def tables(size, corpus, runs, peers):
             mine = [lr for (mm, lr) in runs if mm == m]
             within = [lr for lr in mine if mean_final(runs[(m, lr)]) <= 1.02 * best[m]]
             ref = ref_of(m)
-            out.append(f"- `{m}`: {len(within)} of {len(mine)} within 2% of its own best, whose gap to the tuned "
-                       f"{label(ref)} ({ref[1]:g}) is {100 * (best[m] / mean_final(runs[ref]) - 1):+.1f}%.")
+            out.append(f"- `{m}`: {len(within)} of {len(mine)} within 2% of its own best, whose gap to the "
+                       f"tuned {label(ref)} ({ref[1]:g}) is "
+                       f"{100 * (best[m] / mean_final(runs[ref]) - 1):+.1f}%.")
         out.append("")
     base = runs[refs['adamw'] or refs['muon']]
     b_ms = np.mean([r['ms_per_step'] for r in base])
@@ -155,13 +156,14 @@ def tables(size, corpus, runs, peers):
         ms, fwd = np.mean([r['ms_per_step'] for r in rs]), np.mean([r['fwd_per_step'] for r in rs])
         eta = np.mean([r['eta'][-1] for r in rs if r['eta']]) if all(r['eta'] for r in rs) else float('nan')
         gaps = " | ".join(f"{mean_final(rs) - mean_final(runs[refs[f]]):+.4f}" for f in versus)
-        out.append(f"| {name} | {PEER_LR.get(m, f'{lr:g}')} | {spread(rs)} | {gaps} | {ms:.1f} ({ms / b_ms:.2f}x) | "
-                   f"{fwd:.2f} ({fwd / b_fwd:.2f}x) | {eta:.2e} |")
+        out.append(f"| {name} | {PEER_LR.get(m, f'{lr:g}')} | {spread(rs)} | {gaps} | {ms:.1f} "
+                   f"({ms / b_ms:.2f}x) | {fwd:.2f} ({fwd / b_fwd:.2f}x) | {eta:.2e} |")
     for p, err in peers.items():
         if err is not None:
             out.append(f"| {p} | | not run: {err} | " + "| " * len(versus) + "| | |")
     codes = sorted({r['code'] for rs in runs.values() for r in rs})
-    out += ["", f"Code versions among these runs: {len(codes)} (`code` in each JSON: sha1 of train.py, alsals.py, "
+    out += ["", f"Code versions among these runs: {len(codes)} (`code` in each JSON: sha1 of train.py, "
+                "alsals.py, "
             f"model.py and the configs; the current one is {code_fingerprint()})."]
     return '\n'.join(out) + '\n'
 
@@ -228,7 +230,7 @@ def plots(out_dir, size, corpus, runs, ref):
     return pngs
 
 
-# ---- the files ----------------------------------------------------------------------------------------------------
+# ---- the files ---------------------------------------------------------------------------------------------
 def write_corpus(out_dir, size, corpus, peers):
     """<corpus>/section.md and the three plots of a size's corpus from every finished run; returns their paths."""
     runs = collect(out_dir, corpus)
@@ -254,8 +256,8 @@ def write_summary(out_dir, size):
 
 
 def ladder_cell(recs, ref_recs, is_ref):
-    """One rung's cell: mean final val, the gap to the tuned baseline (or, for the baseline, its schedule and lr is
-    in the row's own key), seeds, and forwards per step."""
+    """One rung's cell: mean final val, the gap to the tuned baseline (or, for the baseline, its schedule and
+    lr is in the row's own key), seeds, and forwards per step."""
     fwd = np.mean([r['fwd_per_step'] for r in recs])
     v = mean_final(recs)
     n = len(recs)
@@ -266,9 +268,9 @@ def ladder_cell(recs, ref_recs, is_ref):
 
 
 def write_ladder(root, sizes=LADDER):
-    """ladder.md beside the sizes' folders: per corpus, one row per method (the tuned AdamW and Muon, each the better
-    schedule, then every other method at each lr it ran), one column per rung: mean final val, in brackets the gap to
-    the tuned baseline it is judged against at that rung, seeds, and forwards per step."""
+    """ladder.md beside the sizes' folders: per corpus, one row per method (the tuned AdamW and Muon, each the
+    better schedule, then every other method at each lr it ran), one column per rung: mean final val, in
+    brackets the gap to the tuned baseline it is judged against at that rung, seeds, and forwards per step."""
     md = ["# The shape ladder (experiments/study.py)", "",
           "Final val loss, mean over n seeds; in brackets the gap to the tuned baseline at the same rung (AdamW's "
           "for ALSALS and the other methods, Muon's for a method on Muon's direction), each the better of cosine "
@@ -295,7 +297,8 @@ def write_ladder(root, sizes=LADDER):
             cells = []
             for z in rungs:
                 ref = refs[z][judge(m)] or refs[z]['adamw']
-                cells.append(ladder_cell(per[z][(m, lr)], per[z][ref], False) if (m, lr) in per[z] and ref else
+                cells.append(ladder_cell(per[z][(m, lr)], per[z][ref], False) if (m,
+                                                                                  lr) in per[z] and ref else
                              ladder_cell(per[z][(m, lr)], None, True) if (m, lr) in per[z] else '')
             md.append(f"| `{m}` {PEER_LR.get(m, f'{lr:g}')} | " + " | ".join(cells) + " |")
         md.append("")

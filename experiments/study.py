@@ -3,16 +3,17 @@ Is ALSALS learning-rate-free, and does it beat a tuned AdamW schedule?
 
 Every AdamW and line-search run is train.py itself, one subprocess per run, on the CPU in float32 with a
 JSON-lines log (--log_file); the study only chooses the overrides and reads the logs, so it measures exactly
-what users run. The base configs are the shipped ones: config/train_shakespeare_char.py for AdamW, _muon.py for
-Muon, _muonsls.py for MuonSLS, config/train_shakespeare_char_alsals.py for the rest of the line-search family (its
-ls_* settings as shipped), with the corpus, model size, run length and learning rate overridden. Warmup is 10% of
-the run for every method; AdamW and Muon decay by cosine (or WSD) to lr/10 at max_iters. A seed fixes both the init and the batch order (train.py's get_batch),
-so seed s sees the same batches with every method.
+what users run. The base configs are the shipped ones: config/train_shakespeare_char.py for AdamW, _muon.py
+for Muon, _muonsls.py for MuonSLS, config/train_shakespeare_char_alsals.py for the rest of the line-search
+family (its ls_* settings as shipped), with the corpus, model size, run length and learning rate overridden.
+Warmup is 10% of the run for every method; AdamW and Muon decay by cosine (or WSD) to lr/10 at max_iters. A
+seed fixes both the init and the batch order (train.py's get_batch), so seed s sees the same batches with
+every method.
 
   baselines  every run: each of --baselines (default adamw; also adamw@lr_schedule=wsd, muon,
-           muon@lr_schedule=wsd) over a grid (AdamW: the lr-free grid or --adamw-lrs; Muon: 1e-2, 3e-2, 1e-1 or
-           --muon-lrs), extended along 1-3-10 at an edge until its best point is interior. The line search is judged
-           against the better of its direction's baselines (AdamW's for ALSALS, Muon's for MuonSLS).
+           muon@lr_schedule=wsd) over a grid (AdamW: the lr-free grid or --adamw-lrs; Muon: 1e-2, 3e-2, 1e-1
+           or --muon-lrs), extended along 1-3-10 at an edge until its best point is interior. The line search
+           is judged against the better of its direction's baselines (AdamW's for ALSALS, Muon's for MuonSLS).
   lrfree   AdamW peak lr and ALSALS warmup target `learning_rate` over 1e-4 .. 1e-2 (the number a user picks).
            ALSALS here is the shipped config (annealed, ls_anneal_frac=0.2); the paper's form is the variant
            PAPER (alsals@ls_skip_stable=0@ls_anneal_frac=0), shown beside it where it was run.
@@ -22,14 +23,14 @@ so seed s sees the same batches with every method.
            requirements-study.txt; "not run" when missing), each in its own process on train.py's setup with
            train.py's optimizer replaced (experiments/peers.py).
 
-Sizes: quick (tests, seconds), screen (2 x 64, 16x64 tokens, 600 steps, 3 seeds), headline (3 x 128,
-32x128 tokens, 1000 steps) and the ladder's other rungs (grid.LADDER: wide, batch4x, deep, long). Corpora: char =
-data/shakespeare_char, bible = data/bible_char (character level).
+Sizes: quick (tests, seconds), screen (2 x 64, 16x64 tokens, 600 steps, 3 seeds), headline (3 x 128, 32x128
+    tokens, 1000 steps) and the ladder's other rungs (grid.LADDER: wide, batch4x, deep, long). Corpora: char =
+    data/shakespeare_char, bible = data/bible_char (character level).
 
 Each run writes results/study/<size>/<corpus>/<run>.json atomically (config, log records, final val, per-step
 cost); a rerun skips the runs that exist, so the study resumes where it stopped. Then per size: summary.md
-(tables), <corpus>_lrfree.png, <corpus>_val.png, <corpus>_eta.png (experiments/report.py); after a ladder rung,
-ladder.md: every rung's final val and forwards per step, one column per rung.
+(tables), <corpus>_lrfree.png, <corpus>_val.png, <corpus>_eta.png (experiments/report.py); after a ladder
+rung, ladder.md: every rung's final val and forwards per step, one column per rung.
 
 This file runs the runs and holds the command line; the grid (sizes, corpora, methods, train.py's command line
 for a run) is experiments/grid.py, the peers' adapters experiments/peers.py, the tables and plots
@@ -56,8 +57,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 import report
-from grid import (BASELINE_LRS, CORPORA, LADDER, LRFREE_LRS, LS_METHODS, QUICK_LRS, ROOT, SIZES, code_fingerprint,
-                  shipped_lr, train_args)
+from grid import (BASELINE_LRS, CORPORA, LADDER, LRFREE_LRS, LS_METHODS, QUICK_LRS, ROOT, SIZES,
+                  code_fingerprint, shipped_lr, train_args)
 from peers import PEER_HAS_LR, PEERS, peer_main, peers_available
 
 THREADS = 1  # torch threads per run (--threads)
@@ -82,20 +83,23 @@ def next_lr(lr, up):
     return min(x for x in grid if x > lr * 1.01) if up else max(x for x in grid if x < lr / 1.01)
 
 
-# ---- one run -------------------------------------------------------------------------------------------------
+# ---- one run -----------------------------------------------------------------------------------------------
 def read_log(path):
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
 def summarize(records, seconds, accum=1):
-    """Final val, curves and per-step cost from train.py's JSON-lines records. Forwards per step count micro-batch
+    """Final val, curves and per-step cost from train.py's JSON-lines records. Forwards per step count
+    micro-batch
     forwards: the step's `accum` training ones and each trial's one (the shipped ls_trial_microsteps=1), over
     accum."""
     steps = [r for r in records if 'loss' in r]
     evals = [r for r in records if 'val_loss' in r]
-    dts = [r['dt_ms'] for r in steps[1:] if not any(e['iter'] == r['iter'] for e in evals)]  # no eval, no warm-up
-    fwd = [1 + r.get('forwards', 0) / accum for r in steps]  # training forwards + trial forwards (one micro-batch)
+    # no eval, no warm-up
+    dts = [r['dt_ms'] for r in steps[1:] if not any(e['iter'] == r['iter'] for e in evals)]
+    # training forwards + trial forwards (one micro-batch)
+    fwd = [1 + r.get('forwards', 0) / accum for r in steps]
     final = evals[-1]['val_loss'] if evals else float('nan')
     return dict(final_val=final, val=[[e['iter'], e['val_loss']] for e in evals],
                 train_loss=[r['loss'] for r in steps], eta=[r['lr'] for r in steps],
@@ -120,7 +124,8 @@ def run_one(out_dir, size, corpus, method, lr, seed):
     args = train_args(size, corpus, method, lr, seed) + [f"--out_dir={os.path.join(work, 'out')}",
                                                          f"--log_file={log_file}"]
     if method.split('@')[0] in PEERS:
-        cmd = [sys.executable, os.path.relpath(os.path.abspath(__file__), ROOT), '--peer', method, '--'] + args
+        cmd = [sys.executable, os.path.relpath(os.path.abspath(__file__), ROOT), '--peer', method,
+               '--'] + args
     else:
         cmd = [sys.executable, 'train.py'] + args
     t = time.time()
@@ -132,7 +137,8 @@ def run_one(out_dir, size, corpus, method, lr, seed):
     if p.returncode != 0 and (p.returncode < 0 or not any('loss' in r for r in records)):
         # killed, or refused to start (bad setting): no result, so a rerun tries again
         shutil.rmtree(work, ignore_errors=True)
-        sys.exit(f"error: run {name} failed: {p.stderr.strip().splitlines()[-1] if p.stderr.strip() else p.returncode}")
+        sys.exit(f"error: run {name} failed: "
+                 f"{p.stderr.strip().splitlines()[-1] if p.stderr.strip() else p.returncode}")
     command = [a for a in cmd[1:] if not a.startswith(('--out_dir=', '--log_file='))]  # temp paths: not kept
     rec = dict(name=name, method=method, lr=lr, seed=seed, size=size, corpus=corpus, command=command,
                code=code_fingerprint(), returncode=p.returncode,
@@ -149,12 +155,12 @@ def run_one(out_dir, size, corpus, method, lr, seed):
     return rec
 
 
-# ---- the study -------------------------------------------------------------------------------------------------
+# ---- the study ---------------------------------------------------------------------------------------------
 def run_corpus(out_dir, size, corpus, what, seeds, lrs, peers, only, variant_lrs=None, adamw_lrs=None,
                baselines=('adamw',), muon_lrs=None, peer_lrs_given=()):
-    """Runs (or finds) each baseline's grid, bracketed, and the parts asked for. A method named in `only` (or a
-    variant, method@key=value) runs at each of variant_lrs (default: its shipped first guess). The tables read every
-    finished run (collect)."""
+    """Runs (or finds) each baseline's grid, bracketed, and the parts asked for. A method named in `only` (or
+        a variant, method@key=value) runs at each of variant_lrs (default: its shipped first guess). The
+        tables read every finished run (collect)."""
     runs = {}
 
     def runs_of(method, lr):
@@ -165,7 +171,8 @@ def run_corpus(out_dir, size, corpus, what, seeds, lrs, peers, only, variant_lrs
         return runs[(method, lr)]
 
     rounds = SIZES[size]['bracket_rounds'] if BRACKET is None else BRACKET
-    for b in baselines:  # each baseline (adamw, muon, @lr_schedule=wsd): extend its grid until the best is interior
+    # each baseline (adamw, muon, @lr_schedule=wsd): extend its grid until the best is interior
+    for b in baselines:
         grid = sorted((adamw_lrs or lrs) if b.split('@')[0] == 'adamw' else (muon_lrs or BASELINE_LRS['muon']))
         for round_ in range(rounds + 1):
             for lr in grid:
@@ -176,8 +183,10 @@ def run_corpus(out_dir, size, corpus, what, seeds, lrs, peers, only, variant_lrs
             if round_ == rounds:
                 log(f"{corpus}: warning: best {b} lr {best:g} is at the edge of the grid (not bracketed)")
                 break
-            grid.insert(0, next_lr(grid[0], False)) if best == grid[0] else grid.append(next_lr(grid[-1], True))
-            log(f"{corpus}: best {b} lr {best:g} at the edge of the grid; extending to {[f'{x:g}' for x in grid]}")
+            grid.insert(0, next_lr(grid[0], False)) if best == grid[0] else grid.append(next_lr(grid[-1],
+                                                                                                True))
+            log(f"{corpus}: best {b} lr {best:g} at the edge of the grid; extending to "
+                f"{[f'{x:g}' for x in grid]}")
     if 'lrfree' in what:
         for lr in sorted(set(lrs) | {shipped_lr('alsals')}):
             runs_of('alsals', lr)
@@ -202,14 +211,17 @@ def main(argv=None):
     ap.add_argument('--corpus', default='char,bible', help='comma list of char, bible')
     ap.add_argument('--what', default='lrfree,methods,peers', help='comma list of lrfree, methods, peers '
                     '(baselines: only the brackets, which every invocation runs)')
-    ap.add_argument('--methods', default='', help="comma list: run only these of methods/peers (default all), at "
+    ap.add_argument('--methods', default='',
+                    help="comma list: run only these of methods/peers (default all), at "
                     "each of --lrs if given; a variant is method@key=value[@key=value] (train.py overrides), e.g. "
                     "alsals@ls_c=0.3")
-    ap.add_argument('--baselines', default='adamw', help="comma list of the baselines to bracket: adamw, muon, and "
+    ap.add_argument('--baselines', default='adamw',
+                    help="comma list of the baselines to bracket: adamw, muon, and "
                     "their variants, e.g. adamw@lr_schedule=wsd (default adamw)")
     ap.add_argument('--muon-lrs', default='', help='comma list: the grid Muon baselines start from (default '
                     '1e-2,3e-2,1e-1)')
-    ap.add_argument('--peer-lrs', default='', help='comma list: the lrs of the peers that have one (Schedule-Free '
+    ap.add_argument('--peer-lrs', default='',
+                    help='comma list: the lrs of the peers that have one (Schedule-Free '
                     'AdamW), run besides their default (its lr 1 run)')
     ap.add_argument('--seeds', type=int, default=0, help='number of seeds (default: the size\'s)')
     ap.add_argument('--lrs', default='', help='comma list replacing the lr-free grid 1e-4..1e-2 (and the '
@@ -218,9 +230,11 @@ def main(argv=None):
                     'lr-free grid or --lrs); with --bracket 0 exactly these')
     ap.add_argument('--out', default=os.path.join(ROOT, 'results', 'study'))
     ap.add_argument('--threads', type=int, default=1, help='torch threads per run (default 1)')
-    ap.add_argument('--jobs', type=int, default=1, help='runs at a time: the seeds of a grid point (default 1; '
+    ap.add_argument('--jobs', type=int, default=1,
+                    help='runs at a time: the seeds of a grid point (default 1; '
                     'more share the cores, so their timings are not comparable)')
-    ap.add_argument('--bracket', type=int, default=None, help='rounds of each baseline\'s grid extension (default: '
+    ap.add_argument('--bracket', type=int, default=None,
+                    help='rounds of each baseline\'s grid extension (default: '
                     'the size\'s)')
     args = ap.parse_args(argv)
     global THREADS, BRACKET, JOBS
@@ -240,7 +254,8 @@ def main(argv=None):
     baselines = [b for b in args.baselines.split(',') if b]
     for b in baselines:
         if b.split('@')[0] not in ('adamw', 'muon'):
-            sys.exit(f"error: --baselines: {b!r} is not adamw or muon (or a variant, e.g. adamw@lr_schedule=wsd)")
+            sys.exit(f"error: --baselines: {b!r} is not adamw or muon (or a variant, e.g. "
+                     "adamw@lr_schedule=wsd)")
     lrs = [float(x) for x in args.lrs.split(',') if x] or (QUICK_LRS if args.quick else LRFREE_LRS)
     seeds = args.seeds or SIZES[size]['seeds']
     peers = peers_available()

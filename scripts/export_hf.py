@@ -41,17 +41,21 @@ from model import HF_CONV1D # noqa: E402
 # -----------------------------------------------------------------------------
 out_dir = 'out' # the checkpoint is out_dir/ckpt.pt (and, for FSDP2, the DCP directory it names)
 hf_dir = '' # the Hugging Face directory to write (created; its model.safetensors and configs are replaced)
-crop_vocab = True # GPT-2 BPE: crop the vocab to 50257 (padding rows dropped); False keeps the model's vocab_size
+# GPT-2 BPE: crop the vocab to 50257 (padding rows dropped); False keeps the model's vocab_size
+crop_vocab = True
 # -----------------------------------------------------------------------------
-config_keys = [k for k, v in globals().items() if not k.startswith('_') and isinstance(v, (int, float, bool, str))]
+config_keys = [k for k, v in globals().items() if not k.startswith('_') and isinstance(v, (int, float, bool,
+                                                                                           str))]
 from configurator import configure, fail # fail: one line on stderr, exit code 1
 GPT2_VOCAB, GPT2_EOT = 50257, 50256
 
 
 def hf_state_dict(model, vocab_size):
-    """model.py's weights under transformers' GPT2LMHeadModel names: Conv1D weights transposed, zero biases where
-    the model has none (bias=False), the embedding cropped to vocab_size rows, lm_head left to the tie."""
-    sd = {k: v.detach().to('cpu', torch.float32) for k, v in model.state_dict().items() if k != 'lm_head.weight'}
+    """model.py's weights under transformers' GPT2LMHeadModel names: Conv1D weights transposed, zero biases
+    where the model has none (bias=False), the embedding cropped to vocab_size rows, lm_head left to the tie.
+    """
+    sd = {k: v.detach().to('cpu', torch.float32) for k,
+          v in model.state_dict().items() if k != 'lm_head.weight'}
     out = {}
     for k, v in sd.items():
         out[k] = (v.t() if k.endswith(HF_CONV1D) else v).contiguous().clone()
@@ -91,12 +95,14 @@ def export(model, hf_dir, bpe, crop_vocab=True):
     eot = GPT2_EOT if bpe and vocab_size > GPT2_EOT else None
     # the tokenizer first: without the ranks nothing is written
     files, tokenizer = gpt2_tokenizer(cfg.block_size) if eot is not None else ({}, None)
-    config = GPT2Config(vocab_size=vocab_size, n_positions=cfg.block_size, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
-                        n_head=cfg.n_head, n_inner=None, activation_function='gelu', layer_norm_epsilon=1e-5,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=eot, eos_token_id=eot,
-                        tie_word_embeddings=True, architectures=['GPT2LMHeadModel'])
+    config = GPT2Config(vocab_size=vocab_size, n_positions=cfg.block_size, n_embd=cfg.n_embd,
+                        n_layer=cfg.n_layer, n_head=cfg.n_head, n_inner=None, activation_function='gelu',
+                        layer_norm_epsilon=1e-5, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                        bos_token_id=eot, eos_token_id=eot, tie_word_embeddings=True,
+                        architectures=['GPT2LMHeadModel'])
     os.makedirs(hf_dir, exist_ok=True)
-    save_file(hf_state_dict(model, vocab_size), os.path.join(hf_dir, 'model.safetensors'), metadata={'format': 'pt'})
+    save_file(hf_state_dict(model, vocab_size), os.path.join(hf_dir, 'model.safetensors'),
+              metadata={'format': 'pt'})
     config.save_pretrained(hf_dir)
     if eot is not None:
         GenerationConfig(bos_token_id=eot, eos_token_id=eot).save_pretrained(hf_dir)
@@ -116,13 +122,15 @@ if __name__ == '__main__':
         fail("give --hf_dir=DIR, the Hugging Face directory to write")
     model, checkpoint = ckpt_io.load_model(out_dir) # plain or FSDP2; one-line errors
     dataset = checkpoint.get('config', {}).get('dataset')
-    meta = dataset and os.path.exists(os.path.join('data', dataset, 'meta.pkl')) # as sample.py decides the codec
+    # as sample.py decides the codec
+    meta = dataset and os.path.exists(os.path.join('data', dataset, 'meta.pkl'))
     try:
         vocab_size = export(model, hf_dir, bpe=not meta, crop_vocab=crop_vocab)
     except (OSError, ValueError) as e: # no GPT-2 ranks here, or an unwritable hf_dir
         fail(f"cannot export to {hf_dir}: {e}")
     what = (f"char-level: ids are the characters of data/{dataset}/meta.pkl, no Hugging Face tokenizer fits"
             if meta else "GPT-2 BPE: GPT-2's tokenizer written too, from the local ranks")
-    print(f"wrote {hf_dir}: {model.config.n_layer} layers, n_embd {model.config.n_embd}, vocab_size {vocab_size}"
+    print(f"wrote {hf_dir}: {model.config.n_layer} layers, n_embd {model.config.n_embd}, vocab_size "
+          f"{vocab_size}"
           + (f" (cropped from {model.config.vocab_size})" if vocab_size != model.config.vocab_size else "")
           + f"; {what}")

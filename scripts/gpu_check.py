@@ -15,8 +15,9 @@ setup and train_step, bench.py, `python train.py`) with bf16 autocast and torch.
    smoothed decrease D on every step, so it is compared with the step's decrease f(w) - f(w + eta d).
    Also: graphs compiled after the hand-off (torch._dynamo counters), which must be 0.
 4. fsdp: train.py with --fsdp=True under torchrun on one process (world size 1 runs FSDP2's whole path:
-   fully_shard, the search on DTensor shards, bf16, compile), a checkpoint with torch.distributed.checkpoint at
-   the middle, the same run resumed from it (losses within 1e-3 of the uninterrupted run), sample.py from it.
+   fully_shard, the search on DTensor shards, bf16, compile), a checkpoint with torch.distributed.checkpoint
+   at the middle, the same run resumed from it (losses within 1e-3 of the uninterrupted run), sample.py from
+   it.
 5. writes one JSON (out) and a short markdown summary next to it (.md), after every part, so a run cut
    short keeps what it measured. Exit code 1 if a part failed or a check did not pass.
 --parts=recompiles,offset reruns some parts only. In --smoke mode the bench runs without compile (its four
@@ -54,11 +55,13 @@ searched = 300 # line-search steps after the hand-off in the recompile run
 offset_steps = 20 # searched steps on which the eta = 0 offset is measured
 bench_accum = 5 # micro-batches per step in the bench (5 = the 8-GPU per-rank shape of config/train_gpt2*.py)
 ema_warmup = 25 # the last this-many warmup steps evaluate the closure (train.py's ls_ema_warmup_steps): this
-               # compiles the trial's no-grad graph before the hand-off; 0 leaves it to the first searched step
+               # compiles the trial's no-grad graph before the hand-off; 0 leaves it to the first searched
+               # step
 timeout = 300 # seconds for each subprocess (bench, train run)
 parts = 'bench,recompiles,offset,fsdp' # which parts to run (a rerun of one part, say)
 # -----------------------------------------------------------------------------
-config_keys = [k for k, v in globals().items() if not k.startswith('_') and isinstance(v, (int, float, bool, str))]
+config_keys = [k for k, v in globals().items() if not k.startswith('_') and isinstance(v, (int, float, bool,
+                                                                                           str))]
 from configurator import configure, fail # fail: one line on stderr, exit code 1
 configure(sys.argv[1:], globals(), config_keys)
 config = {k: globals()[k] for k in config_keys}
@@ -78,14 +81,16 @@ else:
     SYSTEM = ['--device=cuda', '--dtype=bfloat16', '--compile=True']
 if handoff < 2 or searched < 1 or offset_steps < 1 or not 0 <= ema_warmup <= handoff:
     fail("handoff must be >= 2, searched and offset_steps >= 1, ema_warmup in [0, handoff]")
-# every part: the ALSALS 124M config with the shape spelled out (bench.py's own defaults are a small CPU model),
-# searching on every step (the config's ls_skip_stable=15 would skip 15 steps of 16; the check is about the search)
-BASE = ['config/train_gpt2_alsals.py', f'--dataset={dataset}', *SHAPE, '--dropout=0.0', *SYSTEM, '--wandb_log=False',
-        '--ls_skip_stable=0']
-# the recompile and offset parts start with the paper's AdamW warmup (not the config's range test): its hand-off
-# to the search is where a graph compiled late would show, at a step that the check knows in advance
+# every part: the ALSALS 124M config with the shape spelled out (bench.py's own defaults are a small CPU
+# model), searching on every step (the config's ls_skip_stable=15 would skip 15 steps of 16; the check is
+# about the search)
+BASE = ['config/train_gpt2_alsals.py', f'--dataset={dataset}', *SHAPE, '--dropout=0.0', *SYSTEM,
+        '--wandb_log=False', '--ls_skip_stable=0']
+# the recompile and offset parts start with the paper's AdamW warmup (not the config's range test): its
+# hand-off to the search is where a graph compiled late would show, at a step that the check knows in advance
 WARM = ['--ls_range_test=False', f'--warmup_iters={handoff}', f'--ls_ema_warmup_steps={ema_warmup}']
-report = dict(config=config, torch=torch.__version__, started=time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime()),
+report = dict(config=config, torch=torch.__version__, started=time.strftime('%Y-%m-%d %H:%M:%S UTC',
+                                                                            time.gmtime()),
               device=torch.cuda.get_device_name() if not smoke else f'cpu (smoke, {os.cpu_count()} cores)',
               parts={})
 
@@ -171,8 +176,8 @@ def part_offset(tmp):
         f_closure = float(closure())
         f_w = real_step(closure=closure, loss=loss)
         st = opt.last_stats
-        rows.append(dict(f_train=float(loss), f_closure=f_closure, offset=float(loss) - f_closure, eta=st['eta'],
-                         f_trial=st['f_trial'], accepted=st['accepted'],
+        rows.append(dict(f_train=float(loss), f_closure=f_closure, offset=float(loss) - f_closure,
+                         eta=st['eta'], f_trial=st['f_trial'], accepted=st['accepted'],
                          decrease=f_w - st['f_trial'] if st['f_trial'] is not None else None))
         return f_w
     opt.step = step
@@ -196,14 +201,15 @@ def part_offset(tmp):
                 graphs_compiled_after_handoff=new_graphs, ok=new_graphs == 0, rows=rows)
 
 def part_fsdp(tmp):
-    """FSDP2 under torchrun on one process (world size 1 runs the whole path: fully_shard, the search on DTensor
-    shards, checkpoints with torch.distributed.checkpoint): a run to handoff + searched/2 steps with a checkpoint
-    at its middle, the same run resumed from that checkpoint, and sample.py from the checkpoint."""
+    """FSDP2 under torchrun on one process (world size 1 runs the whole path: fully_shard, the search on
+    DTensor shards, checkpoints with torch.distributed.checkpoint): a run to handoff + searched/2 steps with a
+    checkpoint at its middle, the same run resumed from that checkpoint, and sample.py from the checkpoint."""
     n_iter, mid = handoff + max(2, searched // 10), handoff + max(1, searched // 20)
     out_a, out_b = os.path.join(tmp, 'fsdp_a'), os.path.join(tmp, 'fsdp_b')
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=1', 'train.py', *BASE,
-           *WARM, '--fsdp=True', '--gradient_accumulation_steps=1', f'--eval_interval={mid}', '--eval_iters=5',
-           '--log_interval=1', '--always_save_checkpoint=True'] + (['--compile=False'] if smoke else [])
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=1', 'train.py',
+           *BASE, *WARM, '--fsdp=True', '--gradient_accumulation_steps=1', f'--eval_interval={mid}',
+           '--eval_iters=5', '--log_interval=1',
+           '--always_save_checkpoint=True'] + (['--compile=False'] if smoke else [])
     runs = {}
     for name, extra in (('uninterrupted', [f'--out_dir={out_a}', f'--max_iters={n_iter}']),
                         ('first half', [f'--out_dir={out_b}', f'--max_iters={mid}']),
@@ -211,9 +217,10 @@ def part_fsdp(tmp):
         rc, text = run(cmd + extra)
         if rc != 0:
             raise RuntimeError(f"{name} FSDP2 run exited {rc}: {' | '.join(text.strip().splitlines()[-5:])}")
-        runs[name] = {int(m.group(1)): float(m.group(2)) for m in re.finditer(r'^iter (\d+): loss ([0-9.]+)', text, re.M)}
-    rc, text = run([sys.executable, 'sample.py', f'--out_dir={out_b}', '--num_samples=1', '--max_new_tokens=32',
-                    f"--device={'cpu' if smoke else 'cuda'}"])
+        runs[name] = {int(m.group(1)): float(m.group(2)) for m in re.finditer(r'^iter (\d+): loss ([0-9.]+)',
+                                                                              text, re.M)}
+    rc, text = run([sys.executable, 'sample.py', f'--out_dir={out_b}', '--num_samples=1',
+                    '--max_new_tokens=32', f"--device={'cpu' if smoke else 'cuda'}"])
     if rc != 0:
         raise RuntimeError(f"sample.py on the FSDP2 checkpoint exited {rc}: {text.strip()[-500:]}")
     a, b = runs['uninterrupted'], runs['resumed']
@@ -240,12 +247,14 @@ def summary():
         f"{r['loss_last']:.3f} at the end; eta {r['eta_first']:.3g} -> {r['eta_last']:.3g}; "
         f"{r['trial_forwards_per_step']:.2f} trial forwards and {r['backtracks_per_step']:.2f} backtracks per "
         f"step; {r['median_ms_per_step_after_handoff']:.1f} ms/step (1 micro-batch)."])
-    L += section('offset', '## 3. f(w) from the training graph vs the closure at eta = 0 (no-grad graph)', lambda o: [
+    L += section('offset', '## 3. f(w) from the training graph vs the closure at eta = 0 (no-grad graph)',
+                 lambda o: [
         f"{o['steps']} searched steps: mean offset {o['mean_offset']:+.3g}, mean |offset| "
         f"{o['mean_abs_offset']:.3g}, max |offset| {o['max_abs_offset']:.3g}; median decrease f(w) - f(w + eta d) "
         f"{o['median_abs_decrease']:.3g}; {'negligible' if o['negligible'] else 'NOT negligible'} ({o['rule']}). "
         f"Graphs compiled after the hand-off: {o['graphs_compiled_after_handoff']}."])
-    L += section('fsdp', '## 4. FSDP2 (torchrun, one process): train, checkpoint (DCP), resume, sample', lambda f: [
+    L += section('fsdp', '## 4. FSDP2 (torchrun, one process): train, checkpoint (DCP), resume, sample',
+                 lambda f: [
         f"{f['iters']} iterations, loss {f['loss_first']:.3f} -> {f['loss_last']:.3f}; resumed at {f['resumed_at']}: "
         f"largest loss difference to the uninterrupted run {f['max_resume_loss_diff']:.2g} (<= 1e-3 required); "
         f"sample.py read the sharded checkpoint."])
@@ -262,7 +271,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         parts = (('bench', lambda: part_bench(tmp)), ('recompiles', lambda: part_recompiles(tmp)),
                  ('offset', lambda: part_offset(tmp)), ('fsdp', lambda: part_fsdp(tmp)))
-        gpu_report.run_parts([(name, fn) for name, fn in parts if name in PARTS], report['parts'], save, 'gpu_check')
+        gpu_report.run_parts([(name, fn) for name, fn in parts if name in PARTS], report['parts'], save,
+                             'gpu_check')
     gpu_report.finish(out, report, summary())
 
 if __name__ == '__main__':

@@ -1,7 +1,7 @@
 """
 What gpu_check.py and gpu_study.py share: their parts (checks, runs) run one after another, each recorded with
-its result or its error, and the report is written after every part (JSON, and its markdown summary beside it),
-so a run cut short on a lent GPU keeps what it measured.
+its result or its error, and the report is written after every part (JSON, and its markdown summary beside
+it), so a run cut short on a lent GPU keeps what it measured.
 """
 import json
 import os
@@ -19,8 +19,8 @@ def save(out, report, markdown):
 
 
 def run_parts(parts, results, save_all, tag):
-    """parts: [(name, fn)]; results[name] = fn() (a dict) or its error, with the seconds it took; save_all() after
-    each. An error is recorded and the next part runs: the others still tell something."""
+    """parts: [(name, fn)]; results[name] = fn() (a dict) or its error, with the seconds it took; save_all()
+        after each. An error is recorded and the next part runs: the others still tell something."""
     for name, fn in parts:
         t0 = time.time()
         print(f"{tag}: {name} ...", flush=True)

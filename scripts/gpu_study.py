@@ -1,8 +1,8 @@
 """
-The GPU study: the shape ladder's top rung, at a size only a GPU reaches, in under 8 minutes on one H100/H200, no
-internet. GPT-2 124M (the shape of config/train_gpt2*.py: 12 x 768, block 1024), bf16 autocast and torch.compile,
-on Shakespeare with GPT-2 BPE (data/shakespeare, ~1.4M training tokens, prepared offline if missing), one
-`python train.py` per method from its shipped config, the same short run for each:
+The GPU study: the shape ladder's top rung, at a size only a GPU reaches, in under 8 minutes on one H100/H200,
+no internet. GPT-2 124M (the shape of config/train_gpt2*.py: 12 x 768, block 1024), bf16 autocast and
+torch.compile, on Shakespeare with GPT-2 BPE (data/shakespeare, ~1.4M training tokens, prepared offline if
+missing), one `python train.py` per method from its shipped config, the same short run for each:
 
   adamw    config/train_gpt2.py          AdamW + cosine at its config's lr (nanoGPT's 6e-4)
   muon     config/train_gpt2_muon.py     Muon + cosine at its config's lrs (0.02; AdamW part 6e-4)
@@ -10,12 +10,12 @@ on Shakespeare with GPT-2 BPE (data/shakespeare, ~1.4M training tokens, prepared
   muonsls  config/train_gpt2_muonsls.py  MuonSLS as shipped
 
 Only the run's length is changed, as the CPU study does: max_iters steps of batch_size x 1024 tokens (one
-micro-batch, no accumulation), warmup (and the range test's pacing) 10% of the run, lr_decay_iters = max_iters,
-the line search's last ls_ema_warmup_steps the hold's last half. Each run's JSON-lines log gives its final val
-(eval_iters fixed batches), the median ms per step (after 10 steps of compilation, no eval step), tokens/s
-(batch_size x block_size / that median) and forwards per step (the trial forwards counted, on the one
-micro-batch). Writes `out` (JSON) and a markdown table next to it (.md) after every run, so a run cut short keeps
-what it measured. Exit code 1 if a run failed or ended non-finite.
+micro-batch, no accumulation), warmup (and the range test's pacing) 10% of the run, lr_decay_iters =
+max_iters, the line search's last ls_ema_warmup_steps the hold's last half. Each run's JSON-lines log gives
+its final val (eval_iters fixed batches), the median ms per step (after 10 steps of compilation, no eval
+step), tokens/s (batch_size x block_size / that median) and forwards per step (the trial forwards counted, on
+the one micro-batch). Writes `out` (JSON) and a markdown table next to it (.md) after every run, so a run cut
+short keeps what it measured. Exit code 1 if a run failed or ended non-finite.
 
 --smoke=True: CPU, a 1-layer model, a few steps, float32, no compile: the plumbing, not the figures (a test).
 
@@ -40,16 +40,20 @@ import gpu_report # the runs in turn, the report saved after each
 
 # -----------------------------------------------------------------------------
 smoke = False # CPU, a 1-layer model, few steps, float32, no compile: the plumbing, not the figures
-dataset = 'shakespeare' # a folder under data/ (prepared if it is 'shakespeare' or 'bible' and missing) or a path
+# a folder under data/ (prepared if it is 'shakespeare' or 'bible' and missing) or a path
+dataset = 'shakespeare'
 out = 'results/gpu_study.json'
 methods = 'adamw,muon,alsals,muonsls' # which of METHODS to run, in this order
-max_iters = 200 # steps per run (200 x 8 x 1024 = 1.6M tokens: about one pass over Shakespeare's training split)
+# steps per run (200 x 8 x 1024 = 1.6M tokens: about one pass over Shakespeare's training split)
+max_iters = 200
 batch_size = 8 # sequences of block_size tokens per step
 eval_iters = 20 # fixed val batches of the final (and the middle) eval
 timeout = 150 # seconds for each run (compile included)
-budget = 330 # seconds: a method not started by then is not run (with timeout: the study ends within 8 minutes)
+# seconds: a method not started by then is not run (with timeout: the study ends within 8 minutes)
+budget = 330
 # -----------------------------------------------------------------------------
-config_keys = [k for k, v in globals().items() if not k.startswith('_') and isinstance(v, (int, float, bool, str))]
+config_keys = [k for k, v in globals().items() if not k.startswith('_') and isinstance(v, (int, float, bool,
+                                                                                           str))]
 from configurator import configure, fail # fail: one line on stderr, exit code 1
 configure(sys.argv[1:], globals(), config_keys)
 config = {k: globals()[k] for k in config_keys}
@@ -77,7 +81,8 @@ RUN_LENGTH = [f'--dataset={dataset}', *SHAPE, f'--batch_size={batch_size}', '--g
               '--dropout=0.0', f'--max_iters={max_iters}', f'--lr_decay_iters={max_iters}', f'--warmup_iters={WARMUP}',
               f'--eval_interval={max_iters // 2}', f'--eval_iters={eval_iters}', '--log_interval=1',
               '--always_save_checkpoint=False', '--wandb_log=False', *SYSTEM]
-report = dict(config=config, torch=torch.__version__, started=time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime()),
+report = dict(config=config, torch=torch.__version__, started=time.strftime('%Y-%m-%d %H:%M:%S UTC',
+                                                                            time.gmtime()),
               device=torch.cuda.get_device_name() if not smoke else f'cpu (smoke, {os.cpu_count()} cores)',
               tokens_per_step=batch_size * BLOCK, runs={})
 
@@ -101,7 +106,8 @@ def summarize(records):
     """Final val, per-step cost and the step size at the end, from train.py's JSON-lines records."""
     steps = [r for r in records if 'loss' in r]
     evals = [r for r in records if 'val_loss' in r]
-    timed = [r['dt_ms'] for r in steps[10:] if not any(e['iter'] == r['iter'] for e in evals)] # compiled, no eval
+    # compiled, no eval
+    timed = [r['dt_ms'] for r in steps[10:] if not any(e['iter'] == r['iter'] for e in evals)]
     ms = float(np.median(timed)) if timed else math.nan
     final = evals[-1]['val_loss'] if evals else math.nan
     return dict(final_val=final, val=[[e['iter'], e['val_loss']] for e in evals], ms_per_step=ms,
@@ -121,8 +127,9 @@ def run_method(name, tmp):
     records = [json.loads(l) for l in open(log)] if os.path.exists(log) else []
     if rc != 0 or not any('val_loss' in r for r in records):
         raise RuntimeError(f"train.py exited {rc}: {' | '.join(text.strip().splitlines()[-3:])}")
-    return dict(config=METHODS[name], command=' '.join(['train.py', *args]), learning_rate=config_lr(METHODS[name]),
-                wall_s=round(time.time() - t0, 1), **summarize(records))
+    return dict(config=METHODS[name], command=' '.join(['train.py', *args]),
+                learning_rate=config_lr(METHODS[name]), wall_s=round(time.time() - t0, 1),
+                **summarize(records))
 
 def config_lr(path):
     """The learning_rate a config file sets (it may exec another config, relative to ROOT), else the default:
@@ -180,8 +187,8 @@ def main():
             return dict(error=f"not run: the study's budget of {budget} s was spent")
         return run_method(name, tmp)
     with tempfile.TemporaryDirectory() as tmp:
-        gpu_report.run_parts([(name, lambda name=name: run_within_budget(name, tmp)) for name in RUN], report['runs'],
-                             save, 'gpu_study')
+        gpu_report.run_parts([(name, lambda name=name: run_within_budget(name, tmp)) for name in RUN],
+                             report['runs'], save, 'gpu_study')
     gpu_report.finish(out, report, summary())
 
 if __name__ == '__main__':

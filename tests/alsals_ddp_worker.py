@@ -64,7 +64,8 @@ def worker(rank, world, port, out, perturb=0.0):
             opt.step(closure=lambda: F.mse_loss(ddp(xb), yb), loss=loss.detach())
         backtracks += opt.last_stats['backtracks']
     flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).double()
-    torch.save({'params': flat, 'eta': opt.eta, 'backtracks': backtracks}, os.path.join(out, f'rank{rank}.pt'))
+    torch.save({'params': flat, 'eta': opt.eta, 'backtracks': backtracks}, os.path.join(out,
+                                                                                        f'rank{rank}.pt'))
     del ddp
     teardown()
 
@@ -80,7 +81,8 @@ def range_test_worker(rank, world, port, out, _=None):
     ddp = torch.nn.parallel.DistributedDataParallel(model)
     opt = alsals.ALSALS(groups(model), lr=0.5, ramp=2.0, ramp_hold=4, ema_warmup_steps=2)
     X, Y = data(seed=rank)  # different data on each rank, each rank's full batch: a smooth loss to read
-    Y = Y * (1 + 2 * rank)                                  # and a different scale: the ranks' own edges differ
+    # and a different scale: the ranks' own edges differ
+    Y = Y * (1 + 2 * rank)
     micro = [(X[:32], Y[:32]), (X[32:], Y[32:])]
     local_f, seen_f, ends = [], [], []
     for it in range(40):

@@ -1,7 +1,7 @@
-"""Worker for the FSDP2 tests of tests/test_alsals.py and tests/test_muon.py (torch.multiprocessing.spawn pickles
-the function by module name): a small GPT of model.py, fully_shard on each block and on the root, stepped by a
-line-search optimizer or MuonAdamW on 2 gloo ranks; or the same model in one process on the same global batch
-(world=1, no process group)."""
+"""Worker for the FSDP2 tests of tests/test_alsals.py and tests/test_muon.py (torch.multiprocessing.spawn
+pickles the function by module name): a small GPT of model.py, fully_shard on each block and on the root,
+stepped by a line-search optimizer or MuonAdamW on 2 gloo ranks; or the same model in one process on the same
+global batch (world=1, no process group)."""
 import os
 import socket
 import sys
@@ -14,8 +14,8 @@ from trainer import distributed as parallel  # noqa: E402
 from model import GPT, GPTConfig  # noqa: E402
 
 CONFIG = dict(block_size=16, vocab_size=32, n_layer=2, n_head=2, n_embd=16, dropout=0.0, bias=True)
-# Muon's: 15 = 3 heads of 5, so the hidden matrices have 45, 15 and 60 rows: FSDP2's Shard(0) splits the odd ones
-# unevenly (8 + 7 rows), as it does any matrix whose rows do not divide by the world size
+# Muon's: 15 = 3 heads of 5, so the hidden matrices have 45, 15 and 60 rows: FSDP2's Shard(0) splits the odd
+# ones unevenly (8 + 7 rows), as it does any matrix whose rows do not divide by the world size
 MUON_CONFIG = dict(CONFIG, n_head=3, n_embd=15)
 GLOBAL_BATCH = 8
 
@@ -25,7 +25,8 @@ def batch(it, rank, world):
     g = torch.Generator().manual_seed(1000 + it)   # a learnable sequence: mostly "next token = token + 1"
     V, T = CONFIG['vocab_size'], CONFIG['block_size'] + 1
     start = torch.randint(0, V, (GLOBAL_BATCH, 1), generator=g)
-    noise = torch.randint(0, V, (GLOBAL_BATCH, T), generator=g) * (torch.rand(GLOBAL_BATCH, T, generator=g) < 0.2)
+    noise = torch.randint(0, V, (GLOBAL_BATCH, T), generator=g) * (torch.rand(GLOBAL_BATCH, T,
+                                                                              generator=g) < 0.2)
     data = (start + torch.arange(T) + noise) % V
     mine = data.chunk(world)[rank]
     return mine[:, :-1].contiguous(), mine[:, 1:].contiguous()
@@ -36,10 +37,12 @@ def build(world, optimizer='alsals', **opt_kw):
     muon = optimizer in ('muon', 'muonsls')     # Muon's matrices (2-D, inside the blocks), AdamW's the rest
     model = GPT(GPTConfig(**(MUON_CONFIG if muon else CONFIG))).double()   # float64: Adam's normalisation
     if world > 1:                                                          # amplifies rounding differences
-        parallel.shard(model)      # train.py's: each block and the root (which reshards after its forward too)
+        # train.py's: each block and the root (which reshards after its forward too)
+        parallel.shard(model)
     kw = {} if optimizer == 'muon' else dict(warmup_steps=5, ema_warmup_steps=3, max_grad_norm=1.0)
     if optimizer == 'muonsls':
-        kw['b'] = 4.0              # eta's first guess grows fast: the search backtracks (Muon's default never does here)
+        # eta's first guess grows fast: the search backtracks (Muon's default never does here)
+        kw['b'] = 4.0
     kw.update(opt_kw, **(dict(adamw_lr=3e-3) if muon else {}))
     opt = model.configure_optimizers(0.1, 3e-2, (0.9, 0.95), 'cpu', optimizer, **kw)
     return model, opt
@@ -77,8 +80,8 @@ def spawn(tmp_path, mode, optimizer='alsals'):
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
-    ctx = torch.multiprocessing.start_processes(worker, args=(2, port, str(tmp_path), mode, optimizer), nprocs=2,
-                                                join=False, start_method='spawn')
+    ctx = torch.multiprocessing.start_processes(worker, args=(2, port, str(tmp_path), mode, optimizer),
+                                                nprocs=2, join=False, start_method='spawn')
     deadline = time.time() + 180
     while not ctx.join(timeout=1):
         if time.time() > deadline:
@@ -89,8 +92,8 @@ def spawn(tmp_path, mode, optimizer='alsals'):
 
 
 def worker(rank, world, port, out, mode='run', optimizer='alsals'):
-    """mode 'run': 30 steps; 'save': the same 30 steps, with a torch.distributed.checkpoint of model and optimizer
-    after 15; 'resume': load that checkpoint, then steps 15-30. Writes out/<mode>_rank<r>.pt."""
+    """mode 'run': 30 steps; 'save': the same 30 steps, with a torch.distributed.checkpoint of model and
+    optimizer after 15; 'resume': load that checkpoint, then steps 15-30. Writes out/<mode>_rank<r>.pt."""
     import torch.distributed as dist
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
@@ -115,6 +118,7 @@ def worker(rank, world, port, out, mode='run', optimizer='alsals'):
     full = {k: (v.full_tensor() if hasattr(v, 'full_tensor') else v).detach().clone()
             for k, v in model.state_dict().items()}
     torch.save(dict(record=record, params=full), os.path.join(out, f'{mode}_rank{rank}.pt'))
-    if world > 1:   # both ranks wait before either shuts gloo down, as tests/alsals_ddp_worker.py's teardown()
+    # both ranks wait before either shuts gloo down, as tests/alsals_ddp_worker.py's teardown()
+    if world > 1:
         dist.barrier()
         dist.destroy_process_group()

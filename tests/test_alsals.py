@@ -29,8 +29,9 @@ def groups(m, wd=0.1, use_muon=False):
 
 
 def make_opt(variant, m, reference=False, **kw):
-    """A variant of alsals.py or muon.py (or its twin) on the two groups of `m`; 'muonsls' runs Muon's direction
-    on the 2-D weights with one eta for all, 'muonsls_separate' with one eta for them and one for the biases."""
+    """A variant of alsals.py or muon.py (or its twin) on the two groups of `m`; 'muonsls' runs Muon's
+    direction on the 2-D weights with one eta for all, 'muonsls_separate' with one eta for them and one for
+    the biases."""
     if variant == 'plasls':
         kw['components'] = [list(m[0].parameters()), list(m[2].parameters())]
     if variant.startswith('muonsls'):
@@ -105,7 +106,8 @@ def run(m, opt, steps, warmup=0, lr=0.05, batch=16, seed=0, record=None, schedul
         else:
             opt.step(closure=lambda: F.mse_loss(m(xb), yb), loss=loss.detach())
         if record is not None:   # the stats, components and moments after the step
-            moments = {n: (opt.state[p]['exp_avg'].clone(), opt.state[p]['exp_avg_sq'].clone(), opt.state[p]['step'])
+            moments = {n: (opt.state[p]['exp_avg'].clone(), opt.state[p]['exp_avg_sq'].clone(),
+                           opt.state[p]['step'])
                        if 'exp_avg' in opt.state[p] else opt.state[p]['momentum_buffer'].clone()
                        for n, p in m.named_parameters() if opt.state[p]}
             record.append((before, dict(stats=opt.last_stats, moments=moments,
@@ -138,8 +140,9 @@ def test_fast_matches_reference(variant, anneal):
 @pytest.mark.parametrize('variant', VARIANTS)
 def test_scheduler_lr_scales_the_applied_step(variant):
     """After the warmup an lr scheduler acts as torch users expect: from the same state and batch, a step with
-    group lr = s * lr_0 runs the same search (same trials, same accepted eta, same EMAs) and lands at
-    w*(1 - s*eta*wd) + s*eta*d_final, where d_final is read off the unscaled step: p1 = w*(1 - eta*wd) + eta*d_final."""
+    group lr = s * lr_0 runs the same search (same trials, same accepted eta, same EMAs) and lands at w*(1 -
+    s*eta*wd) + s*eta*d_final, where d_final is read off the unscaled step: p1 = w*(1 - eta*wd) + eta*d_final.
+    """
     import copy
     lr = 5.0 if variant == 'sgdsls' else 0.3
     m = mlp()
@@ -167,7 +170,8 @@ def test_scheduler_lr_scales_the_applied_step(variant):
     ps, sts, compss = step_from_here(0.3, X[:16], Y[:16])
     assert st1['accepted'] and st1['forwards'] >= 1
     assert st1 == sts and [{k: v for k, v in c.items() if k != 'params'} for c in comps1] == \
-        [{k: v for k, v in c.items() if k != 'params'} for c in compss]   # the search does not see the schedule
+        [{k: v for k,
+          v in c.items() if k != 'params'} for c in compss]   # the search does not see the schedule
     cid = {id(p): g['component'] for g in opt.param_groups for p in g['params']}
     order = sorted(set(cid.values()))
     for k, p in enumerate(m.parameters()):
@@ -218,7 +222,8 @@ def test_every_accepted_step_satisfies_its_criterion(variant, smooth):
         comps = after['comps']
         if len(comps) < len(before['comps']):
             continue                                                    # a merge renumbered the components
-        k = st['searched'] or 0                                          # None: the whole network (PLASLS's first)
+        # None: the whole network (PLASLS's first)
+        k = st['searched'] or 0
         searched = set(names.values()) if st['searched'] is None else {names[id(p)] for p in comps[k]['params']}
         eta = comps[k]['eta']                                            # PLASLS: st['eta'] is the mean
         xb, yb = before['batch']
@@ -289,10 +294,12 @@ def test_convex_problem_from_any_step_size(variant, eta0):
     """Full-batch least squares: the loss decreases from any initial step size in 1e-5..1; eta grows when
     too small, backtracks when too large, and never leaves [eta_min, eta_max]."""
     g = torch.Generator().manual_seed(0)
-    A = 3 * torch.randn(50, 8, generator=g, dtype=torch.float64)  # curvature ~10: eta = 1 is too large for SGD
+    # curvature ~10: eta = 1 is too large for SGD
+    A = 3 * torch.randn(50, 8, generator=g, dtype=torch.float64)
     y = A @ torch.randn(8, 1, generator=g, dtype=torch.float64)
     w = nn.Parameter(torch.zeros(8, 1, dtype=torch.float64))
-    opt = alsals.OPTIMIZERS[variant]([w], lr=eta0, b=5, eta_min=1e-8, eta_max=1.0, smooth=False)  # fast growth
+    # fast growth
+    opt = alsals.OPTIMIZERS[variant]([w], lr=eta0, b=5, eta_min=1e-8, eta_max=1.0, smooth=False)
     f = lambda: 0.5 * ((A @ w - y) ** 2).mean()
     f0 = f().item()
     etas = []
@@ -411,7 +418,8 @@ def test_step_without_closure_after_warmup_is_an_error():
 
 def test_bad_hyperparameters_are_errors():
     m = mlp()
-    for kw in (dict(lr=0), dict(c=1.5), dict(backtrack=1.0), dict(eta_min=1.0, eta_max=0.5), dict(b=0), dict(fa='x')):
+    for kw in (dict(lr=0), dict(c=1.5), dict(backtrack=1.0), dict(eta_min=1.0, eta_max=0.5), dict(b=0),
+               dict(fa='x')):
         with pytest.raises(ValueError):
             alsals.ALSALS(m.parameters(), **kw)
     with pytest.raises(ValueError, match='components'):
@@ -443,9 +451,9 @@ def test_state_dict_round_trip_continues_identically(variant, tmp_path):
 
 
 def test_plasls_merge_rule():
-    """[F] Algorithm 1, in the fast optimizer (components are param groups) and in the twin's own implementation:
-    the component of smallest eta, once at or below the threshold, joins the one of next-smallest eta; both take
-    the mean of their etas and EMAs."""
+    """[F] Algorithm 1, in the fast optimizer (components are param groups) and in the twin's own
+    implementation: the component of smallest eta, once at or below the threshold, joins the one of
+    next-smallest eta; both take the mean of their etas and EMAs."""
     m = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2), nn.Linear(2, 2))
     opt = alsals.PLASLS(m.parameters(), lr=0.1, components=[list(l.parameters()) for l in m])
     for k, (eta, D, G) in enumerate([(1e-3, 1.0, 2.0), (1e-13, 0.0, 0.0), (1e-5, 3.0, 4.0)]):
@@ -469,7 +477,8 @@ def test_plasls_searches_one_component_per_step_after_a_whole_network_first_step
     rec = []
     run(m, opt, 7, record=rec)
     assert len(components(opt)) == 2
-    assert [after['stats']['searched'] for _, after in rec] == [None, 0, 1, 0, 1, 0, 1]  # None: the whole network
+    # None: the whole network
+    assert [after['stats']['searched'] for _, after in rec] == [None, 0, 1, 0, 1, 0, 1]
     # a component whose eta is driven below the threshold is merged
     set_component(opt, 1, eta=1e-13)
     run(m, opt, 1)
@@ -483,7 +492,8 @@ def test_compiled_model_does_not_recompile_after_step_2():
     counters.clear()
     torch.manual_seed(0)
     model = GPT(GPTConfig(block_size=16, vocab_size=32, n_layer=1, n_head=2, n_embd=16, dropout=0.0))
-    opt = model.configure_optimizers(0.1, 1e-2, (0.9, 0.95), 'cpu', 'alsals', warmup_steps=2, ema_warmup_steps=1)
+    opt = model.configure_optimizers(0.1, 1e-2, (0.9, 0.95), 'cpu', 'alsals', warmup_steps=2,
+                                     ema_warmup_steps=1)
     cmodel = torch.compile(model, backend='aot_eager')
     x = torch.randint(0, 32, (4, 16))
     graphs = []
@@ -531,8 +541,9 @@ def test_ddp_ranks_end_identical(tmp_path, perturb):
 
 
 def test_ddp_range_test_decides_the_edge_on_reduced_losses(tmp_path):
-    """The range test on 2 gloo ranks with different data and gradient accumulation (2 micro-batches): the f(w)
-    it reads is the mean over ranks of each rank's micro-batch mean, the edge is the one the rule gives on those
+    """The range test on 2 gloo ranks with different data and gradient accumulation (2 micro-batches): the
+    f(w) it reads is the mean over ranks of each rank's micro-batch mean, the edge is the one the rule gives
+    on those
     means (recomputed here), both ranks end the test at the same step and end bit-identical."""
     r0, r1 = _spawn_ddp(tmp_path, None, name='range_test_worker')
     mean_f = [(a + b) / 2 for a, b in zip(r0['local_f'], r1['local_f'])]
@@ -613,9 +624,9 @@ def test_nonfinite_gradient_with_finite_loss_skips(bad, max_grad_norm, warmup_st
 def test_search_accepts_from_any_ema_state(D, G):
     """From any (D, G) starting state, including D < 0 with G' <= 0 (as eta -> 0 the smoothed test tends to
     beta_s*D >= 0, false whatever the sign of G'), the first search accepts (the EMAs restart instead of
-    locking). From any other state (e.g. D/G far below eta, where the smoothed test needs eta < beta_s*D/(c*G'),
-    beyond max_backtracks) at most one search exhausts: it restarts the EMAs, and every later search accepts.
-    eta is never cut by more than one exhausted search."""
+    locking). From any other state (e.g. D/G far below eta, where the smoothed test needs eta <
+    beta_s*D/(c*G'), beyond max_backtracks) at most one search exhausts: it restarts the EMAs, and every later
+    search accepts. eta is never cut by more than one exhausted search."""
     m = mlp(dtype=torch.float64)
     eta0 = 1e-2
     opt = alsals.ALSALS(m.parameters(), lr=eta0)
@@ -698,8 +709,8 @@ def test_state_dict_without_later_settings_loads():
 
 
 def test_loaded_state_is_not_shared_with_its_source():
-    """load_state_dict copies: the source optimizer stepping on leaves the loaded one's counters, search scalars
-    and moments (exp_avg, exp_avg_sq, step of every parameter) as they were saved."""
+    """load_state_dict copies: the source optimizer stepping on leaves the loaded one's counters, search
+    scalars and moments (exp_avg, exp_avg_sq, step of every parameter) as they were saved."""
     import copy
     m = mlp()
     o1 = make_opt('alsals', m, lr=0.3)
@@ -713,7 +724,8 @@ def test_loaded_state_is_not_shared_with_its_source():
     loaded = o2.state_dict()
     tu_same = [torch.equal(loaded['state'][i][k], saved['state'][i][k]) for i in saved['state']
                for k in ('exp_avg', 'exp_avg_sq')]
-    moved = [torch.equal(o1.state_dict()['state'][i]['exp_avg'], saved['state'][i]['exp_avg']) for i in saved['state']]
+    moved = [torch.equal(o1.state_dict()['state'][i]['exp_avg'],
+                         saved['state'][i]['exp_avg']) for i in saved['state']]
     assert all(tu_same) and not any(moved) and len(tu_same) == 8
     assert [dict(g, params=None) for g in loaded['param_groups']] == [dict(g, params=None)
                                                                        for g in saved['param_groups']]
@@ -742,7 +754,8 @@ def test_fd_slope_resolves_in_float32():
         opt = alsals.ALSALS(mm.parameters(), lr=1e-3, **kw)
         for p, q in zip(model.parameters(), mm.parameters()):
             st = warm.state[p]
-            opt.state[q].update(step=int(st['step']), exp_avg=st['exp_avg'].clone(), exp_avg_sq=st['exp_avg_sq'].clone())
+            opt.state[q].update(step=int(st['step']), exp_avg=st['exp_avg'].clone(),
+                                exp_avg_sq=st['exp_avg_sq'].clone())
         b = batches[0]
         _, loss = mm(*b)
         loss.backward()
@@ -767,7 +780,7 @@ def test_search_settings_live_in_param_groups():
         alsals.ALSALS([{'params': list(m[0].parameters())}, {'params': list(m[2].parameters()), 'b': 50}])
 
 
-# ---- the PyTorch ecosystem: torch.distributed.checkpoint, FSDP2, lr schedulers --------------------------------
+# ---- the PyTorch ecosystem: torch.distributed.checkpoint, FSDP2, lr schedulers -----------------------------
 @pytest.mark.parametrize('variant', VARIANTS)
 @pytest.mark.parametrize('flatten', [False, True])
 def test_distributed_checkpoint_state_dict_round_trips(variant, flatten):
@@ -800,8 +813,9 @@ def test_distributed_checkpoint_state_dict_round_trips(variant, flatten):
 
 @pytest.fixture(scope='module')
 def fsdp_saved(tmp_path_factory):
-    """ALSALS on 2 gloo ranks under FSDP2 for 30 steps, with a torch.distributed.checkpoint written after 15 (a
-    save moves nothing): one run serves both tests below. Returns its folder and each rank's record and params."""
+    """ALSALS on 2 gloo ranks under FSDP2 for 30 steps, with a torch.distributed.checkpoint written after 15
+    (a save moves nothing): one run serves both tests below. Returns its folder and each rank's record and
+    params."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from fsdp_worker import spawn
     out = tmp_path_factory.mktemp('fsdp')
@@ -827,8 +841,8 @@ def test_fsdp2_matches_one_process(tmp_path, fsdp_saved):
 
 
 def test_fsdp2_resumes_exactly_through_distributed_checkpoint(fsdp_saved):
-    """FSDP2 on 2 gloo ranks: a torch.distributed.checkpoint of model and optimizer after 15 steps, loaded into
-    fresh processes, continues bit-identically to the run that was not stopped."""
+    """FSDP2 on 2 gloo ranks: a torch.distributed.checkpoint of model and optimizer after 15 steps, loaded
+    into fresh processes, continues bit-identically to the run that was not stopped."""
     from fsdp_worker import spawn
     out, saved = fsdp_saved
     resumed = spawn(out, 'resume')
@@ -838,8 +852,8 @@ def test_fsdp2_resumes_exactly_through_distributed_checkpoint(fsdp_saved):
 
 
 def test_lr_scheduler_acts_after_the_warmup():
-    """A torch.optim.lr_scheduler attached as usual acts on the applied step: with CosineAnnealingLR driving lr
-    to 0 over the run, the last steps barely move the parameters, while without it they move as much as
+    """A torch.optim.lr_scheduler attached as usual acts on the applied step: with CosineAnnealingLR driving
+    lr to 0 over the run, the last steps barely move the parameters, while without it they move as much as
     before; the search's own eta keeps its level (it tests and keeps eta, not eta*lr/lr_0, which ends near 0):
     within 10 % of the unscheduled run's, whose trajectory differs."""
     X, Y = data()
@@ -902,7 +916,8 @@ def test_first_guess_far_too_high_comes_down():
     """A first guess 1000x too high, no warmup: the first searches fail the test at every eta they try (the
     first with every trial worse than f(w), the next with too little decrease), so each exhausts. It must keep
     cutting eta (by backtrack**max_backtracks each time) rather than return to where it started, so after a
-    few exhausted steps the search accepts and the loss falls (it used to livelock, eta growing to eta_max)."""
+    few exhausted steps the search accepts and the loss falls (it used to livelock, eta growing to eta_max).
+    """
     X, Y = data()
     m = mlp()
     opt = alsals.ALSALS(m.parameters(), lr=50.0, eta_max=100.0)        # a good step size here is ~0.05
@@ -915,12 +930,13 @@ def test_first_guess_far_too_high_comes_down():
     assert opt.eta < 0.5 and F.mse_loss(m(X), Y).item() < 0.5 * f0
 
 
-# ---- the start by an LR range test (alsals/start.py) ----------------------------------------------------------
+# ---- the start by an LR range test (alsals/start.py) -------------------------------------------------------
 def test_range_start_matches_reference():
     """ramp > 0, rule 'range': no AdamW warmup; eta starts at lr/100 and doubles every `ramp` steps while the
-    training loss's EMA is tracked; when it rises 2 % above its minimum, eta becomes the eta at the minimum and
-    the search takes over. The twin implements the same start."""
-    kw = dict(lr=0.5, weight_decay=0.1, ramp=3.0, max_grad_norm=1.0, skip_stable=2, ramp_hold=8, ema_warmup_steps=3)
+    training loss's EMA is tracked; when it rises 2 % above its minimum, eta becomes the eta at the minimum
+    and the search takes over. The twin implements the same start."""
+    kw = dict(lr=0.5, weight_decay=0.1, ramp=3.0, max_grad_norm=1.0, skip_stable=2, ramp_hold=8,
+              ema_warmup_steps=3)
     m1, m2 = mlp(dtype=torch.float64), mlp(dtype=torch.float64)   # lr 0.5 amplifies float32's last bits
     o1, o2 = make_opt('alsals', m1, **kw), make_opt('alsals', m2, reference=True, **kw)
     rec = []
@@ -937,8 +953,8 @@ def test_range_start_matches_reference():
 def test_range_start_ends_at_the_edge(sigma):
     """Recomputed from the losses the optimizer saw: eta = lr/100 * 2**(t/ramp) at ramp step t; the EMA over
     `ramp` steps of f(w); the ramp ends at the first step whose EMA exceeds 1.02 x its running minimum (the
-    edge), with eta = the edge's eta / ramp_sigma; no trial forward before the end; then `ramp` steps hold that
-    eta with one trial each (warming D and G), then the search (eta grows by 2**(1/b) or backtracks)."""
+    edge), with eta = the edge's eta / ramp_sigma; no trial forward before the end; then `ramp` steps hold
+    that eta with one trial each (warming D and G), then the search (eta grows by 2**(1/b) or backtracks)."""
     k, lr = 4.0, 0.5
     m = mlp()
     opt = alsals.ALSALS(m.parameters(), lr=lr, ramp=k, ramp_sigma=sigma, ramp_hold=-1)
@@ -983,8 +999,9 @@ def test_range_start_from_ramp_from_matches_reference(ramp_from):
 
 
 def test_range_from_makes_the_first_guess_irrelevant():
-    """With ramp_from set, lr plays no part: first guesses 1e-4 and 10 take bit-identical steps through the range
-    test, its hold and the search (the applied step is eta * lr/lr_0 = eta), from eta = ramp_from * 2**(t/ramp)."""
+    """With ramp_from set, lr plays no part: first guesses 1e-4 and 10 take bit-identical steps through the
+    range test, its hold and the search (the applied step is eta * lr/lr_0 = eta), from eta = ramp_from *
+    2**(t/ramp)."""
     runs = []
     for lr in (1e-4, 10.0):
         m = mlp()
@@ -1043,8 +1060,9 @@ def test_range_start_ends_on_the_loss_rising_gradually():
 
 
 def test_range_start_without_a_rise_ends_at_eta_max():
-    """A loss that only falls: the test ends at the first step whose eta would reach eta_max, with the eta before
-    it / ramp_sigma, then holds it for ramp_hold steps (the last ema_warmup_steps of them warming D and G)."""
+    """A loss that only falls: the test ends at the first step whose eta would reach eta_max, with the eta
+    before it / ramp_sigma, then holds it for ramp_hold steps (the last ema_warmup_steps of them warming D and
+    G)."""
     s, eta, out = start_state(ramp=2.0, ramp_hold=3, ema_warmup_steps=2), 0.5, []
     for t in range(40):
         step = alsals.start.step([s], eta, 1.0 / (t + 1))
@@ -1054,7 +1072,8 @@ def test_range_start_without_a_rise_ends_at_eta_max():
         out.append((eta, mode))
     edge = math.ceil(2 * math.log2(1.0 / (0.5 / 100)))           # the first t with lr/100 * 2**(t/2) >= 1
     assert [m for _, m in out] == ['ramp'] * edge + ['edge', 'hold', 'warm', 'warm']
-    assert all(e < 1.0 for e, _ in out) and out[edge][0] == pytest.approx(0.5 / 100 * 2 ** ((edge - 1) / 2) / 2)
+    assert all(e < 1.0 for e,
+               _ in out) and out[edge][0] == pytest.approx(0.5 / 100 * 2 ** ((edge - 1) / 2) / 2)
 
 
 def test_range_start_never_exceeds_eta_max():
@@ -1081,8 +1100,8 @@ def test_range_start_needs_a_ramp_of_at_least_one_step():
 
 @pytest.mark.parametrize('at', ['ramp', 'hold'])
 def test_state_dict_round_trip_in_the_range_test_continues_identically(at, tmp_path):
-    """Saved in the middle of the range test (or of its hold) and loaded into a fresh optimizer, the run goes on
-    as if never stopped: the same edge, the same parameters."""
+    """Saved in the middle of the range test (or of its hold) and loaded into a fresh optimizer, the run goes
+    on as if never stopped: the same edge, the same parameters."""
     kw = dict(lr=0.5, ramp=3.0, ramp_hold=6, ema_warmup_steps=3, weight_decay=0.1)
     m1 = mlp()
     o1 = alsals.ALSALS(m1.parameters(), **kw)
@@ -1099,7 +1118,8 @@ def test_state_dict_round_trip_in_the_range_test_continues_identically(at, tmp_p
     o2.load_state_dict(sd['opt'])
     run(m1, o1, 30, batch=64, record=rec1)
     run(m2, o2, 30, batch=64, record=rec2)
-    ends = [[i for i, (_, after) in enumerate(r[-30:]) if after['stats'].get('ramp_end')] for r in (rec1, rec2)]
+    ends = [[i for i, (_, after) in enumerate(r[-30:]) if after['stats'].get('ramp_end')] for r in (rec1,
+                                                                                                    rec2)]
     assert ends[0] == ends[1] and (len(ends[0]) == 1) == (at == 'ramp')
     for a, b in zip(m1.parameters(), m2.parameters()):
         assert torch.equal(a, b)
@@ -1164,10 +1184,10 @@ def test_noise_level_is_the_edge_over_one_plus_the_noise_scale():
 
 @pytest.mark.parametrize('level', ['curvature', 'polyak'])
 def test_curvature_and_polyak_levels_move_eta_by_their_reading(level):
-    """level='curvature' | 'polyak': after each trial accepted at its first eta, the next eta is that eta times
-    sqrt(reading / target), clamped to [1/1.25, 1.25]: curvature reads s* = eta f_a / (2 (f_t - f_w + eta f_a))
-    from the step's own f(w), f_a and f(w + eta d) (last_stats), polyak f(w) / (eta ||g||^2_P) with P from the
-    moments after the step. Recomputed here at every searched step; eta moves both ways."""
+    """level='curvature' | 'polyak': after each trial accepted at its first eta, the next eta is that eta
+    times sqrt(reading / target), clamped to [1/1.25, 1.25]: curvature reads s* = eta f_a / (2 (f_t - f_w +
+    eta f_a)) from the step's own f(w), f_a and f(w + eta d) (last_stats), polyak f(w) / (eta ||g||^2_P) with
+    P from the moments after the step. Recomputed here at every searched step; eta moves both ways."""
     m = mlp()
     opt = make_opt('alsals', m, lr=0.05, warmup_steps=3, ema_warmup_steps=1, c=0.1, b=1e9, level=level,
                    level_target=1.4)

@@ -15,7 +15,8 @@ from model import GPT, GPTConfig  # noqa: E402
 
 
 def _corpus(tmp_path):
-    spec = importlib.util.spec_from_file_location('prep', os.path.join(ROOT, 'data', 'shakespeare_char', 'prepare.py'))
+    spec = importlib.util.spec_from_file_location('prep', os.path.join(ROOT, 'data', 'shakespeare_char',
+                                                                       'prepare.py'))
     prep = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(prep)
     prep.prepare(out_dir=str(tmp_path), max_chars=300_000)
@@ -27,9 +28,10 @@ def _corpus(tmp_path):
 
 def _train(name, data, vocab, steps, warmup=30):
     torch.manual_seed(0)
-    m = GPT(GPTConfig(block_size=64, vocab_size=vocab, n_layer=2, n_head=2, n_embd=64, dropout=0.0, bias=False))
-    opt = m.configure_optimizers(0.1, 1e-2, (0.9, 0.99), 'cpu', name, warmup_steps=warmup, ema_warmup_steps=15,
-                                 max_grad_norm=1.0)
+    m = GPT(GPTConfig(block_size=64, vocab_size=vocab, n_layer=2, n_head=2, n_embd=64, dropout=0.0,
+                      bias=False))
+    opt = m.configure_optimizers(0.1, 1e-2, (0.9, 0.99), 'cpu', name, warmup_steps=warmup,
+                                 ema_warmup_steps=15, max_grad_norm=1.0)
     etas, losses = [], []
     for it in range(steps):
         if it < warmup:

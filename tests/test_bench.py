@@ -13,13 +13,15 @@ TINY = ["--n_layer=1", "--n_head=2", "--n_embd=16", "--block_size=16", "--batch_
         "--gradient_accumulation_steps=2", "--num_threads=1"]
 SETTINGS = ("adamw; alsals --ls_trial_microsteps=0; adamw --gradient_accumulation_steps=1; "
             "alsals --gradient_accumulation_steps=1 --ls_skip_stable=3")
-FIELDS = ("optimizer", "gradient_accumulation_steps", "tokens_per_step", "n_trial", "step_time_s", "step_time_p10_s",
-          "step_time_p90_s", "tokens_per_s", "mfu", "forwards_per_step", "final_eta", "hparams", "step_times_s",
-          "peak_mem_bytes", "step_time_ratio_vs_adamw", "peak_mem_ratio_vs_adamw", "collectives_per_step")
+FIELDS = ("optimizer", "gradient_accumulation_steps", "tokens_per_step", "n_trial", "step_time_s",
+          "step_time_p10_s", "step_time_p90_s", "tokens_per_s", "mfu", "forwards_per_step", "final_eta",
+          "hparams", "step_times_s", "peak_mem_bytes", "step_time_ratio_vs_adamw", "peak_mem_ratio_vs_adamw",
+          "collectives_per_step")
 
 
 def bench(tmp_path, dataset, *args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), f"--dataset={dataset}", *TINY, *args],
+    return subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), f"--dataset={dataset}", *TINY,
+                           *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
@@ -58,8 +60,8 @@ def test_bench_schema_and_figures(tmp_path, tiny_dataset):
     skip, every = res[labels[3]], res[labels[1]]
     assert skip["hparams"]["skip_stable"] == 3 and every["hparams"]["skip_stable"] == 0
     assert skip["n_trial"] == 1 and every["n_trial"] == 2
-    # 1 training forward + trial forwards on n_trial of the 2 micro-batches: every searched step tries at least
-    # once when no search is skipped
+    # 1 training forward + trial forwards on n_trial of the 2 micro-batches: every searched step tries at
+    # least once when no search is skipped
     assert every["forwards_per_step"] >= 2.0
     assert skip["forwards_per_step"] >= 1.0 and skip["final_eta"] > 0
     for label in labels:
@@ -74,13 +76,15 @@ def test_bench_bad_input(tmp_path, tiny_dataset):
         "error: timed_steps must be >= 20 (got 5): fewer gives no usable spread"]
     p = bench(tmp_path, tiny_dataset, "--settings=adamw; nosuchopt", f"--out={out}")
     assert p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1 and "nosuchopt" in p.stderr, p.stderr
-    p = bench(tmp_path, tiny_dataset, "--settings=adamw; alsals", "--burnin=1", "--max_start=0", f"--out={out}")
+    p = bench(tmp_path, tiny_dataset, "--settings=adamw; alsals", "--burnin=1", "--max_start=0",
+              f"--out={out}")
     assert p.returncode == 1 and "still in its start" in p.stderr, p.stderr  # warmup_iters=2 > 1 step
     assert not out.exists()
 
 
 def test_bench_times_searched_steps_after_the_range_test(tmp_path, tiny_dataset):
-    # the shipped configs' start: adamw has none (no error), alsals is timed only after its range test and hold
+    # the shipped configs' start: adamw has none (no error), alsals is timed only after its range test and
+    # hold
     out = tmp_path / "rt.json"
     p = bench(tmp_path, tiny_dataset, "--ls_range_test=True", "--settings=adamw; alsals", "--burnin=1",
               f"--out={out}")
@@ -92,9 +96,9 @@ def test_bench_times_searched_steps_after_the_range_test(tmp_path, tiny_dataset)
 
 
 def test_bench_counts_muons_gathers_under_fsdp2(tmp_path, tiny_dataset):
-    """Under torchrun on 2 gloo ranks with --fsdp=True, bench.py reports each setting's collectives per step: Muon
-    adds one all-gather per sharded matrix (4 per block: attention in and out, MLP in and out), AdamW none, and
-    the FSDP2 gathers and reduce-scatters are the same for both."""
+    """Under torchrun on 2 gloo ranks with --fsdp=True, bench.py reports each setting's collectives per step:
+    Muon adds one all-gather per sharded matrix (4 per block: attention in and out, MLP in and out), AdamW
+    none, and the FSDP2 gathers and reduce-scatters are the same for both."""
     out = tmp_path / "bench.json"
     p = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
                         os.path.join(ROOT, "bench.py"), f"--dataset={tiny_dataset}", *TINY, "--n_layer=2",

@@ -66,7 +66,8 @@ def test_unknown_key():
 
 
 @pytest.mark.parametrize('arg,key', [('--batch_size=1.5', 'batch_size'), ('--compile=1', 'compile'),
-                                     ('--batch_size=True', 'batch_size'), ('--learning_rate=fast', 'learning_rate')])
+                                     ('--batch_size=True', 'batch_size'), ('--learning_rate=fast',
+                                                                           'learning_rate')])
 def test_type_mismatch(arg, key):
     one_line_exit([arg], key)
 
@@ -132,7 +133,8 @@ def test_none_default_takes_the_literal_given(tmp_path):
 def test_train_py_ls_settings_default_to_none():
     ns, keys = train_py_defaults()
     ls = {k: ns[k] for k in keys if k.startswith('ls_')}
-    assert ls.pop('ls_trial_microsteps') == 1 and ls.pop('ls_n_components') == 10  # the trainer's own settings
+    # the trainer's own settings
+    assert ls.pop('ls_trial_microsteps') == 1 and ls.pop('ls_n_components') == 10
     assert ls.pop('ls_anneal_frac') == 0.0  # the line search's lr decay: off (the paper) unless set
     assert ls.pop('ls_anneal_to') == 0.1  # ... and its end, a fraction of the search's step
     assert ls.pop('ls_range_test') is False  # the AdamW warmup (the paper) unless set
@@ -140,9 +142,9 @@ def test_train_py_ls_settings_default_to_none():
 
 
 def test_optimizer_kwargs_from_train_py_settings():
-    """The line search's kwargs: the ls_* that are set, unprefixed, the trainer's own ls_* left out; AdamW's warmup
-    or, with ls_range_test, the range test's ramp and hold of warmup_iters in its place (a set ls_* wins there);
-    grad_clip as max_grad_norm; nothing for adamw and muon."""
+    """The line search's kwargs: the ls_* that are set, unprefixed, the trainer's own ls_* left out; AdamW's
+    warmup or, with ls_range_test, the range test's ramp and hold of warmup_iters in its place (a set ls_*
+    wins there); grad_clip as max_grad_norm; nothing for adamw and muon."""
     from trainer.config import optimizer_kwargs
     ns, keys = train_py_defaults()
     config = {k: ns[k] for k in keys}

@@ -30,7 +30,8 @@ def run_script(name, *args, env=None, code=None):
     if code is None:
         cmd = [sys.executable, script, *args]
     else:  # run the script as __main__ after `code`, e.g. hiding an installed package
-        cmd = [sys.executable, "-c", f"import sys; {code}; sys.argv = {[script, *args]!r}; sys.path.insert(0, "
+        cmd = [sys.executable, "-c",
+               f"import sys; {code}; sys.argv = {[script, *args]!r}; sys.path.insert(0, "
                                      f"{os.path.dirname(script)!r}); exec(compile(open({script!r}).read(), "
                                      f"{script!r}, 'exec'), {{'__name__': '__main__', '__file__': {script!r}}})"]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, cwd="/", timeout=120)
@@ -55,7 +56,8 @@ def check_one_line_error(r, *needles):
 
 def test_gpt2_encoding():
     enc = gpt2_encoding()
-    assert enc.encode_ordinary("Hello world, this is GPT-2!") == [15496, 995, 11, 428, 318, 402, 11571, 12, 17, 0]
+    assert enc.encode_ordinary("Hello world, this is GPT-2!") == [15496, 995, 11, 428, 318, 402, 11571, 12,
+                                                                  17, 0]
     assert enc.n_vocab == 50257 and enc.eot_token == 50256
     assert enc.encode(EOT, allowed_special="all") == [50256]
     for text in ["Hello world, this is GPT-2!", "  tabs\tand\nnewlines\n\n", "naïve café — 東京 🙂", ""]:
@@ -136,8 +138,8 @@ def test_openwebtext_local_files(tmp_path, fmt, num_proc):
             docs = [d + "\nSecond line." for d in docs]
             f.write("".join(json.dumps({"id": i, "text": d}) + "\n" for i, d in enumerate(docs)))
     out = tmp_path / "out"
-    r = run_script("openwebtext", "--data_files", str(path), "--num_proc", str(num_proc), "--test_size", "0.05",
-                   "--out_dir", str(out), "--cache_dir", str(tmp_path / "hf"))
+    r = run_script("openwebtext", "--data_files", str(path), "--num_proc", str(num_proc), "--test_size",
+                   "0.05", "--out_dir", str(out), "--cache_dir", str(tmp_path / "hf"))
     assert r.returncode == 0, r.stderr
     got = bin_docs(out)
     assert len(got["val"]) == 10  # 5% of 200 documents
@@ -155,11 +157,13 @@ def test_missing_gpt2_bpe_file(tmp_path):
 
 def test_missing_whisper_package(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "GPT2_BPE_FILE"}
-    r = subprocess.run([sys.executable, "-c", "import sys; sys.modules['whisper'] = None; sys.path.insert(0, sys.argv[1]);"
+    r = subprocess.run([sys.executable, "-c",
+                        "import sys; sys.modules['whisper'] = None; sys.path.insert(0, sys.argv[1]);"
                         "from data.gpt2_bpe import gpt2_encoding; gpt2_encoding()", ROOT],
                        env=env, capture_output=True, text=True)
     assert r.returncode != 0 and "pip install --no-deps openai-whisper==20250625" in r.stderr
-    r = run_script("bible", "--out_dir", str(tmp_path), code="sys.modules['whisper'] = None", env={"GPT2_BPE_FILE": ""})
+    r = run_script("bible", "--out_dir", str(tmp_path), code="sys.modules['whisper'] = None",
+                   env={"GPT2_BPE_FILE": ""})
     check_one_line_error(r, "pip install --no-deps openai-whisper==20250625")
 
 
@@ -174,9 +178,9 @@ def test_missing_corpus_package(tmp_path, name, module, hint):
 
 
 # ----------------------------------------------------------------------------- Hub-shaped parquet fixtures
-# A few rows in each Hub dataset's real layout, in a folder laid out as its Hub repository, read by the prepare
-# scripts through the same load_dataset(..., streaming=True) call as the Hub (--dataset DIR) or as files
-# (--data_files). The Hub itself is never contacted: run_script sets HF_HUB_OFFLINE=1.
+# A few rows in each Hub dataset's real layout, in a folder laid out as its Hub repository, read by the
+# prepare scripts through the same load_dataset(..., streaming=True) call as the Hub (--dataset DIR) or as
+# files (--data_files). The Hub itself is never contacted: run_script sets HF_HUB_OFFLINE=1.
 
 FINEWEB_README = """---
 license: odc-by
@@ -199,8 +203,8 @@ configs:
 
 
 def web_docs(n, seed):
-    """n documents of pseudo-English of varied length, with newlines, non-ASCII text and one that holds the text
-    of the special token (which encode_ordinary must keep as plain text)."""
+    """n documents of pseudo-English of varied length, with newlines, non-ASCII text and one that holds the
+    text of the special token (which encode_ordinary must keep as plain text)."""
     docs = [tiny_text(200 + (i * 37) % 900, seed=seed * 1000 + i) for i in range(n)]
     docs[1] += " Café — 東京 🙂 naïve"
     docs[2] = "A page that quotes <|endoftext|> in its text.\n" + docs[2]
@@ -253,12 +257,11 @@ def fineweb_rows(docs, dump):
     return pa.table({
         "text": docs,
         "id": [f"<urn:uuid:{i:08x}-0000-4000-8000-{dump[-7:].replace('-', '')}{i:06d}>" for i in range(n)],
-        "dump": [dump] * n,
-        "url": [f"https://example.org/{dump}/page{i}.html" for i in range(n)],
+        "dump": [dump] * n, "url": [f"https://example.org/{dump}/page{i}.html" for i in range(n)],
         "file_path": [f"s3://commoncrawl/crawl-data/{dump}/segments/1707947473347.0/warc/"
                       f"CC-MAIN-20240220211055-20240221001055-{i:05d}.warc.gz" for i in range(n)],
-        "language": ["en"] * n,
-        "language_score": pa.array([0.9 + 0.0005 * i for i in range(n)], pa.float64()),
+        "language": ["en"] * n, "language_score": pa.array([0.9 + 0.0005 * i for i in range(n)],
+                                                           pa.float64()),
         "token_count": pa.array([len(enc.encode_ordinary(d)) for d in docs], pa.int64()),
         "score": pa.array([2.5 + (i % 10) / 10 for i in range(n)], pa.float64()),
         "int_score": pa.array([3] * n, pa.int64()),
@@ -267,22 +270,24 @@ def fineweb_rows(docs, dump):
 
 def fineweb_fixture(root, n=120):
     """FineWeb-Edu as its Hub repository lays it out: README.md whose configs name the subsets' files,
-    sample/10BT/*.parquet and data/CC-MAIN-*/*.parquet, in the dataset's columns. Returns the subsets' documents."""
+    sample/10BT/*.parquet and data/CC-MAIN-*/*.parquet, in the dataset's columns. Returns the subsets'
+    documents."""
     subsets = {"sample-10BT": web_docs(n, seed=2), "CC-MAIN-2024-10": web_docs(40, seed=3)}
     os.makedirs(root / "sample" / "10BT")
     os.makedirs(root / "data" / "CC-MAIN-2024-10")
     (root / "README.md").write_text(FINEWEB_README)
     docs = subsets["sample-10BT"]
     for k, part in enumerate([docs[:n // 3], docs[n // 3:]]):
-        pq.write_table(fineweb_rows(part, "CC-MAIN-2024-10"), root / "sample" / "10BT" / f"{k:03d}_00000.parquet")
+        pq.write_table(fineweb_rows(part, "CC-MAIN-2024-10"),
+                       root / "sample" / "10BT" / f"{k:03d}_00000.parquet")
     pq.write_table(fineweb_rows(subsets["CC-MAIN-2024-10"], "CC-MAIN-2024-10"),
                    root / "data" / "CC-MAIN-2024-10" / "000_00000.parquet")
     return subsets
 
 
 def check_split(got, docs, every):
-    """Every document exactly once; val = one document in each block of `every`, held out of train; train keeps
-    the corpus order."""
+    """Every document exactly once; val = one document in each block of `every`, held out of train; train
+    keeps the corpus order."""
     assert sorted(got["train"] + got["val"]) == sorted(docs)
     assert len(got["val"]) == len(docs) // every
     blocks = [docs.index(d) // every for d in got["val"]]
@@ -314,8 +319,8 @@ NO_TOKENIZER = (f"sys.path.insert(0, {ROOT!r}); import data.bpe_writer as w; "
 
 @pytest.mark.parametrize("fixture,needle", [
     (dict(layout="partial"), "the Hub's partial parquet conversion (2 of 2 files under 'partial-"),
-    (dict(shards=3, drop=(1,)), "1 of the 3 shards"),
-    (dict(card_docs=121), "hold 120 documents, the corpus 121"),
+    (dict(shards=3, drop=(1,)), "1 of the 3 shards"), (dict(card_docs=121),
+                                                       "hold 120 documents, the corpus 121"),
 ], ids=["partial conversion", "missing shard", "fewer rows"])
 def test_openwebtext_partial_copy_refused(tmp_path, fixture, needle):
     """A local copy that is only part of the corpus is one line naming the full revision and --data_files,
@@ -379,7 +384,8 @@ def test_fineweb_edu_subsets(tmp_path):
     for subset, val_tokens in [(None, 3000), ("CC-MAIN-2024-10", 1000)]:  # None: the default, sample-10BT
         docs = subsets[subset or "sample-10BT"]
         out = tmp_path / (subset or "default")
-        r = run_script("fineweb_edu", "--dataset", str(tmp_path / "fwe"), *(["--subset", subset] if subset else []),
+        r = run_script("fineweb_edu", "--dataset", str(tmp_path / "fwe"), *(["--subset",
+                                                                             subset] if subset else []),
                        "--val_tokens", str(val_tokens), "--out_dir", str(out),
                        "--cache_dir", str(tmp_path / "hf"))
         assert r.returncode == 0, r.stderr
@@ -387,7 +393,8 @@ def test_fineweb_edu_subsets(tmp_path):
         assert 0 < k < len(docs)
         assert f"{len(docs)}/{len(docs)}" in r.stderr  # the progress bar's total: the footers' row count
         train, val = load_bins(out)
-        # the dataset's token_count is the document's GPT-2 token count: the .bin holds those plus one EOT each
+        # the dataset's token_count is the document's GPT-2 token count: the .bin holds those plus one EOT
+        # each
         assert len(train) + len(val) == sum(len(enc.encode_ordinary(d)) + 1 for d in docs)
 
 
@@ -420,13 +427,13 @@ def test_interrupted_prepare_leaves_no_half_written_bin(tmp_path, exc):
     (out / "train.bin").write_bytes(b"old train")
     (out / "val.bin").write_bytes(b"old val")
     (out / "train.bin.tmp").write_bytes(b"junk from a killed run" * 100)
-    # the tokenizer raises on its third batch of 10 documents: two batches are already written to the .tmp files
-    hook = (f"sys.path.insert(0, {ROOT!r}); import data.bpe_writer as w; w.BATCH_DOCS = 10; enc = w.gpt2_encoding(); "
-            f"calls = []; "
-            f"batch = lambda texts, num_threads: (calls.append(1), len(calls) < 3 or (_ for _ in ()).throw({exc}), "
-            f"enc.encode_ordinary_batch(texts, num_threads=num_threads))[2]; "
-            f"w.gpt2_encoding = lambda: type('E', (), dict(encode_ordinary_batch=staticmethod(batch), "
-            f"eot_token=enc.eot_token))()")
+    # the tokenizer raises on its third batch of 10 documents: two batches are already written to the .tmp
+    # files
+    hook = (f"sys.path.insert(0, {ROOT!r}); import data.bpe_writer as w; w.BATCH_DOCS = 10; enc = "
+            "w.gpt2_encoding(); calls = []; batch = lambda texts, num_threads: (calls.append(1), len(calls) "
+            f"< 3 or (_ for _ in ()).throw({exc}), enc.encode_ordinary_batch(texts, "
+            "num_threads=num_threads))[2]; w.gpt2_encoding = lambda: type('E', (), "
+            f"dict(encode_ordinary_batch=staticmethod(batch), eot_token=enc.eot_token))()")
     args = ["--dataset", str(tmp_path / "fwe"), "--val_tokens", "3000", "--out_dir", str(out),
             "--cache_dir", str(tmp_path / "hf")]
     r = run_script("fineweb_edu", *args, code=hook)
@@ -455,7 +462,8 @@ def test_prepared_fixture_trains(tmp_path):
     assert abs(losses[0] - np.log(50304)) < 0.3  # an untrained model over GPT-2's padded vocabulary
     assert losses[4] < losses[0] - 0.3  # and it learns from the prepared tokens
     ck = torch.load(tmp_path / "run" / "ckpt.pt", map_location="cpu", weights_only=False)
-    assert ck["config"]["optimizer"] == "alsals" and ck["config"]["dataset"] == str(out)  # the config's ALSALS
+    # the config's ALSALS
+    assert ck["config"]["optimizer"] == "alsals" and ck["config"]["dataset"] == str(out)
 
 
 # ----------------------------------------------------------------------------- web corpora: clear errors
@@ -475,12 +483,14 @@ def test_web_corpus_bad_input(tmp_path):
     (tmp_path / "null_text.jsonl").write_text('{"text": "a page"}\n{"body": "no text"}\n')
     out, hf, fwe = str(tmp_path / "out"), str(tmp_path / "hf"), str(tmp_path / "fwe")
     cases = [
-        ("fineweb_edu", ["--dataset", str(tmp_path / "fwe"), "--subset", "sample-10B"], ["no subset 'sample-10B'",
+        ("fineweb_edu", ["--dataset", str(tmp_path / "fwe"), "--subset", "sample-10B"],
+         ["no subset 'sample-10B'",
                                                                                          "sample-10BT"]),
         ("openwebtext", ["--data_files", str(tmp_path / "no_text.parquet")], ["no 'text' column", "content"]),
         ("openwebtext", ["--data_files", str(tmp_path / "no_text.jsonl")], ["no 'text' column", "body"]),
         ("openwebtext", ["--data_files", str(tmp_path / "null_text.jsonl")], ["without text (null)"]),
-        ("openwebtext", ["--data_files", str(tmp_path / "nope" / "*.parquet")], ["missing data files", "nope"]),
+        ("openwebtext", ["--data_files", str(tmp_path / "nope" / "*.parquet")], ["missing data files",
+                                                                                 "nope"]),
         ("fineweb_edu", ["--dataset", str(tmp_path / "nope")], ["missing data files", "nope"]),
         ("fineweb_edu", ["--dataset", fwe, "--val_tokens", "0"], ["--val_tokens must be >= 1"]),
         ("fineweb_edu", ["--dataset", fwe, "--val_tokens", "10000000"], ["train would be empty",
@@ -488,7 +498,8 @@ def test_web_corpus_bad_input(tmp_path):
         ("openwebtext", ["--data_files", f"{fwe}/sample/10BT/*.parquet", "--test_size", "0.9"],
          ["--test_size"]),
     ]
-    runs = parallel(*[lambda name=name, args=args: run_script(name, *args, "--out_dir", out, "--cache_dir", hf)
+    runs = parallel(*[lambda name=name, args=args: run_script(name, *args, "--out_dir", out, "--cache_dir",
+                                                              hf)
                       for name, args, _ in cases])
     for (name, args, needles), r in zip(cases, runs):
         check_one_line_error(r, *needles)
@@ -512,15 +523,16 @@ HELLASWAG_ITEM = dict(ctx='A man is sitting on a roof. he', label=3,
 
 
 # the FineWeb-Edu 124M recipe's three optimizers, and MuonSLS (the one line search on Muon's direction); the
-# OpenWebText configs differ from these in their data and schedule only (test_configurator applies every config)
+# OpenWebText configs differ from these in their data and schedule only (test_configurator applies every
+# config)
 @pytest.mark.parametrize("config,optimizer", [("train_gpt2_fineweb.py", "adamw"),
                                               ("train_gpt2_fineweb_alsals.py", "alsals"),
                                               ("train_gpt2_fineweb_muon.py", "muon"),
                                               ("train_gpt2_muonsls.py", "muonsls")])
 def test_gpt2_configs_start_under_torchrun(tmp_path, config, optimizer):
-    """Each config starts under torchrun on 2 CPU (gloo) ranks with tiny shapes on a prepared FineWeb-Edu fixture,
-    scores HellaSwag (a fixture item) at its evals, trains to its first eval after iter 0 and stops there, the
-    ranks ending with the same parameters."""
+    """Each config starts under torchrun on 2 CPU (gloo) ranks with tiny shapes on a prepared FineWeb-Edu
+    fixture, scores HellaSwag (a fixture item) at its evals, trains to its first eval after iter 0 and stops
+    there, the ranks ending with the same parameters."""
     fineweb_fixture(tmp_path / "fwe")
     out = tmp_path / "fineweb_edu"
     assert run_script("fineweb_edu", "--dataset", str(tmp_path / "fwe"), "--val_tokens", "2000",
@@ -529,9 +541,11 @@ def test_gpt2_configs_start_under_torchrun(tmp_path, config, optimizer):
     hs.write_text(json.dumps(HELLASWAG_ITEM) + "\n")
     args = [f"--{k}={v}" for k, v in dict(TINY_GPT2, dataset=out, out_dir=tmp_path / "run",
                                           hellaswag_file=hs).items()]
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR",
+                                                            "MASTER_PORT")}
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                        os.path.join(ROOT, "train.py"), f"config/{config}", *args], cwd=ROOT, capture_output=True,
+                        os.path.join(ROOT,
+                                     "train.py"), f"config/{config}", *args], cwd=ROOT, capture_output=True,
                        text=True, timeout=300, env=dict(env, OMP_NUM_THREADS="1", WANDB_MODE="disabled"))
     check_ok(r)
     assert sorted(iter_losses(r.stdout)) == [0, 1, 2], r.stdout[-2000:]

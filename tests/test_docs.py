@@ -1,10 +1,11 @@
 """The documentation is short, its links work, and every figure in it comes from a result file.
 
 README.md (the project) and results/README.md (the study, the landscape, the cost) quote measured figures.
-These tests trace each one back to the files the scripts wrote, so that a figure typed wrong, or left behind
-when a result changed, fails here. The result files: the run JSONs results/study/<size>/<corpus>/*.json and
-the summary.md experiments/study.py generates from them, results/skip_stable/*.jsonl, results/landscape/*.json,
-results/range_test/*.json, results/bench.json, results/bench_gpu_h200.json, results/gpu_check.json and .md.
+    These tests trace each one back to the files the scripts wrote, so that a figure typed wrong, or left
+    behind when a result changed, fails here. The result files: the run JSONs
+    results/study/<size>/<corpus>/*.json and the summary.md experiments/study.py generates from them,
+    results/skip_stable/*.jsonl, results/landscape/*.json, results/range_test/*.json, results/bench.json,
+    results/bench_gpu_h200.json, results/gpu_check.json and .md.
 Series (a loss or a step size per iteration) are not figures: of a run only its scalars, its evals and its
 largest, first searched and last step size count.
 
@@ -48,7 +49,8 @@ DOCS = ['README.md', 'results/README.md']
 MAX_README_LINES = 300
 sys.path.insert(0, os.path.join(ROOT, 'experiments'))
 from grid import SIZES  # noqa: E402  the study's sizes
-WARMUP = {size: max(1, s['max_iters'] // 10) for size, s in SIZES.items()}  # experiments/study.py: 10% of max_iters
+# experiments/study.py: 10% of max_iters
+WARMUP = {size: max(1, s['max_iters'] // 10) for size, s in SIZES.items()}
 
 # a number: 1,234(.5) | 1.25 | 1.25e-3 | 3e-3, signed when a sign stands before it; not part of a word, a
 # version (2.11.0) or a name (GPT-2, H200, cu130)
@@ -72,7 +74,8 @@ class Fig:
         self.sci = bool(ex)
         self.half = 0.5 * 10 ** (-self.decimals + (int(ex) if ex else 0))
         self.sig = len(mant.replace('.', '').lstrip('0'))
-        self.checked = self.sig >= 3 or (self.sig == 2 and self.decimals >= 3)  # 1.28, 0.044; not 1.5e-3, 0.62, 0.002
+        # 1.28, 0.044; not 1.5e-3, 0.62, 0.002
+        self.checked = self.sig >= 3 or (self.sig == 2 and self.decimals >= 3)
         self.pct = bool(re.match(r' ?%', after))
         self.times = bool(re.match(r' ?[×x]', after))
 
@@ -143,7 +146,8 @@ def groups():
 
 COST_KINDS = {'step_time_s': 'ms', 'step_time_p10_s': 'ms', 'step_time_p90_s': 'ms', 'tokens_per_s': 'tok',
               'forwards_per_step': 'fwd', 'step_time_ratio_vs_adamw': 'ratio', 'peak_mem_ratio_vs_adamw': 'mem'}
-LANDSCAPE_KINDS = {'eta': 'eta', 'crossing': 'crossing', 'eta_best_batch': 'eta_best', 'eta_best_val': 'eta_best'}
+LANDSCAPE_KINDS = {'eta': 'eta', 'crossing': 'crossing', 'eta_best_batch': 'eta_best',
+                   'eta_best_val': 'eta_best'}
 
 
 @lru_cache(None)
@@ -272,8 +276,10 @@ def blocks(text, path):
         if not fence and (ln.startswith('#') or not section):
             section.append((ln if ln.startswith('#') else '', []))
         if not fence:
-            section[-1][1].extend(os.path.relpath(os.path.normpath(os.path.join(here, l.partition('#')[0])), ROOT)
-                                  for l in re.findall(r'\]\(([^)\s]+)\)', ln) if not re.match(r'[a-z]+:|#', l))
+            section[-1][1].extend(os.path.relpath(os.path.normpath(os.path.join(here, l.partition('#')[0])),
+                                                  ROOT)
+                                  for l in re.findall(r'\]\(([^)\s]+)\)', ln) if not re.match(r'[a-z]+:|#',
+                                                                                              l))
     k, fence = -1 if lines and lines[0].startswith('#') else 0, False
 
     def src():
@@ -349,7 +355,8 @@ def derived(fig, pairs):
     if a ×, a / b."""
     lo, hi = fig.value - fig.half, fig.value + fig.half
     for a, b in pairs:
-        corners = [(x, y) for x in (a.value - a.half, a.value + a.half) for y in (b.value - b.half, b.value + b.half)]
+        corners = [(x, y) for x in (a.value - a.half, a.value + a.half) for y in (b.value - b.half,
+                                                                                  b.value + b.half)]
         if fig.pct or fig.times:
             if not all(y > 0 for _, y in corners):
                 continue
@@ -511,8 +518,8 @@ ISSUE = re.compile(r'\bissues?[\s-]*#?\d+', re.I)  # issue(s), spaces, a hyphen 
 
 
 def test_no_issue_numbers():
-    """The docs, configs, experiments and code name the question or the result, not the issue that asked for it:
-    issues are not part of the product."""
+    """The docs, configs, experiments and code name the question or the result, not the issue that asked for
+    it: issues are not part of the product."""
     files = DOCS + sorted(os.path.relpath(p, ROOT)
                           for d in ('config', 'experiments', 'alsals', 'trainer', 'scripts', '.')
                           for p in glob.glob(os.path.join(ROOT, d, '*.py')))

@@ -1,8 +1,9 @@
-"""scripts/gpu_check.py --smoke=True: the GPU check's plumbing on CPU with a 1-layer model (bf16 autocast, inductor for
-the train run and the offset; the bench without compile). The figures are meaningless on CPU; what is checked
-is that every part runs the real scripts and that the report is derived from what they measured. A second
-run with the closure's no-grad graph first needed after the hand-off (ema_warmup=0) must be caught as a
-recompile by both detectors (TORCH_LOGS in the train run, dynamo's counters in the offset part)."""
+"""scripts/gpu_check.py --smoke=True: the GPU check's plumbing on CPU with a 1-layer model (bf16 autocast,
+inductor for the train run and the offset; the bench without compile). The figures are meaningless on CPU;
+what is checked is that every part runs the real scripts and that the report is derived from what they
+measured. A second run with the closure's no-grad graph first needed after the hand-off (ema_warmup=0) must be
+caught as a recompile by both detectors (TORCH_LOGS in the train run, dynamo's counters in the offset part).
+"""
 import json
 import os
 import subprocess
@@ -15,8 +16,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def smoke(tmp_path, dataset, *args):
     out = tmp_path / "gc.json"
-    p = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gpu_check.py"), "--smoke=True", f"--dataset={dataset}",
-                        f"--out={out}", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gpu_check.py"), "--smoke=True",
+                        f"--dataset={dataset}", f"--out={out}",
+                        *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
     rep = json.loads(out.read_text()) if out.exists() else None
     return p, rep, (tmp_path / "gc.md")
 
@@ -34,7 +36,8 @@ def test_gpu_check_smoke(tmp_path, tiny_dataset):
     r = rep["parts"]["recompiles"]
     assert r["searched_steps"] == 10 and r["handoff"] == 5 and r["ok"] is True
     assert r["recompiles_after_handoff"] == 0 and r["recompile_log_after_handoff"] == []
-    assert r["recompiles_before_handoff"] >= 1  # the eval and the closure's no-grad graphs, compiled in the warmup
+    # the eval and the closure's no-grad graphs, compiled in the warmup
+    assert r["recompiles_before_handoff"] >= 1
     assert [e["iter"] for e in r["evals"]] == [0, 10] and r["trial_forwards_per_step"] >= 1.0
     o = rep["parts"]["offset"]
     assert o["steps"] == 5 and len(o["rows"]) == 5 and o["graphs_compiled_after_handoff"] == 0

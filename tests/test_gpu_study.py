@@ -1,6 +1,6 @@
-"""scripts/gpu_study.py --smoke=True: the GPU study's plumbing on CPU (a 1-layer model, 20 steps, float32, no compile): every
-method runs `python train.py` from its shipped 124M config with only the run's length changed, and the report is
-derived from what the runs logged. The figures are meaningless on CPU."""
+"""scripts/gpu_study.py --smoke=True: the GPU study's plumbing on CPU (a 1-layer model, 20 steps, float32, no
+compile): every method runs `python train.py` from its shipped 124M config with only the run's length changed,
+and the report is derived from what the runs logged. The figures are meaningless on CPU."""
 import json
 import os
 import subprocess
@@ -14,7 +14,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory, tiny_dataset):
     out = tmp_path_factory.mktemp("gpu_study") / "gs.json"
-    p = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gpu_study.py"), "--smoke=True", f"--dataset={tiny_dataset}",
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gpu_study.py"), "--smoke=True",
+                        f"--dataset={tiny_dataset}",
                         f"--out={out}"], cwd=ROOT, capture_output=True, text=True, timeout=600,
                        env=dict(os.environ, OMP_NUM_THREADS="1"))
     return p, json.loads(out.read_text()), out.with_suffix(".md").read_text()
@@ -30,7 +31,8 @@ def test_gpu_study_smoke(smoke, tmp_path, tiny_dataset):
     # the configs' own lrs: nanoGPT's AdamW default, Muon's, and the line searches' first guesses
     assert [r["learning_rate"] for r in runs.values()] == [6e-4, 0.02, 6e-4, 0.02]
     for name, r in runs.items():
-        assert r["iters"] == 21 and [v[0] for v in r["val"]] == [0, 10, 20] and r["final_val"] == r["val"][-1][1]
+        assert r["iters"] == 21 and [v[0] for v in r["val"]] == [0, 10,
+                                                                 20] and r["final_val"] == r["val"][-1][1]
         assert r["tokens_per_s"] == pytest.approx(rep["tokens_per_step"] / (r["ms_per_step"] / 1000))
         assert r["fwd_per_step"] == 1.0 if name in ("adamw", "muon") else r["fwd_per_step"] > 1.0
         assert "--max_iters=20" in r["command"] and "--learning_rate" not in r["command"]
@@ -53,7 +55,8 @@ def test_gpu_study_smoke(smoke, tmp_path, tiny_dataset):
 
 
 def test_gpu_study_bad_setting():
-    p = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gpu_study.py"), "--smoke=True", "--methods=adamw,sgd"],
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "gpu_study.py"), "--smoke=True",
+                        "--methods=adamw,sgd"],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert p.returncode == 1 and p.stderr.strip() == ("error: methods must be a comma-separated subset of "
                                                       "adamw,muon,alsals,muonsls, got 'adamw,sgd'")

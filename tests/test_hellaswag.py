@@ -26,10 +26,11 @@ ITEMS = [
          split_type='zeroshot', label=0, source_id='y',
          endings=['stands and lifts the weight over her head.', 'swings and lands in her arms.',
                   'pulls the barbell forward.', 'pulls a rope attached to the barbell.']),
-    dict(ind=106, activity_label='Canoeing', ctx_a='Two women in a child are shown in a canoe while a man pulls',
+    dict(ind=106, activity_label='Canoeing',
+         ctx_a='Two women in a child are shown in a canoe while a man pulls',
          ctx_b='the canoe', ctx='Two women in a child are shown in a canoe while a man pulls the canoe', split='val',
-         split_type='indomain', label=2, source_id='z',
-         endings=['remains on the water.', 'walks away.', 'is dragged to the shore by the man.',
+         split_type='indomain', label=2, source_id='z', endings=['remains on the water.', 'walks away.',
+                                                                 'is dragged to the shore by the man.',
                   'falls and sinks.']),
 ]
 
@@ -141,7 +142,8 @@ def test_known_answer_wins(enc):
 def test_mean_and_sum_losses_match_the_math(enc):
     """Mean vs summed completion loss, each computed here token by token from a unigram model's log-probs; the
     weights make a long ending of likely tokens (lowest mean) and a short one (lowest sum) disagree."""
-    item = dict(ctx='The cat sat on the', endings=['cat', 'mat and the mat and the mat', 'dog', 'roof of the house'],
+    item = dict(ctx='The cat sat on the', endings=['cat', 'mat and the mat and the mat', 'dog',
+                                                   'roof of the house'],
                 label=1)
     w = torch.zeros(50257)
     for tok in enc.encode_ordinary(' mat and the'):
@@ -153,26 +155,29 @@ def test_mean_and_sum_losses_match_the_math(enc):
     means = [s / len(e) for s, e in zip(sums, ends)]
     tokens, mask, label = hellaswag.render(item, enc, 1024)
     total, mean = hellaswag.item_losses(Unigram(w), tokens, mask, torch.no_grad())
-    assert torch.allclose(total, torch.tensor(sums), rtol=1e-5) and torch.allclose(mean, torch.tensor(means), rtol=1e-5)
+    assert torch.allclose(total, torch.tensor(sums), rtol=1e-5) and torch.allclose(mean, torch.tensor(means),
+                                                                                   rtol=1e-5)
     assert int(np.argmin(means)) != int(np.argmin(sums)) # the two criteria disagree here
     r = hellaswag.evaluate(Unigram(w), [(tokens, mask, int(np.argmin(means)))], 'cpu', torch.no_grad())
     assert r == dict(acc=1.0, acc_sum=0.0, n=1)
 
 
 def test_long_context_cut_from_the_left_and_ranks_split(enc):
-    """block_size shorter than an item: the context loses its start, the ending stays whole; ranks 0 and 1 of 2
-    score items 0::2 and 1::2, together the whole set."""
+    """block_size shorter than an item: the context loses its start, the ending stays whole; ranks 0 and 1 of
+    2 score items 0::2 and 1::2, together the whole set."""
     tokens, mask, _ = hellaswag.render(ITEMS[1], enc, 8)
     ctx = enc.encode_ordinary(ITEMS[1]['ctx'])
     assert tokens.shape[1] == 9
-    for row, m, e in zip(tokens, mask, ITEMS[1]['endings']): # each row: the context's last tokens, the whole ending
+    # each row: the context's last tokens, the whole ending
+    for row, m, e in zip(tokens, mask, ITEMS[1]['endings']):
         end = enc.encode_ordinary(' ' + e)
         assert row[:len(ctx + end)].tolist() == (ctx + end)[-9:] and m[:9].tolist() == ([0] * 9 + [1] * len(end))[-9:]
     torch.manual_seed(0)
     w = torch.randn(50257)
     rendered = [hellaswag.render(it, enc, 16) for it in ITEMS * 3]
     whole = hellaswag.evaluate(Unigram(w), rendered, 'cpu', torch.no_grad())
-    parts = [hellaswag.evaluate(Unigram(w), rendered, 'cpu', torch.no_grad(), rank=r, world_size=2) for r in (0, 1)]
+    parts = [hellaswag.evaluate(Unigram(w), rendered, 'cpu', torch.no_grad(), rank=r,
+                                world_size=2) for r in (0, 1)]
     assert [p['n'] for p in parts] == [5, 4] and whole['n'] == 9
     assert sum(p['acc'] * p['n'] for p in parts) == pytest.approx(whole['acc'] * 9)
 
@@ -256,17 +261,19 @@ def test_prepare_offline_and_without_network(tmp_path):
     out = tmp_path / 'hs' / 'hellaswag_val.jsonl'
     r = tu.check_ok(tu.run_script('data/hellaswag/prepare.py', f'--url=file://{src}', f'--out={out}'))
     assert 'wrote 3 HellaSwag items' in r.stdout and out.read_text() == open(src).read()
-    r = tu.run_script('data/hellaswag/prepare.py', f'--url=file://{tmp_path}/none.jsonl', f'--out={tmp_path}/x')
+    r = tu.run_script('data/hellaswag/prepare.py', f'--url=file://{tmp_path}/none.jsonl',
+                      f'--out={tmp_path}/x')
     tu.check_one_line_error(r, 'cannot download', 'without network')
     (tmp_path / 'bad.jsonl').write_text('{"ctx": "a"}\n')
-    r = tu.run_script('data/hellaswag/prepare.py', f'--url=file://{tmp_path}/bad.jsonl', f'--out={tmp_path}/x')
+    r = tu.run_script('data/hellaswag/prepare.py', f'--url=file://{tmp_path}/bad.jsonl',
+                      f'--out={tmp_path}/x')
     tu.check_one_line_error(r, 'bad.jsonl:1', 'not a HellaSwag item')
     assert not os.path.exists(tmp_path / 'x') and os.listdir(tmp_path / 'hs') == ['hellaswag_val.jsonl']
 
 
 def test_train_logs_hellaswag(enc, tmp_path, tiny_dataset):
-    """A GPT-2 BPE run scores the fixture at each eval (console, JSON log); a char-level run and an absent file
-    get a one-line notice and train on."""
+    """A GPT-2 BPE run scores the fixture at each eval (console, JSON log); a char-level run and an absent
+    file get a one-line notice and train on."""
     data = tmp_path / 'bpe'
     data.mkdir()
     ids = np.array(enc.encode_ordinary(tu.tiny_text(6000)), dtype=np.uint16)
@@ -275,11 +282,13 @@ def test_train_logs_hellaswag(enc, tmp_path, tiny_dataset):
     hs_file = write_items(tmp_path / 'hs.jsonl', ITEMS * 2)
     log = tmp_path / 'log.jsonl'
     bpe, char, absent = tu.parallel(
-        lambda: tu.train(dataset=str(data), out_dir=str(tmp_path / 'o1'), max_iters=2, eval_interval=2, block_size=16,
-                         batch_size=4, hellaswag_file=hs_file, hellaswag_items=5, log_file=str(log)),
-        lambda: tu.train(dataset=tiny_dataset, out_dir=str(tmp_path / 'o2'), max_iters=0, hellaswag_file=hs_file),
-        lambda: tu.train(dataset=str(data), out_dir=str(tmp_path / 'o3'), max_iters=0, block_size=16, batch_size=4,
-                         hellaswag_file=str(tmp_path / 'none.jsonl')))
+        lambda: tu.train(dataset=str(data), out_dir=str(tmp_path / 'o1'), max_iters=2, eval_interval=2,
+                         block_size=16, batch_size=4, hellaswag_file=hs_file, hellaswag_items=5,
+                         log_file=str(log)),
+        lambda: tu.train(dataset=tiny_dataset, out_dir=str(tmp_path / 'o2'), max_iters=0,
+                         hellaswag_file=hs_file),
+        lambda: tu.train(dataset=str(data), out_dir=str(tmp_path / 'o3'), max_iters=0, block_size=16,
+                         batch_size=4, hellaswag_file=str(tmp_path / 'none.jsonl')))
     tu.check_ok(bpe)
     assert 'HellaSwag: 5 items from' in bpe.stdout and 'so far' not in bpe.stdout # 5 items: no progress lines
     evals = [r for r in map(json.loads, log.read_text().splitlines()) if 'val_loss' in r]

@@ -1,7 +1,7 @@
-"""Hugging Face export (scripts/export_hf.py) and import (GPT.from_pretrained, train.py's init_from): transformers loads
-the export with no missing or unexpected weights and computes model.py's logits; the round trip keeps them.
-A GPT-2 BPE export is self-contained: its tokenizer (from the local ranks) encodes as tiktoken does, and a
-text-generation pipeline runs on it offline."""
+"""Hugging Face export (scripts/export_hf.py) and import (GPT.from_pretrained, train.py's init_from):
+transformers loads the export with no missing or unexpected weights and computes model.py's logits; the round
+trip keeps them. A GPT-2 BPE export is self-contained: its tokenizer (from the local ranks) encodes as
+tiktoken does, and a text-generation pipeline runs on it offline."""
 import os
 import shutil
 import subprocess
@@ -34,9 +34,9 @@ def logits_of(model, x):
 
 @pytest.mark.parametrize('bias', [False, True])
 def test_export_gives_model_py_logits(tmp_path, bias):
-    """A GPT-2 BPE model padded to 50304 (cropped to 50257 on export), with and without biases (random ones, so a
-    missed bias or transpose shows), in float32: transformers' logits equal model.py's; from_pretrained reads the
-    directory back to the same model (bias=False from the zero biases)."""
+    """A GPT-2 BPE model padded to 50304 (cropped to 50257 on export), with and without biases (random ones,
+    so a missed bias or transpose shows), in float32: transformers' logits equal model.py's; from_pretrained
+    reads the directory back to the same model (bias=False from the zero biases)."""
     torch.manual_seed(0)
     model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=16, block_size=24, vocab_size=50304, bias=bias))
     with torch.no_grad():
@@ -54,24 +54,30 @@ def test_export_gives_model_py_logits(tmp_path, bias):
 
 
 def test_cli_exports_a_trained_and_an_fsdp_checkpoint(trained_dir, tmp_path):
-    """export_hf.py on train.py's char-level checkpoint (vocab from the checkpoint, not cropped), and on the same
-    weights written as an FSDP2 checkpoint does (ckpt.pt naming a DCP directory): equal logits both ways."""
+    """export_hf.py on train.py's char-level checkpoint (vocab from the checkpoint, not cropped), and on the
+    same weights written as an FSDP2 checkpoint does (ckpt.pt naming a DCP directory): equal logits both ways.
+    """
     import torch.distributed.checkpoint as dcp
     from trainer import checkpoint as ckpt_io
     model, checkpoint = ckpt_io.load_model(trained_dir)
     fsdp_out = tmp_path / 'fsdp'
-    dcp.save({'model': model.state_dict()}, checkpoint_id=str(fsdp_out / 'ckpt_dcp_10')) # trainer.checkpoint.save_checkpoint's
-    ckpt_io.save({k: v for k, v in checkpoint.items() if k not in ('model', 'optimizer')} | {'dcp': 'ckpt_dcp_10'},
+    # trainer.checkpoint.save_checkpoint's
+    dcp.save({'model': model.state_dict()}, checkpoint_id=str(fsdp_out / 'ckpt_dcp_10'))
+    ckpt_io.save({k: v for k, v in checkpoint.items() if k not in ('model',
+                                                                   'optimizer')} | {'dcp': 'ckpt_dcp_10'},
                  str(fsdp_out / 'ckpt.pt'))
-    runs = tu.parallel(*[lambda o=o, h=h: tu.run_script('scripts/export_hf.py', f'--out_dir={o}', f'--hf_dir={h}')
+    runs = tu.parallel(*[lambda o=o, h=h: tu.run_script('scripts/export_hf.py', f'--out_dir={o}',
+                                                        f'--hf_dir={h}')
                          for o, h in [(trained_dir, tmp_path / 'hf'), (fsdp_out, tmp_path / 'hf_fsdp')]])
     V = model.config.vocab_size
     x = torch.randint(0, V, (2, model.config.block_size))
     for r, h in zip(runs, ['hf', 'hf_fsdp']):
         assert f'vocab_size {V}; char-level' in tu.check_ok(r).stdout
-        assert sorted(os.listdir(tmp_path / h)) == ['config.json', 'model.safetensors'] # no BPE: no generation config
+        # no BPE: no generation config
+        assert sorted(os.listdir(tmp_path / h)) == ['config.json', 'model.safetensors']
         torch.testing.assert_close(hf_logits(str(tmp_path / h), x), logits_of(model, x), atol=1e-5, rtol=0)
-    tu.check_one_line_error(tu.run_script('scripts/export_hf.py', f'--out_dir={tmp_path}/none', f'--hf_dir={tmp_path}/h'),
+    tu.check_one_line_error(tu.run_script('scripts/export_hf.py', f'--out_dir={tmp_path}/none',
+                                          f'--hf_dir={tmp_path}/h'),
                             'ckpt.pt')
 
 
@@ -85,9 +91,9 @@ def hf_cache(root, hf_dir, repo='openai-community/gpt2'):
 
 
 def test_round_trip_through_train_py(trained_dir, tiny_dataset, tmp_path):
-    """export, then train.py --init_from=DIR and --init_from=gpt2 (from a local cache, HF_HUB_CACHE): the same val
-    loss as the checkpoint itself (--init_from=resume --eval_only); gpt2 absent from the cache: one line saying
-    where to put it."""
+    """export, then train.py --init_from=DIR and --init_from=gpt2 (from a local cache, HF_HUB_CACHE): the same
+    val loss as the checkpoint itself (--init_from=resume --eval_only); gpt2 absent from the cache: one line
+    saying where to put it."""
     hf_dir = str(tmp_path / 'hf')
     tu.check_ok(tu.run_script('scripts/export_hf.py', f'--out_dir={trained_dir}', f'--hf_dir={hf_dir}'))
     hf_cache(str(tmp_path / 'cache'), hf_dir)
@@ -96,7 +102,8 @@ def test_round_trip_through_train_py(trained_dir, tiny_dataset, tmp_path):
 
     def train(init_from, out_dir, cache):
         env = tu.env_of(HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE='1')
-        return subprocess.run([sys.executable, 'train.py', *tu.args_of(dataset=tiny_dataset, out_dir=str(out_dir),
+        return subprocess.run([sys.executable, 'train.py', *tu.args_of(dataset=tiny_dataset,
+                                                                       out_dir=str(out_dir),
                                init_from=init_from, eval_only=True)], cwd=tu.ROOT, env=env, capture_output=True,
                               text=True, timeout=300)
     runs = tu.parallel(lambda: train('resume', out, tmp_path / 'none'),
@@ -108,7 +115,8 @@ def test_round_trip_through_train_py(trained_dir, tiny_dataset, tmp_path):
     for r in runs[1:3]:
         assert tu.step_losses(tu.check_ok(r).stdout) == [(0,) + want[0][1:]]
     assert os.path.join('snapshots', 'abc123') in runs[2].stdout
-    tu.check_one_line_error(runs[3], "'gpt2-medium'", 'hf download openai-community/gpt2-medium', 'init_from=DIR')
+    tu.check_one_line_error(runs[3], "'gpt2-medium'", 'hf download openai-community/gpt2-medium',
+                            'init_from=DIR')
 
 
 GPT2_STRINGS = [ # tiktoken's ids are the reference: ASCII, unicode, whitespace runs, the special token's text

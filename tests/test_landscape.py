@@ -39,7 +39,8 @@ def test_reconstructed_search_is_the_optimizers(landscape):
         assert ckpt["real"]["agrees"] is True
         for b in ckpt["batches"]:
             c = str(b["real"]["c"])
-            assert math.isclose(b["real"]["eta"], b["rule"][c]["eta"], rel_tol=1e-6), (b["real"], b["rule"][c])
+            assert math.isclose(b["real"]["eta"], b["rule"][c]["eta"], rel_tol=1e-6), (b["real"],
+                                                                                       b["rule"][c])
             # and the same loss there: the reconstructed direction d is the optimizer's
             assert b["real"]["dec"] == pytest.approx(b["rule"][c]["dec"], rel=1e-4, abs=1e-6)
 

@@ -7,11 +7,12 @@ import trainutil as tu
 
 
 def test_tokens_per_second_and_eta(tiny_dataset, tmp_path):
-    """tok_per_s = the iteration's training tokens / its wall time (dt_ms); eta_s = the iterations left to max_iters
-    times the mean dt of this process's iterations after its first: falls to 0 at the last iteration."""
+    """tok_per_s = the iteration's training tokens / its wall time (dt_ms); eta_s = the iterations left to
+    max_iters times the mean dt of this process's iterations after its first: falls to 0 at the last
+    iteration."""
     log = tmp_path / 'log.jsonl'
-    r = tu.check_ok(tu.train(dataset=tiny_dataset, out_dir=str(tmp_path / 'o'), max_iters=12, eval_interval=100,
-                             log_file=str(log), optimizer='alsals', ls_range_test=True))
+    r = tu.check_ok(tu.train(dataset=tiny_dataset, out_dir=str(tmp_path / 'o'), max_iters=12,
+                             eval_interval=100, log_file=str(log), optimizer='alsals', ls_range_test=True))
     recs = [x for x in map(json.loads, log.read_text().splitlines()) if 'loss' in x]
     assert [x['iter'] for x in recs] == list(range(13))
     tokens = tu.TINY['batch_size'] * tu.TINY['block_size'] # per iteration, one rank, one micro-batch

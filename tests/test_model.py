@@ -136,7 +136,8 @@ def test_configure_optimizers_line_search(name, cls):
     assert all(len({p.dim() >= 2 for p in g['params']}) == 1 for g in opt.param_groups)   # the decay split
     # PLASLS: a group per component and decay kind: embeddings (decayed), blocks (both), ln_f (not decayed)
     assert len(opt.param_groups) == (2 if name != 'plasls' else 4)
-    assert all(g['warmup_steps'] == 3 for g in opt.param_groups)  # torch style: hyperparameters in param_groups
+    # torch style: hyperparameters in param_groups
+    assert all(g['warmup_steps'] == 3 for g in opt.param_groups)
 
 
 def test_configure_optimizers_unknown():
@@ -163,7 +164,8 @@ def test_estimate_mfu_uses_the_device_peak(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert out.count("no bfloat16 peak known for 'cpu'") == 1  # the note, once
     mfu = {}
-    for name in ('NVIDIA A100-SXM4-80GB', 'NVIDIA H100 80GB HBM3', 'NVIDIA H200', 'NVIDIA H100 PCIe', 'Tesla T4'):
+    for name in ('NVIDIA A100-SXM4-80GB', 'NVIDIA H100 80GB HBM3', 'NVIDIA H200', 'NVIDIA H100 PCIe',
+                 'Tesla T4'):
         monkeypatch.setattr(model_module, 'device_name', lambda device, name=name: name)
         mfu[name] = model.estimate_mfu(8, 0.01)
     assert mfu['NVIDIA A100-SXM4-80GB'] == cpu == mfu['Tesla T4']

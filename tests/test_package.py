@@ -61,7 +61,8 @@ def test_wheel_installs_and_imports(tmp_path):
         files = {n for n in z.namelist() if n.startswith("alsals/")}
         meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode()
     assert top == {"alsals"}, top  # one package: the optimizers, nothing of the trainer, no top-level muon
-    assert {"alsals/__init__.py", "alsals/alsals.py", "alsals/muon.py", "alsals/alsals_reference.py"} <= files, files
+    assert {"alsals/__init__.py", "alsals/alsals.py", "alsals/muon.py",
+            "alsals/alsals_reference.py"} <= files, files
     requires = [line for line in meta.splitlines() if line.startswith("Requires-Dist:")]
     assert len(requires) == 1 and requires[0].split(":", 1)[1].strip().startswith("torch"), requires
     assert "License-Expression: MIT" in meta
@@ -72,7 +73,7 @@ def test_wheel_installs_and_imports(tmp_path):
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(site)
-    p = subprocess.run([sys.executable, "-c", USE, str(site)], cwd=work, env=env, capture_output=True, text=True,
-                       timeout=300)
+    p = subprocess.run([sys.executable, "-c", USE, str(site)], cwd=work, env=env, capture_output=True,
+                       text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     assert p.stdout.startswith("OK")

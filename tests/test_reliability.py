@@ -47,8 +47,8 @@ def dying_save(obj, f, *a, **kw):
 torch.save = dying_save
 checkpoint.save({{'w': torch.zeros(10), 'iter_num': 2}}, {path!r})
 """
-    r = subprocess.run([sys.executable, '-c', code], cwd=tu.ROOT, env=tu.env_of(), capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run([sys.executable, '-c', code], cwd=tu.ROOT, env=tu.env_of(), capture_output=True,
+                       text=True, timeout=120)
     assert r.returncode == -9, r.stderr
     ck = checkpoint.load(path)
     assert ck['iter_num'] == 1 and torch.equal(ck['w'], torch.arange(10.0))
@@ -193,18 +193,21 @@ BAD_INPUTS = {
     'unknown_key': (train_case(nonexistent_key=1), ['nonexistent_key']),
     'wrong_type': (train_case(batch_size='abc'), ['batch_size']),
     'missing_config_file': (train_case('/nonexistent/dir/my_config.py'), ['my_config.py']),
-    'unknown_key_in_config_file': (train_case(lambda tmp: write(tmp / 'c.py', 'bath_size = 4\n')), ['bath_size']),
+    'unknown_key_in_config_file': (train_case(lambda tmp: write(tmp / 'c.py', 'bath_size = 4\n')),
+                                   ['bath_size']),
     'missing_data_bin': (train_case(dataset=lambda tmp: str(tmp / 'no_such_dataset')), ['train.bin']),
     'empty_data_bin': (train_case(dataset=empty_dataset), ['train.bin', '0 tokens']),
     'block_size_larger_than_data': (train_case(block_size=1_000_000), ['block_size']),
-    'resume_without_checkpoint': (train_case(out_dir=lambda tmp: str(tmp / 'none'), init_from='resume'), ['ckpt.pt']),
+    'resume_without_checkpoint': (train_case(out_dir=lambda tmp: str(tmp / 'none'), init_from='resume'),
+                                  ['ckpt.pt']),
     'sample_without_checkpoint': (sample_case(lambda tmp: f'--out_dir={tmp / "none"}', '--device=cpu',
                                               '--dtype=float32'), ['ckpt.pt']),
     'batch_size_0': (train_case(batch_size=0), ['batch_size']),
     'learning_rate_negative': (train_case(learning_rate=-1), ['learning_rate']),
     'ls_eta_max_0': (train_case(optimizer='alsals', ls_eta_max=0), ['ls_eta_max']),
     'unknown_optimizer': (train_case(optimizer='adamx'), ['adamx']),
-    'resume_with_other_optimizer': (train_case(init_from='resume', optimizer='alsals'), ['optimizer', 'adamw']),
+    'resume_with_other_optimizer': (train_case(init_from='resume', optimizer='alsals'), ['optimizer',
+                                                                                         'adamw']),
     # more settings that would otherwise fail deep inside torch, or train with nonsense
     'bad_dtype': (train_case(dtype='float8'), ['dtype']),
     'float16_line_search': (train_case(optimizer='alsals', dtype='float16'), ['float16']),
@@ -215,29 +218,36 @@ BAD_INPUTS = {
     'anneal_to_above_1': (train_case(optimizer='alsals', ls_anneal_to=2.0), ['ls_anneal_to']),
     'unknown_lr_schedule': (train_case(lr_schedule='linear'), ['lr_schedule', 'wsd']),
     'decay_frac_0': (train_case(lr_schedule='wsd', decay_frac=0.0), ['decay_frac']),
-    'wsd_with_line_search': (train_case(optimizer='alsals', lr_schedule='wsd'), ['lr_schedule', 'ls_anneal_frac']),
+    'wsd_with_line_search': (train_case(optimizer='alsals', lr_schedule='wsd'), ['lr_schedule',
+                                                                                 'ls_anneal_frac']),
     'muon_adamw_ratio_0': (train_case(optimizer='muon', muon_adamw_ratio=0.0), ['muon_adamw_ratio']),
     'ls_setting_the_variant_lacks': (train_case(optimizer='alsals', ls_separate_eta=True), ['separate_eta']),
-    'range_test_without_line_search': (train_case(optimizer='muon', ls_range_test=True), ['ls_range_test', 'muon']),
+    'range_test_without_line_search': (train_case(optimizer='muon', ls_range_test=True), ['ls_range_test',
+                                                                                          'muon']),
     'fsdp_without_torchrun': (train_case(optimizer='alsals', fsdp=True), ['fsdp=True', 'torchrun']),
     # the finite-difference slope under bfloat16 autocast measures rounding noise
-    'ls_fa_fd_under_bfloat16': (train_case(optimizer='alsals', ls_fa='fd', dtype='bfloat16'), ["ls_fa='fd'", 'float32']),
-    # a token id the embedding cannot index: found when the data is opened, not as a traceback in the embedding
-    'token_id_at_or_above_vocab': (train_case(dataset=small_vocab_dataset), ['train.bin', 'token id', 'vocab_size']),
+    'ls_fa_fd_under_bfloat16': (train_case(optimizer='alsals', ls_fa='fd', dtype='bfloat16'), ["ls_fa='fd'",
+                                                                                               'float32']),
+    # a token id the embedding cannot index: found when the data is opened, not as a traceback in the
+    # embedding
+    'token_id_at_or_above_vocab': (train_case(dataset=small_vocab_dataset), ['train.bin', 'token id',
+                                                                             'vocab_size']),
     # meta.pkl is read with a plain-values unpickler: one that would run code is refused (and nothing runs)
     'meta_pkl_runs_code': (train_case(dataset=code_meta_dataset), ['meta.pkl', 'plain']),
-    'sample_meta_pkl_runs_code': (sample_case(lambda tmp: f'--out_dir={code_meta_checkpoint(tmp)}', '--device=cpu',
+    'sample_meta_pkl_runs_code': (sample_case(lambda tmp: f'--out_dir={code_meta_checkpoint(tmp)}',
+                                              '--device=cpu',
                                               '--dtype=float32'), ['meta.pkl', 'plain']),
 }
 if not torch.cuda.is_available():
     BAD_INPUTS['cuda_without_cuda'] = (train_case(device='cuda', dtype='bfloat16'), ['CUDA'])
 
 
-# the cases run as a user runs them, in their own process (two at a time): the configurator's own errors, every
-# sample.py case, a resume, code in meta.pkl; the others are train.py's setup in this process
+# the cases run as a user runs them, in their own process (two at a time): the configurator's own errors,
+# every sample.py case, a resume, code in meta.pkl; the others are train.py's setup in this process
 # (trainer.setup.from_args, what train.py runs first), whose SystemExit is the one line train.py would print
-IN_PROCESS_NOT = {'unknown_key', 'missing_config_file', 'resume_without_checkpoint', 'sample_without_checkpoint',
-                  'meta_pkl_runs_code', 'sample_meta_pkl_runs_code', 'cuda_without_cuda'}
+IN_PROCESS_NOT = {'unknown_key', 'missing_config_file', 'resume_without_checkpoint',
+                  'sample_without_checkpoint', 'meta_pkl_runs_code', 'sample_meta_pkl_runs_code',
+                  'cuda_without_cuda'}
 
 
 def setup_in_process(args):
@@ -284,7 +294,8 @@ def test_meta_pkl_code_never_runs(case, bad_input_runs):
 
 def test_load_meta_plain_values(tmp_path):
     path = tmp_path / 'meta.pkl'
-    meta = {'vocab_size': 3, 'stoi': {'a': 0, 'b': 1, '\n': 2}, 'itos': {0: 'a', 1: 'b', 2: '\n'}, 'extra': [1.5, 'x']}
+    meta = {'vocab_size': 3, 'stoi': {'a': 0, 'b': 1, '\n': 2}, 'itos': {0: 'a', 1: 'b', 2: '\n'},
+            'extra': [1.5, 'x']}
     path.write_bytes(pickle.dumps(meta))
     assert load_meta(str(path)) == meta  # nanoGPT's format reads back unchanged
     path.write_bytes(pickle.dumps({'vocab_size': 3, 'payload': RunsCode(str(tmp_path / 'ran'))}))
@@ -296,7 +307,8 @@ def test_load_meta_plain_values(tmp_path):
 
 def test_gradient_accumulation_not_divisible(tiny_dataset, tmp_path):
     """Under torchrun with 2 processes, gradient_accumulation_steps=3 is a one-line error from each rank and a
-    non-zero exit (torchrun then adds its own report of the failed workers; train.py itself prints no traceback)."""
+    non-zero exit (torchrun then adds its own report of the failed workers; train.py itself prints no
+    traceback)."""
     args = tu.args_of(dataset=tiny_dataset, out_dir=tmp_path, gradient_accumulation_steps=3, max_iters=2)
     r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
                         os.path.join(tu.ROOT, 'train.py'), *args], cwd=tu.ROOT, env=tu.env_of(),
@@ -321,15 +333,16 @@ def test_nonfinite_loss_stops_and_keeps_good_checkpoint(tiny_dataset, ckpt_copy)
     assert checkpoint.load(ckpt)['nonfinite_steps'] == 0
     assert 'val loss is not finite: not saving a checkpoint' in r.stdout
     ck = checkpoint.load(ckpt)
-    assert ck['iter_num'] == 10  # the last good checkpoint (re-saved at the resume's first eval, before any update)
+    # the last good checkpoint (re-saved at the resume's first eval, before any update)
+    assert ck['iter_num'] == 10
     for k, v in ck['model'].items():
         assert torch.isfinite(v).all(), k
     assert os.listdir(out) == ['ckpt.pt']
 
 
 def test_nonfinite_count_survives_resume(tiny_dataset, ckpt_copy):
-    """The count of consecutive skipped steps is checkpointed: resuming a run that had skipped 2 steps in a row
-    stops at the 3rd (max_nonfinite_steps=3), not after 3 more."""
+    """The count of consecutive skipped steps is checkpointed: resuming a run that had skipped 2 steps in a
+    row stops at the 3rd (max_nonfinite_steps=3), not after 3 more."""
     out, ckpt = ckpt_copy
     ck = checkpoint.load(ckpt)
     ck['nonfinite_steps'] = 2

@@ -40,8 +40,10 @@ def test_char_samples(trained_dir, tiny_dataset):
 def test_file_prompt_and_determinism(trained_dir, tmp_path):
     prompt = tmp_path / 'prompt.txt'
     prompt.write_text('When the day\n', encoding='utf-8')
-    a, b = tu.parallel(lambda: sample(trained_dir, f'--start=FILE:{prompt}', '--num_samples=2', '--max_new_tokens=25'),
-                       lambda: sample(trained_dir, '--start=When the day\n', '--num_samples=2', '--max_new_tokens=25'))
+    a, b = tu.parallel(lambda: sample(trained_dir, f'--start=FILE:{prompt}', '--num_samples=2',
+                                      '--max_new_tokens=25'),
+                       lambda: sample(trained_dir, '--start=When the day\n', '--num_samples=2',
+                                      '--max_new_tokens=25'))
     tu.check_ok(a)
     tu.check_ok(b)
     sa, sb = samples_of(a.stdout), samples_of(b.stdout)
@@ -50,7 +52,8 @@ def test_file_prompt_and_determinism(trained_dir, tmp_path):
 
 
 ERRORS = {  # name: (sample.py arguments, with {ckpt_dir} and {tmp} filled in; needles of the error line)
-    'prompt_char_not_in_vocab': (['--out_dir={ckpt_dir}', '--start=caf\u00e9 \u2603'], ["'\u00e9'", 'vocabulary']),
+    'prompt_char_not_in_vocab': (['--out_dir={ckpt_dir}', '--start=caf\u00e9 \u2603'], ["'\u00e9'",
+                                                                                        'vocabulary']),
     'missing_prompt_file': (['--out_dir={ckpt_dir}', '--start=FILE:{tmp}/nope.txt'], ['nope.txt']),
     'missing_checkpoint': (['--out_dir={tmp}/empty'], ['ckpt.pt']),
     'num_samples_0': (['--out_dir={ckpt_dir}', '--num_samples=0'], ['num_samples']),
@@ -74,8 +77,8 @@ def test_one_line_errors(case, error_runs):
 
 
 def test_gpt2_bpe_samples(tmp_path):
-    """A dataset without meta.pkl trains a padded 50304-token model; sample.py decodes with GPT-2 BPE and never
-    emits the padding ids."""
+    """A dataset without meta.pkl trains a padded 50304-token model; sample.py decodes with GPT-2 BPE and
+    never emits the padding ids."""
     gpt2_bpe = pytest.importorskip('data.gpt2_bpe')
     try:
         enc = gpt2_bpe.gpt2_encoding()

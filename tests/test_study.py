@@ -49,7 +49,8 @@ def test_outputs(quick):
     # more, unevaluated step: max_iters + 1 logged iterations)
     assert r["iters"] == 21 and len(r["eta"]) == 21 and r["status"] == "ok"
     assert r["val"][-1][0] == 20 and r["final_val"] == r["val"][-1][1]
-    assert r["fwd_per_step"] > 1.0 and rec(out, "adamw_lr3e-3_s0")["fwd_per_step"] == 1.0  # trial forwards counted
+    # trial forwards counted
+    assert r["fwd_per_step"] > 1.0 and rec(out, "adamw_lr3e-3_s0")["fwd_per_step"] == 1.0
     summary = (out / "quick" / "summary.md").read_text()
     assert "| 0.003 | " in summary and "| lr | `adamw` | `alsals` |" in summary  # the lr-free table
     assert "| AdamW + cosine (tuned) |" in summary and "| alsals | 0.003 |" in summary
@@ -68,8 +69,10 @@ def test_runs_are_train_py(quick, tmp_path):
     assert not any(a.startswith(("--out_dir=", "--log_file=")) for a in r["command"])  # temp paths not kept
     args = r["command"][1:]
     log = tmp_path / "log.jsonl"
-    p = subprocess.run([sys.executable, "train.py", *args, f"--out_dir={tmp_path / 'o'}", f"--log_file={log}"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    p = subprocess.run([sys.executable, "train.py", *args, f"--out_dir={tmp_path / 'o'}",
+                        f"--log_file={log}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, env=dict(os.environ,
+                                                                                       OMP_NUM_THREADS="1"))
     assert p.returncode == 0, p.stderr[-2000:]
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     assert [x["val_loss"] for x in lines if "val_loss" in x][-1] == r["final_val"]
@@ -106,9 +109,9 @@ def test_bad_setting_is_one_line_error_and_no_result(quick):
 
 
 def test_wsd_baseline_bracketed(quick):
-    """A Muon baseline with lr_schedule=wsd is bracketed like AdamW's (its grid from --muon-lrs, extended once to a
-    1-3-10 neighbour), each run is Muon's config with the WSD schedule (the logged lr: warmup, constant, linear to
-    lr/10 over the last 20%), and the tables list its tuned point and judge against it."""
+    """A Muon baseline with lr_schedule=wsd is bracketed like AdamW's (its grid from --muon-lrs, extended once
+    to a 1-3-10 neighbour), each run is Muon's config with the WSD schedule (the logged lr: warmup, constant,
+    linear to lr/10 over the last 20%), and the tables list its tuned point and judge against it."""
     out, stdout = quick
     lrs = {n.split("_lr")[1].split("_s")[0] for n in (f.stem for f in (out / "quick" / "char").glob(WSD + "_*.json"))}
     assert len(lrs) == 2 and "1e-2" in lrs and lrs & {"3e-3", "3e-2"}
@@ -123,8 +126,8 @@ def test_wsd_baseline_bracketed(quick):
 
 
 def test_ladder_table(quick):
-    """ladder.md: per corpus one column per rung, the tuned AdamW and Muon rows naming their schedule, and every
-    other method with its gap to the baseline it is judged against and its forwards per step."""
+    """ladder.md: per corpus one column per rung, the tuned AdamW and Muon rows naming their schedule, and
+    every other method with its gap to the baseline it is judged against and its forwards per step."""
     import report
     out, _ = quick
     md = open(report.write_ladder(str(out), sizes=["quick"])).read()

@@ -25,8 +25,8 @@ def loss_runs(tiny_dataset, tmp_path_factory):
     def run(optimizer):
         out = str(tmp_path_factory.mktemp(f'loss_{optimizer}'))
         extra = dict(ls_ema_warmup_steps=3) if optimizer == 'alsals' else {}
-        return out, tu.train(dataset=tiny_dataset, out_dir=out, optimizer=optimizer, max_iters=20, warmup_iters=5,
-                             **extra)
+        return out, tu.train(dataset=tiny_dataset, out_dir=out, optimizer=optimizer, max_iters=20,
+                             warmup_iters=5, **extra)
     return dict(zip(['adamw', 'alsals'], tu.parallel(lambda: run('adamw'), lambda: run('alsals'))))
 
 
@@ -69,8 +69,9 @@ def resume_args(tiny_dataset, out_dir, optimizer, **kw):
 def run_until_killed(args, out_dir):
     """Start train.py, SIGKILL it as soon as a line follows the 'saving checkpoint' of the step-N eval.
     Returns the stdout read so far."""
-    p = subprocess.Popen([sys.executable, os.path.join(tu.ROOT, 'train.py'), *args], cwd=tu.ROOT, env=tu.env_of(),
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+    p = subprocess.Popen([sys.executable, os.path.join(tu.ROOT, 'train.py'), *args], cwd=tu.ROOT,
+                         env=tu.env_of(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                         bufsize=1)
     lines, state = [], 'before'
     try:
         for line in p.stdout:
@@ -104,7 +105,8 @@ def test_exact_resume_after_kill(tiny_dataset, tmp_path, optimizer):
         out_b1 = run_until_killed(resume_args(tiny_dataset, dir_b, optimizer), dir_b)
         assert load(os.path.join(dir_b, 'ckpt.pt'))['iter_num'] == N
         assert not [f for f in os.listdir(dir_b) if f != 'ckpt.pt']  # no temp file left behind
-        return out_b1, tu.run_script('train.py', *resume_args(tiny_dataset, dir_b, optimizer, init_from='resume'))
+        return out_b1, tu.run_script('train.py', *resume_args(tiny_dataset, dir_b, optimizer,
+                                                              init_from='resume'))
 
     ra, (out_b1, rb) = tu.parallel(run_a, run_b)
     tu.check_ok(ra)
@@ -139,9 +141,9 @@ def test_exact_resume_after_kill(tiny_dataset, tmp_path, optimizer):
 @pytest.mark.parametrize('optimizer', ['adamw', 'alsals'])
 def test_ddp_two_ranks_agree(tiny_dataset, tmp_path, optimizer):
     extra = dict(ls_ema_warmup_steps=3) if optimizer == 'alsals' else {}
-    args = tu.args_of(dataset=tiny_dataset, out_dir=tmp_path, optimizer=optimizer, max_iters=50, eval_interval=25,
-                      batch_size=4, gradient_accumulation_steps=2, learning_rate=3e-2, warmup_iters=5,
-                      lr_decay_iters=50, **extra)
+    args = tu.args_of(dataset=tiny_dataset, out_dir=tmp_path, optimizer=optimizer, max_iters=50,
+                      eval_interval=25, batch_size=4, gradient_accumulation_steps=2, learning_rate=3e-2,
+                      warmup_iters=5, lr_decay_iters=50, **extra)
     r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
                         os.path.join(tu.ROOT, 'train.py'), *args], cwd=tu.ROOT, env=tu.env_of(),
                        capture_output=True, text=True, timeout=300)
@@ -184,15 +186,16 @@ def test_eval_only(tiny_dataset, tmp_path, ckpt_copy):
 # ----------------------------------------------------------------------------- DDP resume: per-rank RNG
 
 def torchrun(*args, timeout=300):
-    return subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-                           os.path.join(tu.ROOT, 'train.py'), *args], cwd=tu.ROOT, env=tu.env_of(),
+    return subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone',
+                           '--nproc_per_node=2', os.path.join(tu.ROOT, 'train.py'),
+                           *args], cwd=tu.ROOT, env=tu.env_of(),
                           capture_output=True, text=True, timeout=timeout)
 
 
 def test_ddp_resume_bit_exact_with_dropout(tiny_dataset, tmp_path):
-    """2 gloo ranks, dropout > 0: a run stopped at iter N and resumed ends bit-identical to an uninterrupted one.
-    Each rank's own RNG state is checkpointed and restored (every rank used to restore rank 0's, so after a
-    resume rank 1 replayed rank 0's dropout masks)."""
+    """2 gloo ranks, dropout > 0: a run stopped at iter N and resumed ends bit-identical to an uninterrupted
+    one. Each rank's own RNG state is checkpointed and restored (every rank used to restore rank 0's, so after
+    a resume rank 1 replayed rank 0's dropout masks)."""
     dir_a, dir_b = str(tmp_path / 'A'), str(tmp_path / 'B')
 
     def args(out, **kw):
@@ -224,15 +227,16 @@ def test_ddp_resume_bit_exact_with_dropout(tiny_dataset, tmp_path):
 
 def test_fsdp_trains_resumes_exactly_and_samples(tiny_dataset, tmp_path):
     """--fsdp=True under torchrun (2 gloo ranks): FSDP2 on each block and the root, the line search on the
-    sharded parameters, checkpoints with torch.distributed.checkpoint (ckpt.pt names the shard directory). A run
-    stopped at iter N and resumed prints the same losses as an uninterrupted one and ends with bit-identical
-    shards; sample.py samples from the checkpoint; resuming it without --fsdp is a one-line error."""
+    sharded parameters, checkpoints with torch.distributed.checkpoint (ckpt.pt names the shard directory). A
+    run stopped at iter N and resumed prints the same losses as an uninterrupted one and ends with
+    bit-identical shards; sample.py samples from the checkpoint; resuming it without --fsdp is a one-line
+    error."""
     dir_a, dir_b = str(tmp_path / 'A'), str(tmp_path / 'B')
 
     def args(out, **kw):
-        cfg = dict(dataset=tiny_dataset, out_dir=out, optimizer='alsals', fsdp=True, dropout=0.2, batch_size=4,
-                   gradient_accumulation_steps=2, warmup_iters=3, ls_ema_warmup_steps=2, lr_decay_iters=2 * N,
-                   eval_interval=N, max_iters=2 * N, always_save_checkpoint=True)
+        cfg = dict(dataset=tiny_dataset, out_dir=out, optimizer='alsals', fsdp=True, dropout=0.2,
+                   batch_size=4, gradient_accumulation_steps=2, warmup_iters=3, ls_ema_warmup_steps=2,
+                   lr_decay_iters=2 * N, eval_interval=N, max_iters=2 * N, always_save_checkpoint=True)
         cfg.update(kw)
         return tu.args_of(**cfg)
 
@@ -245,10 +249,12 @@ def test_fsdp_trains_resumes_exactly_and_samples(tiny_dataset, tmp_path):
     assert sorted(losses_b) == list(range(N, 2 * N + 1))
     assert [losses_b[i] for i in losses_b] == [losses_a[i] for i in losses_b]
     ca, cb = load(os.path.join(dir_a, 'ckpt.pt')), load(os.path.join(dir_b, 'ckpt.pt'))
-    assert ca['dcp'] == cb['dcp'] == f'ckpt_dcp_{2 * N}' and sorted(os.listdir(dir_b)) == ['ckpt.pt', cb['dcp']]
+    assert ca['dcp'] == cb['dcp'] == f'ckpt_dcp_{2 * N}' and sorted(os.listdir(dir_b)) == ['ckpt.pt',
+                                                                                           cb['dcp']]
     from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
     full = []
-    for d in (dir_a, dir_b):                                               # the shards gathered, in one process
+    # the shards gathered, in one process
+    for d in (dir_a, dir_b):
         dcp_to_torch_save(os.path.join(d, ca['dcp']), os.path.join(d, 'full.pt'))
         full.append(torch.load(os.path.join(d, 'full.pt'), weights_only=False))
     assert set(full[0]['model']) == set(full[1]['model']) and len(full[0]['optimizer']['state']) > 0
@@ -256,24 +262,26 @@ def test_fsdp_trains_resumes_exactly_and_samples(tiny_dataset, tmp_path):
     s = tu.check_ok(tu.run_script('sample.py', f'--out_dir={dir_b}', '--device=cpu', '--num_samples=1',
                                   '--max_new_tokens=20'))
     assert s.stdout.strip()
-    tu.check_one_line_error(tu.train(dataset=tiny_dataset, out_dir=dir_b, init_from='resume', optimizer='alsals'),
+    tu.check_one_line_error(tu.train(dataset=tiny_dataset, out_dir=dir_b, init_from='resume',
+                                     optimizer='alsals'),
                             'fsdp=True')
 
 
 @pytest.mark.parametrize('optimizer', ['muonsls'])
 def test_fsdp_muon_matches_ddp_resumes_exactly_and_samples(tiny_dataset, tmp_path, optimizer):
-    """config/train_shakespeare_char_muon.py (tiny), --fsdp=True on 2 gloo ranks: the Muon matrices are sharded,
-    gathered for Newton-Schulz. Its losses stay within 1e-5 of the same run under DDP (the same batches on each
-    rank, whole matrices: one process's optimizer on each) for 30 steps; stopped at 20 and resumed through DCP it
-    logs the same losses as the straight run; sample.py samples from its checkpoint. MuonSLS (a 3-step warmup,
-    then the search) takes Muon's sharded direction and adds the search; plain Muon under FSDP2 is checked
-    against one process, and through DCP, in tests/test_muon.py."""
+    """config/train_shakespeare_char_muon.py (tiny), --fsdp=True on 2 gloo ranks: the Muon matrices are
+    sharded, gathered for Newton-Schulz. Its losses stay within 1e-5 of the same run under DDP (the same
+    batches on each rank, whole matrices: one process's optimizer on each) for 30 steps; stopped at 20 and
+    resumed through DCP it logs the same losses as the straight run; sample.py samples from its checkpoint.
+    MuonSLS (a 3-step warmup, then the search) takes Muon's sharded direction and adds the search; plain Muon
+    under FSDP2 is checked against one process, and through DCP, in tests/test_muon.py."""
     runs = {name: str(tmp_path / name) for name in ('fsdp', 'ddp', 'stopped')}
 
     def args(name, **kw):
-        cfg = dict(dataset=tiny_dataset, out_dir=runs[name], optimizer=optimizer, fsdp=name != 'ddp', batch_size=4, dropout=0.0,
-                   gradient_accumulation_steps=2, warmup_iters=3, lr_decay_iters=30, eval_interval=10,
-                   max_iters=30, always_save_checkpoint=True, log_file=os.path.join(runs[name], 'log.jsonl'),
+        cfg = dict(dataset=tiny_dataset, out_dir=runs[name], optimizer=optimizer, fsdp=name != 'ddp',
+                   batch_size=4, dropout=0.0, gradient_accumulation_steps=2, warmup_iters=3,
+                   lr_decay_iters=30, eval_interval=10, max_iters=30, always_save_checkpoint=True,
+                   log_file=os.path.join(runs[name], 'log.jsonl'),
                    ls_ema_warmup_steps=2 if optimizer == 'muonsls' else None)
         cfg.update(kw)
         return [os.path.join('config', 'train_shakespeare_char_muon.py'), *tu.args_of(**cfg)]
@@ -284,7 +292,8 @@ def test_fsdp_muon_matches_ddp_resumes_exactly_and_samples(tiny_dataset, tmp_pat
 
     for r in tu.parallel(lambda: torchrun(*args('fsdp')), lambda: torchrun(*args('stopped', max_iters=20))):
         tu.check_ok(r)
-    for r in tu.parallel(lambda: torchrun(*args('ddp')), lambda: torchrun(*args('stopped', init_from='resume'))):
+    for r in tu.parallel(lambda: torchrun(*args('ddp')), lambda: torchrun(*args('stopped',
+                                                                                init_from='resume'))):
         tu.check_ok(r)
     sharded, whole, resumed = losses('fsdp'), losses('ddp'), losses('stopped')
     assert sorted(sharded) == sorted(whole) == sorted(resumed) == list(range(31))
@@ -295,8 +304,8 @@ def test_fsdp_muon_matches_ddp_resumes_exactly_and_samples(tiny_dataset, tmp_pat
     assert sharded[30] < sharded[0] - 0.5
     assert resumed == sharded                                                  # bit for bit, through DCP
     assert load(os.path.join(runs['stopped'], 'ckpt.pt'))['dcp'] == 'ckpt_dcp_30'
-    s = tu.check_ok(tu.run_script('sample.py', f"--out_dir={runs['stopped']}", '--device=cpu', '--num_samples=1',
-                                  '--max_new_tokens=20'))
+    s = tu.check_ok(tu.run_script('sample.py', f"--out_dir={runs['stopped']}", '--device=cpu',
+                                  '--num_samples=1', '--max_new_tokens=20'))
     assert s.stdout.strip()
 
 
@@ -311,11 +320,12 @@ def test_resume_on_other_world_size_reseeds_with_notice(tiny_dataset, tmp_path):
         d = tmp_path / name
         d.mkdir()
         shutil.copy2(os.path.join(out, 'ckpt.pt'), d / 'ckpt.pt')
-        runs.append(tu.train(dataset=tiny_dataset, out_dir=str(d), init_from='resume', dropout=0.2, batch_size=4,
-                             gradient_accumulation_steps=2, max_iters=8, eval_interval=4))
+        runs.append(tu.train(dataset=tiny_dataset, out_dir=str(d), init_from='resume', dropout=0.2,
+                             batch_size=4, gradient_accumulation_steps=2, max_iters=8, eval_interval=4))
     for r in runs:
         tu.check_ok(r)
-        notes = [line for line in r.stdout.splitlines() if line.startswith('note: the checkpoint holds the RNG states')]
+        notes = [line for line in r.stdout.splitlines() if line.startswith('note: the checkpoint holds the '
+                                                                           'RNG states')]
         assert len(notes) == 1 and 'of 2 ranks, this run has 1' in notes[0]
     assert tu.iter_losses(runs[0].stdout) == tu.iter_losses(runs[1].stdout)
 
@@ -353,14 +363,15 @@ def test_resume_keeps_or_announces_algorithm_settings(tiny_dataset, tmp_path):
 # ----------------------------------------------------------------------------- annealing reaches the optimizer
 
 def test_anneal_reaches_the_optimizer(tiny_dataset, tmp_path):
-    """With ls_anneal_frac the line search's lr schedule is warmup-stable-decay: the loop sets each group's lr, the
-    JSON log records lr/learning_rate (1, then linear to ls_anneal_to = 0.1; min_lr plays no part), and the
-    optimizer applies eta * lr/lr_0 (lr_0 = learning_rate, the lr at the hand-off): the final checkpoint's groups
-    hold the last lr and lr_0."""
+    """With ls_anneal_frac the line search's lr schedule is warmup-stable-decay: the loop sets each group's
+    lr, the JSON log records lr/learning_rate (1, then linear to ls_anneal_to = 0.1; min_lr plays no part),
+    and the optimizer applies eta * lr/lr_0 (lr_0 = learning_rate, the lr at the hand-off): the final
+    checkpoint's groups hold the last lr and lr_0."""
     log = tmp_path / 'log.jsonl'
-    tu.check_ok(tu.train(dataset=tiny_dataset, out_dir=str(tmp_path / 'out'), optimizer='alsals', max_iters=20,
-                         eval_interval=20, warmup_iters=4, ls_ema_warmup_steps=2, lr_decay_iters=20,
-                         learning_rate=1e-2, min_lr=5e-4, ls_anneal_frac=0.5, log_interval=1, log_file=str(log)))
+    tu.check_ok(tu.train(dataset=tiny_dataset, out_dir=str(tmp_path / 'out'), optimizer='alsals',
+                         max_iters=20, eval_interval=20, warmup_iters=4, ls_ema_warmup_steps=2,
+                         lr_decay_iters=20, learning_rate=1e-2, min_lr=5e-4, ls_anneal_frac=0.5,
+                         log_interval=1, log_file=str(log)))
     recs = [json.loads(line) for line in open(log) if '"loss"' in line]
     factor = {r['iter']: r['lr_factor'] for r in recs}
     assert [factor[i] for i in range(4, 11)] == [1.0] * 7

@@ -1,7 +1,8 @@
 """train.py's own step, in process: its setup as bench.py and the study get it (trainer.setup), then the step
-(trainer/step.py: train_step, replay_closure), get_batch and get_lr called directly. Covers the trial closure's dropout replay, the
-non-finite-gradient skip, PLASLS merging as train.py builds it, distinct eval batches and the schedule's
-lr_decay_iters == warmup_iters case; and that trainer.setup documents every name it returns."""
+(trainer/step.py: train_step, replay_closure), get_batch and get_lr called directly. Covers the trial
+closure's dropout replay, the non-finite-gradient skip, PLASLS merging as train.py builds it, distinct eval
+batches and the schedule's lr_decay_iters == warmup_iters case; and that trainer.setup documents every name it
+returns."""
 import copy
 import re
 import subprocess
@@ -23,8 +24,8 @@ def setup(dataset, out_dir, **overrides):
 
 
 def test_setup_names_documented(tiny_dataset, tmp_path):
-    """Every attribute of trainer.setup's Run is described in its docstring (the one place they are listed), and
-    no other; the step it runs is trainer.step's with the Run's own model and optimizer."""
+    """Every attribute of trainer.setup's Run is described in its docstring (the one place they are listed),
+    and no other; the step it runs is trainer.step's with the Run's own model and optimizer."""
     documented = re.findall(r'^  (\w+) ', trainer_setup.__doc__, re.M)
     ns = setup(tiny_dataset, tmp_path)
     assert sorted(vars(ns)) == sorted(documented)
@@ -39,10 +40,11 @@ def params_of(ns):
 
 @pytest.mark.parametrize('accum,trial', [(1, 1), (3, 0), (3, 2)])
 def test_replay_closure_equals_f_w_with_dropout(tiny_dataset, tmp_path, accum, trial):
-    """At unchanged parameters the closure train_step hands the line search equals f(w) of the training forward
-    bit for bit, with dropout on: it replays each micro-batch's RNG state. The caller's RNG state is kept."""
-    ns = setup(tiny_dataset, tmp_path, optimizer='alsals', dropout=0.3, warmup_iters=2, gradient_accumulation_steps=accum,
-               ls_trial_microsteps=trial)
+    """At unchanged parameters the closure train_step hands the line search equals f(w) of the training
+    forward bit for bit, with dropout on: it replays each micro-batch's RNG state. The caller's RNG state is
+    kept."""
+    ns = setup(tiny_dataset, tmp_path, optimizer='alsals', dropout=0.3, warmup_iters=2,
+               gradient_accumulation_steps=accum, ls_trial_microsteps=trial)
     opt = ns.optimizer
     real_step, seen = opt.step, []
 
@@ -80,7 +82,8 @@ class NaNGrad(torch.autograd.Function):
         return torch.full_like(g, float('nan'))
 
 
-@pytest.mark.parametrize('optimizer,grad_clip,warmup', [('adamw', 1.0, 0), ('adamw', 0.0, 0), ('alsals', 1.0, 1),
+@pytest.mark.parametrize('optimizer,grad_clip,warmup', [('adamw', 1.0, 0), ('adamw', 0.0, 0), ('alsals', 1.0,
+                                                                                               1),
                                                          ('alsals', 0.0, 1), ('alsals', 1.0, 5)])
 def test_nonfinite_gradient_skips_update(tiny_dataset, tmp_path, optimizer, grad_clip, warmup):
     """A NaN gradient with a finite loss: train_step reports the update as not applied, and neither the
@@ -97,7 +100,8 @@ def test_nonfinite_gradient_skips_update(tiny_dataset, tmp_path, optimizer, grad
     for p, q in zip(params_of(ns), before):
         assert torch.equal(p, q)
     after = ns.optimizer.state_dict()
-    if optimizer != 'adamw':  # the search state records the skip itself; moments and everything else unchanged
+    # the search state records the skip itself; moments and everything else unchanged
+    if optimizer != 'adamw':
         for g, g0 in zip(after['param_groups'], state['param_groups']):
             assert g['skipped'] == g0['skipped'] + 1
             g['skipped'] = g0['skipped']
@@ -107,7 +111,8 @@ def test_nonfinite_gradient_skips_update(tiny_dataset, tmp_path, optimizer, grad
     assert applied
 
 
-# train.py itself, every gradient NaN while every loss is finite: model.GPT's forward is patched in the process
+# train.py itself, every gradient NaN while every loss is finite: model.GPT's forward is patched in the
+# process
 NAN_GRAD_RUN = """
 import sys, torch, model
 class NaNGrad(torch.autograd.Function):
@@ -128,8 +133,8 @@ def test_nonfinite_gradients_counted_and_stop(tiny_dataset, tmp_path, optimizer)
     """The loop counts skipped steps like non-finite losses: max_nonfinite_steps in a row stop the run with a
     one-line error (here every gradient is NaN while every loss is finite)."""
     r = subprocess.run([sys.executable, '-c', NAN_GRAD_RUN,
-                        *tu.args_of(dataset=tiny_dataset, out_dir=str(tmp_path), optimizer=optimizer, warmup_iters=2,
-                                    max_nonfinite_steps=3, max_iters=20)],
+                        *tu.args_of(dataset=tiny_dataset, out_dir=str(tmp_path), optimizer=optimizer,
+                                    warmup_iters=2, max_nonfinite_steps=3, max_iters=20)],
                        cwd=tu.ROOT, env=tu.env_of(), capture_output=True, text=True, timeout=300)
     tu.check_one_line_error(r, 'non-finite')
     skipped = [line for line in r.stdout.splitlines() if 'update skipped: non-finite loss or gradient' in line]
@@ -143,7 +148,8 @@ def test_nonfinite_gradients_counted_and_stop(tiny_dataset, tmp_path, optimizer)
 def test_plasls_merges_when_built_by_train_py(tiny_dataset, tmp_path):
     """train.py passes only the ls_* that are set, so PLASLS keeps its own eta_min = 1e-14 below the merge
     threshold 1e-12, and components merge (train.py used to pass eta_min=1e-8: eta never reached 1e-12)."""
-    ns = setup(tiny_dataset, tmp_path, optimizer='plasls', learning_rate=1e-12, warmup_iters=0, ls_n_components=3)
+    ns = setup(tiny_dataset, tmp_path, optimizer='plasls', learning_rate=1e-12, warmup_iters=0,
+               ls_n_components=3)
     opt = ns.optimizer
     assert opt.param_groups[0]['eta_min'] == 1e-14 and opt.param_groups[0]['merge_threshold'] == 1e-12
     X, Y = ns.get_batch('train', 0)
@@ -151,7 +157,8 @@ def test_plasls_merges_when_built_by_train_py(tiny_dataset, tmp_path):
     for it in range(4):
         X, Y, loss, applied = ns.train_step(X, Y, it)
         counts.append(len({g['component'] for g in opt.param_groups}))
-    assert counts[0] == 3 and counts[-1] < 3, counts  # 3 components (after a whole-network first search), merged
+    # 3 components (after a whole-network first search), merged
+    assert counts[0] == 3 and counts[-1] < 3, counts
     assert min(g['eta'] for g in opt.param_groups) < 1e-12
 
 
@@ -186,12 +193,13 @@ def test_lr_schedule_when_decay_ends_with_warmup(tiny_dataset, tmp_path):
     assert [get_lr(i) for i in range(5)] == [1e-2 * (i + 1) / 6 for i in range(5)]
     assert get_lr(5) == get_lr(6) == 1e-3
     ns = setup(tiny_dataset, tmp_path, learning_rate=1e-2, min_lr=1e-3, warmup_iters=5, lr_decay_iters=15)
-    assert ns.get_lr(5) == pytest.approx(1e-2) and ns.get_lr(15) == 1e-3 and 1e-3 < ns.get_lr(10) < 1e-2  # cosine as before
+    # cosine as before
+    assert ns.get_lr(5) == pytest.approx(1e-2) and ns.get_lr(15) == 1e-3 and 1e-3 < ns.get_lr(10) < 1e-2
 
 
 def test_anneal_schedule(tiny_dataset, tmp_path):
-    """The line search's lr schedule (it scales the applied step, eta * lr/learning_rate, after the warmup): the
-    warmup ramp, then learning_rate until the last ls_anneal_frac of lr_decay_iters, then linear to
+    """The line search's lr schedule (it scales the applied step, eta * lr/learning_rate, after the warmup):
+    the warmup ramp, then learning_rate until the last ls_anneal_frac of lr_decay_iters, then linear to
     ls_anneal_to * learning_rate at lr_decay_iters, where it stays (min_lr plays no part); ls_anneal_frac = 0:
     constant after the warmup (the paper). AdamW keeps its cosine."""
     ns = setup(tiny_dataset, tmp_path, optimizer='alsals', learning_rate=1e-2, min_lr=5e-4, warmup_iters=10,
@@ -209,8 +217,9 @@ def test_anneal_schedule(tiny_dataset, tmp_path):
 
 @pytest.mark.parametrize('config', ['config/train_shakespeare_char_alsals.py', 'config/train_gpt2_alsals.py'])
 def test_shipped_alsals_configs_read_no_learning_rate(tiny_dataset, tmp_path, config):
-    """The shipped ALSALS configs start their range test at ls_ramp_from whatever --learning_rate is: from first
-    guesses 1e-4 and 1e-1, the training steps through range test, hold, search and the anneal (the last 20 % of
+    """The shipped ALSALS configs start their range test at ls_ramp_from whatever --learning_rate is: from
+    first guesses 1e-4 and 1e-1, the training steps through range test, hold, search and the anneal (the last
+    20 % of
     lr_decay_iters = 30, to iteration 36) give bit-identical losses, step sizes, applied steps and weights,
     starting at eta = ls_ramp_from."""
     runs = []
@@ -230,7 +239,8 @@ def test_shipped_alsals_configs_read_no_learning_rate(tiny_dataset, tmp_path, co
             applied.append(g['lr'] / g['handoff_lr'])             # the applied step's factor, eta * lr/lr_0
         assert not ns.optimizer.in_start and ns.optimizer.param_groups[0]['forwards'] >= 8
         assert applied[-1] == pytest.approx(0.1 * applied[0])   # the anneal reached its end
-        assert ns.optimizer.param_groups[0]['handoff_lr'] == 1.0    # the range test's schedule: the bare factor
+        # the range test's schedule: the bare factor
+        assert ns.optimizer.param_groups[0]['handoff_lr'] == 1.0
         runs.append((losses, etas, applied, [p.detach().clone() for p in ns.raw_model.parameters()]))
     assert runs[0][:3] == runs[1][:3] and runs[0][1][0] == 3e-5
     assert all(torch.equal(a, b) for a, b in zip(runs[0][3], runs[1][3]))
@@ -239,9 +249,9 @@ def test_shipped_alsals_configs_read_no_learning_rate(tiny_dataset, tmp_path, co
 @pytest.mark.parametrize('config', ['config/train_shakespeare_char_alsals.py',
                                     'config/train_shakespeare_char_muonsls.py'])
 def test_first_guess_does_not_set_the_schedule(tiny_dataset, tmp_path, config):
-    """A user of a shipped line-search config who changes only --learning_rate (its first guess; the config's min_lr
-    stays) gets the same schedule: get_lr(it) over its base (learning_rate after an AdamW warmup, 1 after the
-    range test) is the same for every first guess, and anneals to ls_anneal_to = 0.1."""
+    """A user of a shipped line-search config who changes only --learning_rate (its first guess; the config's
+    min_lr stays) gets the same schedule: get_lr(it) over its base (learning_rate after an AdamW warmup, 1
+    after the range test) is the same for every first guess, and anneals to ls_anneal_to = 0.1."""
     ratios = []
     for lr in (1e-4, 1e-1):
         ns = from_args([config, *tu.args_of(dataset=tiny_dataset, out_dir=str(tmp_path), learning_rate=lr,
@@ -270,11 +280,12 @@ def test_wsd_schedule(tiny_dataset, tmp_path):
     assert f(10) == 2e-2 and f(55) == pytest.approx(2e-2 - 0.5 * 1.8e-2, rel=1e-12) and f(100) == 2e-3
 
 
-@pytest.mark.parametrize('config', ['config/train_shakespeare_char_muonsls.py', 'config/train_gpt2_muonsls.py'])
+@pytest.mark.parametrize('config', ['config/train_shakespeare_char_muonsls.py',
+                                    'config/train_gpt2_muonsls.py'])
 def test_muonsls_config_one_lr(tiny_dataset, tmp_path, config):
-    """The MuonSLS configs start (a few training steps, finite) with Muon's warmup to learning_rate (no range test,
-    the search's own c and b), and their one lr is learning_rate: changing only it scales both parts, the AdamW part
-    at muon_adamw_ratio = 1/3 of it."""
+    """The MuonSLS configs start (a few training steps, finite) with Muon's warmup to learning_rate (no range
+    test, the search's own c and b), and their one lr is learning_rate: changing only it scales both parts,
+    the AdamW part at muon_adamw_ratio = 1/3 of it."""
     for lr in (1e-3, 1e-1):
         ns = from_args([config, *tu.args_of(dataset=tiny_dataset, out_dir=str(tmp_path), learning_rate=lr,
                                                     min_lr=None, warmup_iters=4)], cwd=tu.ROOT)
@@ -290,9 +301,9 @@ def test_muonsls_config_one_lr(tiny_dataset, tmp_path, config):
 
 
 def test_training_leaves_fsdp_unimported():
-    """The trainer package's modules do not import torch.distributed.tensor or torch.distributed.fsdp, which together take
-    about 0.8 s to import (torch itself 1.2-2 s): a one-process or DDP run (and every test that starts one) would
-    pay that at each start. FSDP2's shard() and a DTensor bring them in."""
+    """The trainer package's modules do not import torch.distributed.tensor or torch.distributed.fsdp, which
+    together take about 0.8 s to import (torch itself 1.2-2 s): a one-process or DDP run (and every test that
+    starts one) would pay that at each start. FSDP2's shard() and a DTensor bring them in."""
     code = ("import sys; import alsals, alsals.muon, model, configurator, trainer.setup, trainer.step; "
             "print([m for m in ('torch.distributed.tensor', 'torch.distributed.fsdp') if m in sys.modules])")
     r = subprocess.run([sys.executable, '-c', code], cwd=tu.ROOT, capture_output=True, text=True)

@@ -1,5 +1,6 @@
-"""train.py's wandb run, offline (WANDB_MODE=offline writes the run to WANDB_DIR): every record at step=iter_num,
-the schedule's lr and the search's eta under their own keys, and --init_from=resume continuing the same run."""
+"""train.py's wandb run, offline (WANDB_MODE=offline writes the run to WANDB_DIR): every record at
+step=iter_num, the schedule's lr and the search's eta under their own keys, and --init_from=resume continuing
+the same run."""
 import glob
 import json
 import os
@@ -47,9 +48,10 @@ def history(path):
 
 
 def test_wandb_steps_keys_and_resume(tiny_dataset, tmp_path):
-    """A run of 10 iterations (checkpoint at 10), then --init_from=resume to 20: both offline files hold one run
-    id; each run's steps are the iterations it logged (every 2nd, and the evals every 5th), increasing, and the
-    resumed run starts at the checkpoint's iteration; 'lr' is the schedule's lr and 'ls/eta' the search's step size (the JSON log's lr after warmup)."""
+    """A run of 10 iterations (checkpoint at 10), then --init_from=resume to 20: both offline files hold one
+    run id; each run's steps are the iterations it logged (every 2nd, and the evals every 5th), increasing,
+    and the resumed run starts at the checkpoint's iteration; 'lr' is the schedule's lr and 'ls/eta' the
+    search's step size (the JSON log's lr after warmup)."""
     out, wdir = tmp_path / 'out', tmp_path / 'wandb'
     common = dict(dataset=tiny_dataset, out_dir=str(out), wandb_log=True, optimizer='alsals', warmup_iters=3,
                   eval_interval=5, log_interval=2, learning_rate=1e-2, log_file=str(tmp_path / 'log.jsonl'))
@@ -66,7 +68,9 @@ def test_wandb_steps_keys_and_resume(tiny_dataset, tmp_path):
     assert steps1 == logged(0, 10) and steps2 == logged(10, 20)
     log = {r['iter']: r for r in map(json.loads, open(tmp_path / 'log.jsonl')) if 'loss' in r}
     for step, row in rows1 + rows2:
-        assert (step % 2 == 0) == ({'train/loss_step', 'lr', 'ls/eta', 'ls/forwards'} <= set(row)), (step, row)
+        assert (step % 2 == 0) == ({'train/loss_step', 'lr', 'ls/eta', 'ls/forwards'} <= set(row)), (step,
+                                                                                                     row)
         assert (step % 5 == 0) == ({'train/loss', 'val/loss'} <= set(row)), (step, row)
-        if step >= 3 and step % 2 == 0:                                   # after the warmup: the schedule's lr, the search's eta
+        # after the warmup: the schedule's lr, the search's eta
+        if step >= 3 and step % 2 == 0:
             assert row['lr'] == pytest.approx(1e-2) and row['ls/eta'] == pytest.approx(log[step]['lr'])

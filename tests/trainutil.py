@@ -1,6 +1,6 @@
-"""Helpers shared by the trainer tests: a tiny deterministic dataset, running train.py / sample.py as a user does
-(subprocess, cwd = repo root, CPU, one thread), and parsing their logs. Imported as a plain module (conftest.py
-puts tests/ on sys.path; tests/ is deliberately not a package)."""
+"""Helpers shared by the trainer tests: a tiny deterministic dataset, running train.py / sample.py as a user
+does (subprocess, cwd = repo root, CPU, one thread), and parsing their logs. Imported as a plain module
+(conftest.py puts tests/ on sys.path; tests/ is deliberately not a package)."""
 import os
 import pickle
 import math
@@ -20,13 +20,14 @@ TINY = dict(n_layer=1, n_head=2, n_embd=32, block_size=32, batch_size=8, eval_it
             dropout=0.0, learning_rate=1e-2, min_lr=1e-3, warmup_iters=5, lr_decay_iters=20, max_iters=20,
             eval_interval=10, wandb_log=False)
 
-WORDS = ("the of and to a in that is was he for it with as his on be at by this had not are but from or have an "
-         "they which one you were her all she there would their we him been has when who will more no if out so "
-         "said what up its about into than them can only other new some could time these two may then do first "
-         "any my now such like our over man me even most made after also did many before must through back years "
-         "where much your way well down should because each just those people how too little good very make "
-         "world still own see men work long get here between both life being under never day same another know "
-         "while last might great old year off come since against go came right used take three").split()
+WORDS = ("the of and to a in that is was he for it with as his on be at by this had not are but from or have "
+         "an they which one you were her all she there would their we him been has when who will more no if "
+         "out so said what up its about into than them can only other new some could time these two may then "
+         "do first any my now such like our over man me even most made after also did many before must "
+         "through back years where much your way well down should because each just those people how too "
+         "little good very make world still own see men work long get here between both life being under "
+         "never day same another know while last might great old year off come since against go came right "
+         "used take three").split()
 
 
 def tiny_text(n_chars=50_000, seed=0):
@@ -123,8 +124,8 @@ def file_bytes(path):
 
 
 def parallel(*thunks, workers=2):
-    """Call the thunks (each starts a single-threaded subprocess) two at a time: the machine's 2 cores in
-    use while pytest itself runs tests one by one. Returns their results in order; re-raises the first error."""
+    """Call the thunks (each starts a single-threaded subprocess) two at a time: the machine's 2 cores in use
+    while pytest itself runs tests one by one. Returns their results in order; re-raises the first error."""
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(max_workers=workers) as ex:
         futures = [ex.submit(t) for t in thunks]

@@ -1,6 +1,6 @@
 """
-The trainer: what train.py's loop calls, and what bench.py, the GPU scripts (scripts/), the experiments and the
-tests share with it, so that each measures exactly what train.py trains (after karpathy/nanochat's library
+The trainer: what train.py's loop calls, and what bench.py, the GPU scripts (scripts/), the experiments and
+the tests share with it, so that each measures exactly what train.py trains (after karpathy/nanochat's library
 beside its scripts: scripts import it, it imports no script).
 
   trainer/defaults.py    the settings and their defaults, one global a line (nanoGPT's config block)

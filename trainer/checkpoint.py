@@ -4,10 +4,10 @@ RNG state that checkpoints and the line search's trial closure (trainer/step.py)
 resume does besides loading the model and optimizer (its checks, the settings that apply, with notices, every
 rank's RNG stream).
 
-FSDP2 checkpoints: every rank writes its shards of the model and the optimizer to out_dir/ckpt_dcp_<iter>/ (DCP),
-then rank 0 writes out_dir/ckpt.pt (atomically) with everything else (config, model_args, iter_num, every rank's
-RNG state, ...) and the name of that directory under 'dcp'; older ckpt_dcp_* directories are removed after.
-A run killed while saving leaves ckpt.pt naming the previous, complete directory.
+FSDP2 checkpoints: every rank writes its shards of the model and the optimizer to out_dir/ckpt_dcp_<iter>/
+(DCP), then rank 0 writes out_dir/ckpt.pt (atomically) with everything else (config, model_args, iter_num,
+every rank's RNG state, ...) and the name of that directory under 'dcp'; older ckpt_dcp_* directories are
+removed after. A run killed while saving leaves ckpt.pt naming the previous, complete directory.
 
 Writes are atomic (temp file in the same directory, fsync, os.replace), so a kill -9 while saving leaves the
 previous checkpoint intact. Reads use torch.load(weights_only=True): checkpoints hold only tensors and plain
@@ -65,9 +65,9 @@ def load(path, map_location='cpu'):
 
 
 def load_model(out_dir, device='cpu'):
-    """(the GPT of out_dir/ckpt.pt, the checkpoint dict) for sample.py and export_hf.py: the weights from ckpt.pt,
-    or, for an FSDP2 run's checkpoint, from the DCP directory it names, read in this one process (parallel.py).
-    A missing, corrupt or foreign checkpoint is a one-line error."""
+    """(the GPT of out_dir/ckpt.pt, the checkpoint dict) for sample.py and export_hf.py: the weights from
+    ckpt.pt, or, for an FSDP2 run's checkpoint, from the DCP directory it names, read in this one process
+    (parallel.py). A missing, corrupt or foreign checkpoint is a one-line error."""
     from model import GPTConfig, GPT
     ckpt_path = os.path.join(out_dir, 'ckpt.pt')
     checkpoint = load(ckpt_path, device)
@@ -86,7 +86,8 @@ def load_model(out_dir, device='cpu'):
 def strip_compile_prefix(state_dict):
     # torch.compile's wrapper prefixes parameter names with '_orig_mod.'
     unwanted_prefix = '_orig_mod.'
-    return {k[len(unwanted_prefix):] if k.startswith(unwanted_prefix) else k: v for k, v in state_dict.items()}
+    return {k[len(unwanted_prefix):] if k.startswith(unwanted_prefix) else k: v for k,
+            v in state_dict.items()}
 
 
 def get_rng_state():
@@ -119,8 +120,8 @@ def gather_rng_states():
 
 
 def restore_rng_states(states, rank, world_size, seed, iter_num):
-    """On resume: each rank continues its own dropout RNG stream (`states`: a checkpoint's 'rng', one per rank);
-    on another world size, a documented deterministic reseed from (seed, rank, iter_num)."""
+    """On resume: each rank continues its own dropout RNG stream (`states`: a checkpoint's 'rng', one per
+    rank); on another world size, a documented deterministic reseed from (seed, rank, iter_num)."""
     states = states if isinstance(states, list) else [states] # older checkpoints: rank 0's only
     if len(states) == world_size:
         set_rng_state(states[rank])
@@ -131,24 +132,26 @@ def restore_rng_states(states, rank, world_size, seed, iter_num):
 
 
 def check_resumable(checkpoint, ckpt_path, optimizer, fsdp):
-    """A checkpoint that this run cannot continue: another optimizer (its state would not fit), or written with the
-    other fsdp setting (FSDP2 writes its shards with DCP, parallel.py): a one-line error naming the fix."""
+    """A checkpoint that this run cannot continue: another optimizer (its state would not fit), or written
+    with the other fsdp setting (FSDP2 writes its shards with DCP, parallel.py): a one-line error naming the
+    fix."""
     if checkpoint['config'].get('optimizer', 'adamw') != optimizer:
-        fail(f"{ckpt_path} was trained with optimizer={checkpoint['config'].get('optimizer')!r}, not {optimizer!r}")
+        fail(f"{ckpt_path} was trained with optimizer={checkpoint['config'].get('optimizer')!r}, not "
+             f"{optimizer!r}")
     if bool(checkpoint.get('dcp')) != fsdp:
         fail(f"{ckpt_path} was written by a run with fsdp={not fsdp}: resume it with --fsdp={not fsdp}")
 
 
 def resume_settings(optimizer, ls_kwargs, saved_config, config):
-    """On resume, after the optimizer's state_dict is loaded: the line search's settings that are set (`ls_kwargs`)
-    override the checkpoint's (load_state_dict restored its param groups), and each setting that changes the
-    algorithm and differs from the checkpoint's run gets a one-line notice (the new value applies): the schedule's,
-    and every ls_* that is set (against the optimizer's saved one)."""
+    """On resume, after the optimizer's state_dict is loaded: the line search's settings that are set
+    (`ls_kwargs`) override the checkpoint's (load_state_dict restored its param groups), and each setting that
+    changes the algorithm and differs from the checkpoint's run gets a one-line notice (the new value
+    applies): the schedule's, and every ls_* that is set (against the optimizer's saved one)."""
     saved_group = dict(optimizer.param_groups[0]) # as the checkpoint's run left it
     for param_group in optimizer.param_groups:
         param_group.update(ls_kwargs)
-    keys = ['warmup_iters', 'grad_clip', 'learning_rate', 'lr_decay_iters', 'min_lr', 'decay_lr', 'lr_schedule',
-            'decay_frac']
+    keys = ['warmup_iters', 'grad_clip', 'learning_rate', 'lr_decay_iters', 'min_lr', 'decay_lr',
+            'lr_schedule', 'decay_frac']
     for k in keys + [k for k, v in config.items() if k.startswith('ls_') and v is not None]:
         if k.startswith('ls_'):
             old = saved_group.get(k[3:], saved_config.get(k))
@@ -159,10 +162,10 @@ def resume_settings(optimizer, ls_kwargs, saved_config, config):
 
 
 def save_checkpoint(model, optimizer, checkpoint, out_dir):
-    """train.py's checkpoint: `checkpoint` is the dict of everything but the model and the optimizer. Under FSDP2
-    (a fully_shard-ed `model`, not the compiled wrapper) every rank calls it and writes its shards with DCP, then
-    rank 0 ckpt.pt naming them (module docstring); otherwise one process writes ckpt.pt with both state_dicts.
-    Either way ckpt.pt is written atomically (save)."""
+    """train.py's checkpoint: `checkpoint` is the dict of everything but the model and the optimizer. Under
+    FSDP2 (a fully_shard-ed `model`, not the compiled wrapper) every rank calls it and writes its shards with
+    DCP, then rank 0 ckpt.pt naming them (module docstring); otherwise one process writes ckpt.pt with both
+    state_dicts. Either way ckpt.pt is written atomically (save)."""
     if not is_fsdp(model):
         save(dict(checkpoint, model=model.state_dict(), optimizer=optimizer.state_dict()),
              os.path.join(out_dir, 'ckpt.pt'))
@@ -182,9 +185,9 @@ def save_checkpoint(model, optimizer, checkpoint, out_dir):
 
 
 def load_optimizer(model, optimizer, checkpoint, out_dir):
-    """Resume the optimizer from train.py's `checkpoint` (ckpt.pt, loaded). An FSDP2 checkpoint (it names its DCP
-    directory under 'dcp'): this rank's shards of the model and the optimizer, from out_dir/<that name>; otherwise
-    the optimizer's state_dict (the model's weights were loaded before sharding, as in nanoGPT)."""
+    """Resume the optimizer from train.py's `checkpoint` (ckpt.pt, loaded). An FSDP2 checkpoint (it names its
+    DCP directory under 'dcp'): this rank's shards of the model and the optimizer, from out_dir/<that name>;
+    otherwise the optimizer's state_dict (the model's weights were loaded before sharding, as in nanoGPT)."""
     if not checkpoint.get('dcp'):
         optimizer.load_state_dict(checkpoint['optimizer'])
         return

@@ -1,7 +1,7 @@
 """
-train.py's settings and their defaults, as nanoGPT's train.py writes them: one global a line, with what it does.
-train.py, bench.py, the GPU scripts and the experiments read them (trainer.config.parse); config files and
---key=value override them (configurator.py). Values designed to train a GPT-2 (124M) on OpenWebText.
+train.py's settings and their defaults, as nanoGPT's train.py writes them: one global a line, with what it
+does. train.py, bench.py, the GPU scripts and the experiments read them (trainer.config.parse); config files
+and --key=value override them (configurator.py). Values designed to train a GPT-2 (124M) on OpenWebText.
 """
 import torch
 
@@ -12,7 +12,8 @@ log_interval = 1
 eval_iters = 200
 eval_only = False # if True, script exits right after the first eval
 always_save_checkpoint = True # if True, always save a checkpoint after each eval
-init_from = 'scratch' # 'scratch', 'resume', or GPT-2 weights: 'gpt2*' (local Hugging Face cache) or a HF directory
+# 'scratch', 'resume', or GPT-2 weights: 'gpt2*' (local Hugging Face cache) or a HF directory
+init_from = 'scratch'
 # wandb logging
 wandb_log = False # disabled by default
 wandb_project = 'owt'
@@ -29,7 +30,8 @@ n_head = 12
 n_embd = 768
 dropout = 0.0 # for pretraining 0 is good, for finetuning try 0.1+
 bias = False # do we use bias inside LayerNorm and Linear layers?
-optimizer = 'adamw' # 'muon' (torch.optim.Muon on the hidden matrices, AdamW on the rest), or a line search (ls_*)
+# 'muon' (torch.optim.Muon on the hidden matrices, AdamW on the rest), or a line search (ls_*)
+optimizer = 'adamw'
 learning_rate = 6e-4 # max learning rate (AdamW peak; the line-search optimizers' warmup target)
 max_iters = 600000 # total number of training iterations
 weight_decay = 1e-1
@@ -38,11 +40,13 @@ beta2 = 0.95
 grad_clip = 1.0 # clip gradients at this value, or disable if == 0.0
 # learning rate decay settings (AdamW, Muon; the line search replaces the schedule after warmup)
 decay_lr = True # whether to decay the learning rate
-lr_schedule = 'cosine' # after the warmup: 'cosine' to min_lr at lr_decay_iters, or 'wsd' (warmup-stable-decay)
+# after the warmup: 'cosine' to min_lr at lr_decay_iters, or 'wsd' (warmup-stable-decay)
+lr_schedule = 'cosine'
 decay_frac = 0.2 # 'wsd': constant, then linear to min_lr over this last fraction of lr_decay_iters
 warmup_iters = 2000 # how many steps to warm up for (and for the line search: steps of AdamW before it)
 lr_decay_iters = 600000 # should be ~= max_iters per Chinchilla
-min_lr = 6e-5 # minimum learning rate, should be ~= learning_rate/10 per Chinchilla (not used by the line search)
+# minimum learning rate, should be ~= learning_rate/10 per Chinchilla (not used by the line search)
+min_lr = 6e-5
 muon_adamw_lr = None # muon, muonsls: the lr of the AdamW part (embeddings, head, norms); None = the ratio's
 muon_adamw_ratio = 1.0 # muon, muonsls with muon_adamw_lr=None: the AdamW part's lr is learning_rate * this
 # ---- line search ---- optimizer='alsals'|'adamsls'|'sgdsls'|'plasls'|'muonsls': warmup_iters AdamW steps, then
@@ -52,16 +56,21 @@ ls_b = ls_ema_warmup_steps = ls_skip_stable = ls_fa = ls_ramp = ls_ramp_sigma = 
 ls_search = ls_level = ls_level_target = ls_noise_beta = None
 ls_trial_microsteps = 1 # trial forward on the first k micro-batches (f(w) on the same k); 0 = all
 ls_n_components = 10 # PLASLS: parameter components, each with its own step size
-ls_anneal_frac = 0.0 # anneal the applied step to ls_anneal_to over this last part of lr_decay_iters; 0 = paper
-ls_anneal_to = 0.1 # the anneal ends at this fraction of the search's step: no lr sets its depth (min_lr plays no part)
-ls_range_test = False # instead of AdamW's warmup: a range test from ls_ramp_from (unset: learning_rate/100), warmup_iters steps at edge/2
+# anneal the applied step to ls_anneal_to over this last part of lr_decay_iters; 0 = paper
+ls_anneal_frac = 0.0
+# the anneal ends at this fraction of the search's step: no lr sets its depth (min_lr plays no part)
+ls_anneal_to = 0.1
+# instead of AdamW's warmup: a range test from ls_ramp_from (unset: learning_rate/100), warmup_iters steps at
+# edge/2
+ls_range_test = False
 max_nonfinite_steps = 10 # stop after this many consecutive steps with a non-finite loss or gradient
 log_file = '' # JSON lines (one record per logged iter and per eval) appended here; '' = off
 hellaswag_file = '' # HellaSwag's validation jsonl (data/hellaswag/prepare.py), scored at every eval; '' = off
 hellaswag_items = 0 # score the first this many items of hellaswag_file; 0 = all
 # DDP settings
 backend = 'nccl' # 'nccl', 'gloo', etc. (gloo is used automatically on CPU)
-fsdp = False # under torchrun: FSDP2 (fully_shard each block and the root) instead of DDP; checkpoints with DCP
+# under torchrun: FSDP2 (fully_shard each block and the root) instead of DDP; checkpoints with DCP
+fsdp = False
 # system
 device = 'cuda' # examples: 'cpu', 'cuda', 'cuda:0', 'cuda:1' etc., or try 'mps' on macbooks
 # 'float32', 'bfloat16', or 'float16', the latter will auto implement a GradScaler

@@ -14,8 +14,8 @@ from configurator import fail
 
 
 def init(device, backend):
-    """nanoGPT's DDP setup: under torchrun (RANK set) the process group (gloo on CPU: nccl needs CUDA) and this
-    rank's device. Returns (ddp, rank, local_rank, world_size, device)."""
+    """nanoGPT's DDP setup: under torchrun (RANK set) the process group (gloo on CPU: nccl needs CUDA) and
+    this rank's device. Returns (ddp, rank, local_rank, world_size, device)."""
     if int(os.environ.get('RANK', -1)) == -1:
         return False, 0, 0, 1, device
     if 'cuda' not in device:
@@ -31,11 +31,12 @@ def init(device, backend):
 
 def shard(model):
     """FSDP2: fully_shard each transformer block, then the root. The root reshards after its forward as well
-    (reshard_after_forward=True; by default the root keeps its parameters gathered for the backward): the line
-    search's no-grad trial forwards have no backward, and the optimizer moves the local shards in place between
-    them, so every forward must gather the shards anew. First every rank takes rank 0's weights, as DDP's wrapper
-    does: train.py seeds each rank differently before building the model, and fully_shard keeps each rank's own
-    slice, which would start the run from a mix of inits instead of the one a single process draws."""
+        (reshard_after_forward=True; by default the root keeps its parameters gathered for the backward): the
+        line search's no-grad trial forwards have no backward, and the optimizer moves the local shards in
+        place between them, so every forward must gather the shards anew. First every rank takes rank 0's
+        weights, as DDP's wrapper
+    does: train.py seeds each rank differently before building the model, and fully_shard keeps each rank's
+        own slice, which would start the run from a mix of inits instead of the one a single process draws."""
     for t in model.state_dict().values():
         torch.distributed.broadcast(t, src=0)
     from torch.distributed.fsdp import fully_shard   # with DTensor about 0.8 s to import: only when sharding
@@ -76,9 +77,9 @@ def finish_ddp(raw_model, master_process, finish_wandb=False, sharded=False):
     destroy_process_group()
     if not ranks_agree:
         fail(f"DDP ranks ended with different parameters (checksums {lo.item():.17g} .. {hi.item():.17g})")
-    # gloo's worker threads can still abort the interpreter's own teardown afterwards ("terminate called without
-    # an active exception", exit code 1, seen now and then on CPU after a complete run): the run is done and its
-    # files are closed, so leave without that teardown
+    # gloo's worker threads can still abort the interpreter's own teardown afterwards ("terminate called
+    # without an active exception", exit code 1, seen now and then on CPU after a complete run): the run is
+    # done and its files are closed, so leave without that teardown
     if finish_wandb:
         import wandb
         wandb.finish()

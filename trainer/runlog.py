@@ -1,15 +1,15 @@
 """
-What a run writes besides its checkpoints: train.py's JSON-lines log (log_file) and its wandb run. The wandb run
-logs every record at step=iter_num and its id is kept in the checkpoint, so that --init_from=resume continues the
-same run (wandb's resume='allow'); WANDB_MODE=offline is honoured as wandb does.
+What a run writes besides its checkpoints: train.py's JSON-lines log (log_file) and its wandb run. The wandb
+run logs every record at step=iter_num and its id is kept in the checkpoint, so that --init_from=resume
+continues the same run (wandb's resume='allow'); WANDB_MODE=offline is honoured as wandb does.
 """
 import json
 
 
 def json_log(path, fresh):
-    """log_json(**record): appends one JSON line per call to `path` (train.py's log_file), or does nothing if path
-    is '' (no log_file, or not the master process). `fresh` (a run from scratch) empties the file first; a resumed
-    run appends."""
+    """log_json(**record): appends one JSON line per call to `path` (train.py's log_file), or does nothing if
+        path is '' (no log_file, or not the master process). `fresh` (a run from scratch) empties the file
+        first; a resumed run appends."""
     if not path:
         return lambda **record: None
     if fresh:

@@ -1,8 +1,8 @@
 """
 train.py's setup, from a config dict (trainer.config.parse): the process group, the data, the model (from
 scratch, a checkpoint or GPT-2 weights), the optimizer (with its line search's kwargs from the ls_* settings),
-compile and DDP. train.py runs its loop on what setup() returns; bench.py, the GPU scripts, the experiments and
-the tests drive the same step themselves, so that they measure exactly what train.py trains.
+compile and DDP. train.py runs its loop on what setup() returns; bench.py, the GPU scripts, the experiments
+and the tests drive the same step themselves, so that they measure exactly what train.py trains.
 
 setup(config) returns a Run (from_args(args): the same from a train.py command line) whose attributes are:
 
@@ -76,7 +76,8 @@ def setup(config):
     device_type = 'cuda' if 'cuda' in run.device else 'cpu' # for later use in torch.autocast
     # note: float16 data type will automatically use a GradScaler
     ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[c.dtype]
-    run.ctx = nullcontext() if c.dtype == 'float32' else torch.amp.autocast(device_type=device_type, dtype=ptdtype)
+    run.ctx = nullcontext() if c.dtype == 'float32' else torch.amp.autocast(device_type=device_type,
+                                                                            dtype=ptdtype)
 
     # data loader: batch `index` of a split from its own generator, seeded by (seed, rank, split, index)
     data_dir = os.path.join('data', c.dataset) # a name under data/, or an absolute path
@@ -96,26 +97,31 @@ def setup(config):
     run.best_val_loss = checkpoint['best_val_loss'] if checkpoint else 1e9
     run.nonfinite_steps = checkpoint.get('nonfinite_steps', 0) if checkpoint else 0
     run.wandb_run_id = checkpoint.get('wandb_run_id') if checkpoint else None
-    loader.check_vocab(data_dir, run.model_args['vocab_size']) # every token id indexes the embedding (one pass)
+    # every token id indexes the embedding (one pass)
+    loader.check_vocab(data_dir, run.model_args['vocab_size'])
     run.hellaswag_data = hellaswag_items(c, run.meta_vocab_size)
     model.to(run.device)
     if c.fsdp:
-        distributed.shard(model) # FSDP2: each block and the root; the optimizer is built on the sharded parameters
+        # FSDP2: each block and the root; the optimizer is built on the sharded parameters
+        distributed.shard(model)
 
     # initialize a GradScaler. If enabled=False scaler is a no-op
     run.scaler = torch.amp.GradScaler(device_type, enabled=(c.dtype == 'float16'))
 
-    # optimizer; ---- line search ---- its kwargs: the ls_* that are set, its start, clipping (trainer/config.py)
+    # optimizer; ---- line search ---- its kwargs: the ls_* that are set, its start, clipping
+    # (trainer/config.py)
     run.line_search = c.optimizer not in cfg.PLAIN_OPTIMIZERS
     run.ls_kwargs = cfg.optimizer_kwargs(config)
     with cfg.optimizer_errors(run.ls_kwargs, config):
-        run.optimizer = model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2), device_type,
+        run.optimizer = model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2),
+                                                   device_type,
                                                    c.optimizer, c.ls_n_components,
                                                    adamw_lr=cfg.muon_adamw_lr(config), **run.ls_kwargs)
     if checkpoint:
         ckpt_io.load_optimizer(model, run.optimizer, checkpoint, c.out_dir) # FSDP2: this rank's shards
         ckpt_io.resume_settings(run.optimizer, run.ls_kwargs, checkpoint['config'], config) # a set ls_* wins
-        ckpt_io.restore_rng_states(checkpoint['rng'], seed_offset, run.world_size, c.seed, run.iter_num) # dropout
+        # dropout
+        ckpt_io.restore_rng_states(checkpoint['rng'], seed_offset, run.world_size, c.seed, run.iter_num)
     checkpoint = None # free up memory
 
     # compile the model
@@ -130,20 +136,23 @@ def setup(config):
 
     # ---- line search ---- the trial forward re-evaluates the first n_trial micro-batches (0 = all)
     run.n_trial = min(c.ls_trial_microsteps or accum, accum)
-    run.step_args = dict(model=model, optimizer=run.optimizer, get_batch=run.get_batch, accum=accum, ctx=run.ctx,
-                         scaler=run.scaler, grad_clip=c.grad_clip, line_search=run.line_search, n_trial=run.n_trial,
-                         world_size=run.world_size)
+    run.step_args = dict(model=model, optimizer=run.optimizer, get_batch=run.get_batch, accum=accum,
+                         ctx=run.ctx, scaler=run.scaler, grad_clip=c.grad_clip, line_search=run.line_search,
+                         n_trial=run.n_trial, world_size=run.world_size)
     run.train_step = lambda X, Y, iter_num: step.train_step(X, Y, iter_num, **run.step_args)
-    run.estimate_loss = partial(step.estimate_loss, model, run.get_batch, c.eval_iters, run.ctx, c.fsdp, run.device)
+    run.estimate_loss = partial(step.estimate_loss, model, run.get_batch, c.eval_iters, run.ctx, c.fsdp,
+                                run.device)
     run.get_lr = partial(step.get_lr, config=config, line_search=run.line_search)
     return run
 
 
 def init_model(c, meta_vocab_size, device):
-    """(the GPT, its model_args, the checkpoint or None): from scratch, from out_dir/ckpt.pt (init_from='resume'),
-    or from GPT-2 weights (the local Hugging Face cache or a directory: never downloaded)."""
+    """(the GPT, its model_args, the checkpoint or None): from scratch, from out_dir/ckpt.pt
+    (init_from='resume'), or from GPT-2 weights (the local Hugging Face cache or a directory: never
+    downloaded)."""
     model_args = dict(n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, block_size=c.block_size,
-                      bias=c.bias, vocab_size=None, dropout=c.dropout) # start with model_args from command line
+                      # start with model_args from command line
+                      bias=c.bias, vocab_size=None, dropout=c.dropout)
     checkpoint = None
     if c.init_from == 'scratch':
         # init a new model from scratch
@@ -162,7 +171,8 @@ def init_model(c, meta_vocab_size, device):
         # the rest of the attributes (e.g. dropout) can stay as desired from command line
         for k in ['n_layer', 'n_head', 'n_embd', 'block_size', 'bias', 'vocab_size']:
             model_args[k] = checkpoint['model_args'][k]
-        ckpt_io.check_resumable(checkpoint, ckpt_path, c.optimizer, c.fsdp) # the same optimizer and fsdp setting
+        # the same optimizer and fsdp setting
+        ckpt_io.check_resumable(checkpoint, ckpt_path, c.optimizer, c.fsdp)
         model = GPT(GPTConfig(**model_args))
         if not c.fsdp: # FSDP2: the weights come with the optimizer's state, after sharding
             model.load_state_dict(ckpt_io.strip_compile_prefix(checkpoint['model']))
@@ -176,7 +186,8 @@ def init_model(c, meta_vocab_size, device):
         for k in ['n_layer', 'n_head', 'n_embd', 'block_size', 'bias', 'vocab_size']:
             model_args[k] = getattr(model.config, k)
         if c.block_size > model.config.block_size:
-            fail(f"block_size={c.block_size} exceeds the n_positions of {c.init_from} ({model.config.block_size})")
+            fail(f"block_size={c.block_size} exceeds the n_positions of {c.init_from} "
+                 f"({model.config.block_size})")
         if c.block_size < model.config.block_size: # crop down the model block size, using model surgery
             model.crop_block_size(c.block_size)
             model_args['block_size'] = c.block_size # so that the checkpoint will have the right value
@@ -188,11 +199,12 @@ def hellaswag_items(c, meta_vocab_size):
     if not c.hellaswag_file:
         return []
     if meta_vocab_size is not None:
-        print(f"note: HellaSwag needs GPT-2 BPE, and {c.dataset!r} is char-level (meta.pkl): hellaswag_file skipped")
+        print(f"note: HellaSwag needs GPT-2 BPE, and {c.dataset!r} is char-level (meta.pkl): hellaswag_file "
+              "skipped")
         return []
     if not os.path.isfile(c.hellaswag_file):
-        print(f"note: hellaswag_file {c.hellaswag_file!r} not found (python data/hellaswag/prepare.py writes it): "
-              f"HellaSwag skipped")
+        print(f"note: hellaswag_file {c.hellaswag_file!r} not found (python data/hellaswag/prepare.py writes "
+              f"it): HellaSwag skipped")
         return []
     from data.gpt2_bpe import gpt2_encoding
     from trainer import hellaswag
@@ -206,9 +218,9 @@ def hellaswag_items(c, meta_vocab_size):
 
 
 def from_args(args, quiet=False, cwd=None):
-    """setup() for a train.py command line (config files, then --key=value): what `python train.py <args>` would
-    train, for the scripts that drive the step themselves. quiet: what the setup prints is discarded. cwd: the
-    directory train.py's relative paths are read from (restored after)."""
+    """setup() for a train.py command line (config files, then --key=value): what `python train.py <args>`
+        would train, for the scripts that drive the step themselves. quiet: what the setup prints is
+        discarded. cwd: the directory train.py's relative paths are read from (restored after)."""
     here = os.getcwd()
     try:
         if cwd is not None:

@@ -12,8 +12,8 @@ from trainer.distributed import mean_over_ranks
 
 
 def wsd_lr(it, learning_rate, start_at, lr_decay_iters, to, frac):
-    """learning_rate, then linear down to `to` * learning_rate over the last frac of lr_decay_iters (not before
-    start_at, the end of the warmup)"""
+    """learning_rate, then linear down to `to` * learning_rate over the last frac of lr_decay_iters (not
+    before start_at, the end of the warmup)"""
     start = max(start_at, (1.0 - frac) * lr_decay_iters)
     if frac == 0 or it < start:
         return learning_rate
@@ -37,11 +37,13 @@ def get_lr(it, config, line_search):
     # ---- line search ---- after its warmup, lr scales the applied step (eta * lr/lr_0): constant, then linear
     # to ls_anneal_to of it over the last ls_anneal_frac of lr_decay_iters (0 = the paper); a fraction, not
     # min_lr, so that a first guess does not set the anneal's depth. With the range test no lr is read, so the
-    # schedule is the bare factor (1, then down): lr/lr_0 is then that factor bit for bit, whatever learning_rate
+    # schedule is the bare factor (1, then down): lr/lr_0 is then that factor bit for bit, whatever
+    # learning_rate
     if line_search:
         return wsd_lr(it, ls_lr_base(c), c['warmup_iters'], c['lr_decay_iters'], c['ls_anneal_to'],
                       c['ls_anneal_frac'])
-    # 2) from lr_decay_iters on, return min learning rate (>=: lr_decay_iters == warmup_iters would divide by 0)
+    # 2) from lr_decay_iters on, return min learning rate (>=: lr_decay_iters == warmup_iters would divide by
+    # 0)
     if it >= c['lr_decay_iters']:
         return c['min_lr']
     # 3) wsd: learning_rate, then linear to min_lr over the last decay_frac of lr_decay_iters (the cooldown of
@@ -76,9 +78,9 @@ def estimate_loss(model, get_batch, eval_iters, ctx, fsdp=False, device='cpu'):
 
 
 def replay_closure(model, batches, ctx):
-    """---- line search ---- the trial closure: f(w + eta*d) on the micro-batches just trained on, with the same
-    dropout masks. The mean loss on [(X, Y, RNG state before its training forward)], no autograd: at w it is f(w)
-    bit for bit."""
+    """---- line search ---- the trial closure: f(w + eta*d) on the micro-batches just trained on, with the
+    same dropout masks. The mean loss on [(X, Y, RNG state before its training forward)], no autograd: at w it
+    is f(w) bit for bit."""
     @torch.no_grad()
     def closure():
         saved, losses = get_rng_state(), []
@@ -93,9 +95,11 @@ def replay_closure(model, batches, ctx):
 
 def train_step(X, Y, iter_num, *, model, optimizer, get_batch, accum, ctx, scaler, grad_clip, line_search,
                n_trial, world_size):
-    """One training iteration from (X, Y), batch number iter_num * accum. Returns the next X, Y, the step's mean
-    loss (a device tensor, over micro-batches and ranks) and whether the update was applied (not on a non-finite
-    loss or gradient: then parameters and optimizer state are left as they were). world_size > 1: DDP (or FSDP2)."""
+    """One training iteration from (X, Y), batch number iter_num * accum. Returns the next X, Y, the step's
+    mean
+    loss (a device tensor, over micro-batches and ranks) and whether the update was applied (not on a
+        non-finite loss or gradient: then parameters and optimizer state are left as they were). world_size >
+        1: DDP (or FSDP2)."""
     ddp = world_size > 1
     # forward backward update, with optional gradient accumulation to simulate larger batch size
     # and using the GradScaler if data type is float16
@@ -108,7 +112,8 @@ def train_step(X, Y, iter_num, *, model, optimizer, get_batch, accum, ctx, scale
             # I really dislike that this bloats the code and forces us to repeat code
             # looking at the source of that context manager, it just toggles this variable
             model.require_backward_grad_sync = (micro_step == accum - 1)
-        if line_search and micro_step < n_trial: # ---- line search ---- the trial replays this forward's dropout
+        # ---- line search ---- the trial replays this forward's dropout
+        if line_search and micro_step < n_trial:
             trial_batches.append((X, Y, get_rng_state()))
         with ctx:
             logits, loss = model(X, Y)
@@ -126,7 +131,8 @@ def train_step(X, Y, iter_num, *, model, optimizer, get_batch, accum, ctx, scale
         step_loss /= world_size
     if line_search:
         # ---- line search ---- f(w) from this forward, the trial on the same batches; it clips, checks finiteness
-        optimizer.step(closure=replay_closure(model, trial_batches, ctx), loss=torch.stack(losses[:n_trial]).mean())
+        optimizer.step(closure=replay_closure(model, trial_batches, ctx),
+                       loss=torch.stack(losses[:n_trial]).mean())
         applied = not optimizer.last_stats['skipped']
     else:
         # clip the gradient (its norm is needed when not clipping too: a non-finite gradient skips the step)

@@ -45,7 +45,8 @@ def prepare(url=URL, out=OUT, timeout=60):
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--url", default=URL, help="where to read the jsonl from (any URL urllib opens, file:// too)")
+    p.add_argument("--url", default=URL,
+                   help="where to read the jsonl from (any URL urllib opens, file:// too)")
     p.add_argument("--out", default=OUT, help="the file to write")
     a = p.parse_args()
     try:
