@@ -29,8 +29,9 @@ Collectives (under torchrun): one more untimed step per setting runs under a dis
 $ python bench.py                           # CPU, 4 layers x 128, 8 micro-batches of 8x128
 $ python bench.py --gradient_accumulation_steps=5 --settings='adamw; alsals; alsals --ls_skip_stable=3'
 $ python bench.py config/train_gpt2.py --dataset=shakespeare --device=cuda --dtype=bfloat16 --compile=True \
-      --gradient_accumulation_steps=5 --out=results/bench_124M.json   # 124M, the 8-GPU per-rank shape; 40: one GPU
-$ torchrun --nproc_per_node=2 bench.py --fsdp=True --settings='adamw; muon; muonsls' --out=results/bench_fsdp.json
+      --gradient_accumulation_steps=5 --out=results/bench_124M.json   # 124M: an 8-GPU rank's (40: one GPU)
+$ torchrun --nproc_per_node=2 bench.py --fsdp=True --settings='adamw; muon; muonsls' \
+      --out=results/bench_fsdp.json
 """
 import gc
 import json
@@ -150,7 +151,7 @@ class Collectives(TorchDispatchMode):
         return out
 
 def collectives_per_step(s):
-    """One more (untimed) step of setting s under Collectives: {op: {'count', 'bytes'}} ({} in one process)."""
+    """One more (untimed) step of setting s under Collectives: {op: {'count', 'bytes'}} ({}: one process)."""
     if not dist.is_initialized():
         return {}
     with Collectives() as seen:
@@ -206,7 +207,8 @@ def main():
         mfu = None
         if s.cuda: # extra_forwards in sequences: the trial forwards beyond the training forward
             mfu = train.raw_model.estimate_mfu(train.config['batch_size'] * accum, med,
-                                               extra_forwards=(fwd - 1.0) * train.config['batch_size'] * accum)
+                                               extra_forwards=(fwd - 1.0) * train.config['batch_size']
+                                               * accum)
         hp = {k: v for k, v in train.optimizer.param_groups[0].items() if isinstance(v, (int, float, bool,
                                                                                          str))}
         results[s.label] = dict(optimizer=train.config['optimizer'], gradient_accumulation_steps=accum,
@@ -240,7 +242,8 @@ def main():
             return None
     report = dict(results=results, settings=labels, train_args=[*train_defaults, *train_args], config=config,
                   device=torch.cuda.get_device_name(device) if 'cuda' in device else
-                  f"cpu ({torch.get_num_threads()} threads, {os.cpu_count()} cores visible)", torch=torch.__version__,
+                  f"cpu ({torch.get_num_threads()} threads, {os.cpu_count()} cores visible)",
+                  torch=torch.__version__,
                   memory_method='torch.cuda.max_memory_allocated' if 'cuda' in device else
                   'peak RSS (ru_maxrss) minus RSS before the first step',
                   timing=f'median of {timed_steps} interleaved steps after {burnin} untimed and the start',

@@ -29,7 +29,7 @@ def check_data(data_dir, block_size):
 
 
 def check_vocab(data_dir, vocab_size):
-    """Every token id must index the embedding: checked once (one pass over the data) rather than per batch."""
+    """Every token id must index the embedding: checked once (one pass over the data), not per batch."""
     for split in ('train', 'val'):
         path = os.path.join(data_dir, f'{split}.bin')
         data = np.memmap(path, dtype=np.uint16, mode='r')
@@ -48,7 +48,7 @@ def get_batch(data_dir, split, index, block_size, batch_size, device, seed, rank
     """Batch number `index` of `split` (X, Y on `device`), drawn by its own generator seeded from
     (seed, rank, split, index). train.py's eval batches are the negative indices."""
     # We recreate np.memmap every batch to avoid a memory leak, as per
-    # https://stackoverflow.com/questions/45132940/numpy-memmap-memory-usage-want-to-iterate-once/61472122#61472122
+    # https://stackoverflow.com/questions/45132940/numpy-memmap-memory-usage-want-to-iterate-once/61472122
     data = np.memmap(os.path.join(data_dir, f'{split}.bin'), dtype=np.uint16, mode='r')
     g = torch.Generator().manual_seed(mix_seed(seed, rank, split == 'val', index))
     ix = torch.randint(len(data) - block_size, (batch_size,), generator=g)

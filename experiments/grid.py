@@ -100,7 +100,8 @@ def code_fingerprint():
     import hashlib
     h = hashlib.sha1()
     for f in ('train.py', 'trainer/defaults.py', 'trainer/config.py', 'trainer/setup.py', 'trainer/step.py',
-              'alsals/alsals.py', 'alsals/_functional.py', 'alsals/variants.py', 'alsals/start.py', 'alsals/muon.py',
+              'alsals/alsals.py', 'alsals/_functional.py', 'alsals/variants.py', 'alsals/start.py',
+              'alsals/muon.py',
               'model.py', 'data/loader.py', ADAMW_CONFIG, LS_CONFIG, MUON_CONFIG, MUONSLS_CONFIG):
         with open(os.path.join(ROOT, f), 'rb') as fh:
             h.update(fh.read())

@@ -11,7 +11,7 @@ step's preconditioner 1/(sqrt(v^) + eps) and Delta = w_new - w_old the step Adam
   lin        g . Delta: the first-order change; quad = f_t - f_w - lin: the second-order one along Delta
   gPg        sum g^2 P: the slope of Adam without momentum; its part from the batch's own noise inflates the
              same-batch slope
-  gPm        sum g P m^_prev (m^: bias-corrected): the cross slope, against a moment that has not seen this batch
+  gPm        sum g P m^_prev (m^: bias-corrected): the cross slope, against a moment without this batch
   gg, gm     the same without P
 
 So f(w + s Delta) ~ f_w + s lin + s^2 quad on the batch, and the same-batch optimum along the step is s* =

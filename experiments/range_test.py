@@ -71,7 +71,8 @@ def main(argv=None):
     found = edge(lrs, losses, k)
     s = SIZES[args.size]
     rec = dict(corpus=args.corpus, size=args.size, model=f"{s['n_layer']} x {s['n_embd']}",
-               batch=f"{s['batch_size']}x{s['block_size']}", lr0=args.lr0, rate=args.rate, steps_per_doubling=k,
+               batch=f"{s['batch_size']}x{s['block_size']}", lr0=args.lr0, rate=args.rate,
+               steps_per_doubling=k,
                lr=lrs, loss=losses, edge_step=found and found[0], edge_lr=found and found[1],
                command=['experiments/range_test.py', *(argv if argv is not None else sys.argv[1:])])
     os.makedirs(args.out, exist_ok=True)

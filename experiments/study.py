@@ -17,7 +17,7 @@ every method.
   lrfree   AdamW peak lr and ALSALS warmup target `learning_rate` over 1e-4 .. 1e-2 (the number a user picks).
            ALSALS here is the shipped config (annealed, ls_anneal_frac=0.2); the paper's form is the variant
            PAPER (alsals@ls_skip_stable=0@ls_anneal_frac=0), shown beside it where it was run.
-  methods  AdamSLS, SGDSLS, PLASLS, MuonSLS at their shipped first guess; the ones named in --methods (variants
+  methods  AdamSLS, SGDSLS, PLASLS, MuonSLS at their shipped first guess; the ones in --methods (variants
            method@key=value: train.py overrides) at each of --lrs if given.
   peers    Prodigy, D-Adapt Adam, Schedule-Free AdamW, SaLSA with their authors' settings (optional extras,
            requirements-study.txt; "not run" when missing), each in its own process on train.py's setup with
@@ -173,7 +173,8 @@ def run_corpus(out_dir, size, corpus, what, seeds, lrs, peers, only, variant_lrs
     rounds = SIZES[size]['bracket_rounds'] if BRACKET is None else BRACKET
     # each baseline (adamw, muon, @lr_schedule=wsd): extend its grid until the best is interior
     for b in baselines:
-        grid = sorted((adamw_lrs or lrs) if b.split('@')[0] == 'adamw' else (muon_lrs or BASELINE_LRS['muon']))
+        grid = sorted((adamw_lrs or lrs) if b.split('@')[0] == 'adamw'
+                      else (muon_lrs or BASELINE_LRS['muon']))
         for round_ in range(rounds + 1):
             for lr in grid:
                 runs_of(b, lr)
@@ -213,7 +214,8 @@ def main(argv=None):
                     '(baselines: only the brackets, which every invocation runs)')
     ap.add_argument('--methods', default='',
                     help="comma list: run only these of methods/peers (default all), at "
-                    "each of --lrs if given; a variant is method@key=value[@key=value] (train.py overrides), e.g. "
+                    "each of --lrs if given; a variant is method@key=value[@key=value] (train.py overrides), "
+                    "e.g. "
                     "alsals@ls_c=0.3")
     ap.add_argument('--baselines', default='adamw',
                     help="comma list of the baselines to bracket: adamw, muon, and "

@@ -16,7 +16,7 @@ The mapping (as nanoGPT's GPT.from_pretrained, the other way round: model.py's f
 - lm_head is tied to wte: only transformer.wte.weight is written (tie_word_embeddings=True).
 - bias=False: transformers' GPT-2 always has biases, so zero biases are written (Linear and LayerNorm): the
   same function.
-- GELU: model.py uses the exact nn.GELU(), so activation_function='gelu' (OpenAI's GPT-2 has 'gelu_new', tanh).
+- GELU: model.py uses the exact nn.GELU(), so activation_function='gelu' (OpenAI's GPT-2: 'gelu_new', tanh).
 - n_positions = block_size, layer_norm_epsilon = 1e-5, dropouts 0 (inference).
 - vocab: a GPT-2 BPE checkpoint padded to 50304 is cropped to GPT-2's 50257 (crop_vocab=True; the padded rows
   are never a token, and GPT-2's tokenizer has 50257); a char-level checkpoint keeps its vocab_size, and its

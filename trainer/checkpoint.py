@@ -110,7 +110,7 @@ def set_rng_state(state):
 
 
 def gather_rng_states():
-    """Every rank's get_rng_state(), in rank order (one all_gather_object; under DDP every rank must call it)."""
+    """Every rank's get_rng_state(), in rank order (one all_gather_object: under DDP every rank calls it)."""
     state = get_rng_state()
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return [state]

@@ -30,8 +30,8 @@ setup(config) returns a Run (from_args(args): the same from a train.py command l
   best_val_loss   the checkpoint's (1e9 from scratch)
   nonfinite_steps consecutive skipped steps so far (the checkpoint's)
   wandb_run_id    the checkpoint's wandb run id (None from scratch)
-  step_args       train_step's keyword arguments: trainer.step.train_step(X, Y, it, **step_args), or with another
-                  optimizer: **dict(step_args, optimizer=...)
+  step_args       train_step's keyword arguments: trainer.step.train_step(X, Y, it, **step_args), or
+                  with another optimizer: **dict(step_args, optimizer=...)
   train_step      train_step(X, Y, iter_num) -> (next X, next Y, the step's mean loss tensor, applied)
   estimate_loss   estimate_loss() -> {'train': loss, 'val': loss} on the fixed eval batches
   get_lr          get_lr(it): the learning rate at iteration it (trainer.step.get_lr)
@@ -54,7 +54,7 @@ from trainer import checkpoint as ckpt_io, config as cfg, distributed, step
 
 
 def setup(config):
-    """train.py's setup for `config` (every setting: trainer.config.parse); a bad setting exits with one line."""
+    """train.py's setup for `config` (every setting: trainer.config.parse); a bad setting exits, one line."""
     cfg.check(config) # a setting that would fail inside torch or train with nonsense: a one-line error
     c = SimpleNamespace(**config)
     run = SimpleNamespace(config=config)

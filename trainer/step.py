@@ -34,11 +34,10 @@ def get_lr(it, config, line_search):
     # 1) linear warmup for warmup_iters steps (---- line search ---- unless its range test replaces it)
     if it < c['warmup_iters'] and not c['ls_range_test']:
         return c['learning_rate'] * (it + 1) / (c['warmup_iters'] + 1)
-    # ---- line search ---- after its warmup, lr scales the applied step (eta * lr/lr_0): constant, then linear
-    # to ls_anneal_to of it over the last ls_anneal_frac of lr_decay_iters (0 = the paper); a fraction, not
-    # min_lr, so that a first guess does not set the anneal's depth. With the range test no lr is read, so the
-    # schedule is the bare factor (1, then down): lr/lr_0 is then that factor bit for bit, whatever
-    # learning_rate
+    # ---- line search ---- after its warmup, lr scales the applied step (eta * lr/lr_0): constant, then
+    # linear to ls_anneal_to of it over the last ls_anneal_frac of lr_decay_iters (0 = the paper); a
+    # fraction, not min_lr, so that a first guess does not set the anneal's depth. With the range test no lr
+    # is read, so the schedule is the bare factor (1, then down): lr/lr_0 is that factor bit for bit
     if line_search:
         return wsd_lr(it, ls_lr_base(c), c['warmup_iters'], c['lr_decay_iters'], c['ls_anneal_to'],
                       c['ls_anneal_frac'])
@@ -130,7 +129,8 @@ def train_step(X, Y, iter_num, *, model, optimizer, get_batch, accum, ctx, scale
         torch.distributed.all_reduce(step_loss)
         step_loss /= world_size
     if line_search:
-        # ---- line search ---- f(w) from this forward, the trial on the same batches; it clips, checks finiteness
+        # ---- line search ---- f(w) from this forward, the trial on the same batches; it clips and checks
+        # finiteness itself
         optimizer.step(closure=replay_closure(model, trial_batches, ctx),
                        loss=torch.stack(losses[:n_trial]).mean())
         applied = not optimizer.last_stats['skipped']
@@ -140,7 +140,8 @@ def train_step(X, Y, iter_num, *, model, optimizer, get_batch, accum, ctx, scale
         if grad_clip != 0.0:
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         else:
-            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            grad_norm = torch.nn.utils.get_total_norm(grads)
         applied = bool(torch.isfinite(step_loss + grad_norm)) # the step's one host sync
         # step the optimizer and scaler if training in fp16
         if applied:

@@ -19,7 +19,7 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hellaswag_val.js
 
 
 def prepare(url=URL, out=OUT, timeout=60):
-    """Download url to out (atomically: a temp file renamed once it parses as HellaSwag). Returns the item count."""
+    """Download url to out (atomically: a temp file renamed once it parses as HellaSwag); the item count."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:
             data = r.read()
