@@ -38,7 +38,7 @@ beta2 = 0.95
 grad_clip = 1.0 # clip gradients at this value, or disable if == 0.0
 # learning rate decay settings (AdamW, Muon; the line search replaces the schedule after warmup)
 decay_lr = True # whether to decay the learning rate
-lr_schedule = 'cosine' # after the warmup: 'cosine' to min_lr at lr_decay_iters, or 'wsd' (warmup, stable, decay)
+lr_schedule = 'cosine' # after the warmup: 'cosine' to min_lr at lr_decay_iters, or 'wsd' (stable, then decay)
 decay_frac = 0.2 # 'wsd': constant, then linear to min_lr over this last fraction of lr_decay_iters
 warmup_iters = 2000 # how many steps to warm up for (and for the line search: steps of AdamW before it)
 lr_decay_iters = 600000 # should be ~= max_iters per Chinchilla
