@@ -281,10 +281,11 @@ class GPT(nn.Module):
         return model
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type, optimizer='adamw',
-                             n_components=10, adamw_lr=None, **opt_kwargs):
+                             n_components=10, adamw_lr=None, adamw_scale=None, **opt_kwargs):
         # AdamW, a line-search optimizer of the alsals package, or Muon (torch.optim.Muon on the hidden
         # matrices, AdamW at adamw_lr on the rest) / its line search, on the same groups; extra kwargs go to
-        # the optimizer, which validates them start with all of the candidate parameters
+        # the optimizer, which validates them
+        # start with all of the candidate parameters
         param_dict = {pn: p for pn, p in self.named_parameters()}
         # filter out those that do not require grad
         param_dict = {pn: p for pn, p in param_dict.items() if p.requires_grad}
@@ -304,11 +305,13 @@ class GPT(nn.Module):
         if optimizer in ('muon', 'muonsls'):
             # Muon takes the 2-D weights inside the blocks (attention and MLP matrices); the embeddings, the
             # lm_head (tied to wte: one matrix, an embedding, so AdamW's), the norms and biases stay with
-            # AdamW at adamw_lr. lr_scale: the schedule sets each group's lr to lr * lr_scale
+            # AdamW at adamw_lr (or at adamw_scale x learning_rate). lr_scale: the schedule sets each group's lr
+            # to lr * lr_scale
             import alsals
             hidden = [p for n, p in param_dict.items() if n.startswith('transformer.h.') and p.dim() == 2]
             rest = [p for p in decay_params if all(p is not q for q in hidden)]
-            scale = (adamw_lr if adamw_lr is not None else learning_rate) / learning_rate
+            scale = (adamw_scale if adamw_scale is not None else
+                     (adamw_lr if adamw_lr is not None else learning_rate) / learning_rate)
             optim_groups = [
                 {'params': hidden, 'weight_decay': weight_decay, 'use_muon': True, 'lr_scale': 1.0},
                 {'params': rest, 'weight_decay': weight_decay, 'lr': learning_rate * scale,

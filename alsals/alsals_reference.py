@@ -99,9 +99,8 @@ class LineSearchReference(torch.optim.Optimizer):
                 d_trial[p] = d_final[p] = -grad
                 continue
             if g['use_muon']:                         # Muon: B = mu*B + (1-mu)*g, Nesterov, Newton-Schulz, r
-                # (lerp as torch.optim.Muon: NS rounds to bfloat16, so
+                # lerp as torch.optim.Muon: NS rounds to bfloat16, so its input must match bit for bit
                 st.setdefault('buf', torch.zeros_like(p))
-                # its input must match bit for bit)
                 st['buf'] = st['buf'].lerp(grad, 1 - self.momentum)
                 u = grad.lerp(st['buf'], self.momentum) if self.nesterov else st['buf']
                 ortho = _zeropower_via_newtonschulz(u, (3.4445, -4.775, 2.0315), 5, 1e-7).to(p.dtype)

@@ -280,24 +280,36 @@ def test_wsd_schedule(tiny_dataset, tmp_path):
     assert f(10) == 2e-2 and f(55) == pytest.approx(2e-2 - 0.5 * 1.8e-2, rel=1e-12) and f(100) == 2e-3
 
 
-@pytest.mark.parametrize('config', ['config/train_shakespeare_char_muonsls.py',
-                                    'config/train_gpt2_muonsls.py'])
-def test_muonsls_config_one_lr(tiny_dataset, tmp_path, config):
-    """The MuonSLS configs start (a few training steps, finite) with Muon's warmup to learning_rate (no range
-    test, the search's own c and b), and their one lr is learning_rate: changing only it scales both parts,
-    the AdamW part at muon_adamw_ratio = 1/3 of it."""
+@pytest.mark.parametrize('config', ['config/train_shakespeare_char_muonsls.py', 'config/train_gpt2_muonsls.py'])
+def test_muonsls_configs_read_no_learning_rate(tiny_dataset, tmp_path, config):
+    """The MuonSLS configs warm up to ls_lr = 0.02, Muon's lr, whatever --learning_rate is (no range test, the
+    ALSALS config's c = 0.1 and no growth), the AdamW part at muon_adamw_ratio = 1/3 of the Muon part's step:
+    from first guesses 1e-3 and 1e-1 the warmup, the search and the anneal (to iteration 24) give bit-identical
+    losses, step sizes and weights."""
+    runs = []
     for lr in (1e-3, 1e-1):
         ns = from_args([config, *tu.args_of(dataset=tiny_dataset, out_dir=str(tmp_path), learning_rate=lr,
-                                                    min_lr=None, warmup_iters=4)], cwd=tu.ROOT)
-        assert ns.config['optimizer'] == 'muonsls' and not ns.config['ls_range_test'] and ns.config['muon_adamw_lr'] is None
-        assert ns.optimizer.defaults['c'] == 0.6 and ns.optimizer.defaults['b'] == 500 and ns.optimizer.in_warmup
-        groups = ns.optimizer.param_groups
-        assert [g['lr'] / lr for g in groups] == pytest.approx([1.0, 1 / 3, 1 / 3], rel=1e-12)
-        assert [g['use_muon'] for g in groups] == [True, False, False]
-    X, Y = ns.get_batch('train', 0)
-    for it in range(6):
-        X, Y, loss, applied = ns.train_step(X, Y, it)
-        assert applied and torch.isfinite(loss)
+                                            min_lr=None, warmup_iters=4, lr_decay_iters=20,
+                                            ls_ema_warmup_steps=2, ls_skip_stable=0)], cwd=tu.ROOT)
+        opt = ns.optimizer
+        assert ns.config['optimizer'] == 'muonsls' and not ns.config['ls_range_test'] and opt.in_warmup
+        assert opt.defaults['c'] == 0.1 and opt.defaults['b'] == 1e9
+        assert [g['use_muon'] for g in opt.param_groups] == [True, False, False]
+        X, Y = ns.get_batch('train', 0)
+        losses, etas = [], []
+        for it in range(24):
+            for group in opt.param_groups:
+                group['lr'] = ns.get_lr(it) * group.get('lr_scale', 1.0)
+            if it == 4:
+                assert [g['lr'] for g in opt.param_groups] == [0.02, 0.02 * (1 / 3), 0.02 * (1 / 3)]
+            X, Y, loss, applied = ns.train_step(X, Y, it)
+            assert applied and torch.isfinite(loss)
+            losses.append(loss.item())
+            etas.append(opt.last_stats['eta'])
+        assert not opt.in_start and opt.param_groups[0]['forwards'] >= 8
+        runs.append((losses, etas, [p.detach().clone() for p in ns.raw_model.parameters()]))
+    assert runs[0][:2] == runs[1][:2]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][2], runs[1][2]))
 
 
 def test_training_leaves_fsdp_unimported():

@@ -10,7 +10,8 @@ from configurator import configure, fail
 
 PLAIN_OPTIMIZERS = ('adamw', 'muon') # train.py's optimizers without a line search (no ls_* apply)
 # train.py's own ls_* settings, not the optimizer's kwargs
-TRAINER_ONLY = ('ls_trial_microsteps', 'ls_n_components', 'ls_anneal_frac', 'ls_anneal_to', 'ls_range_test')
+TRAINER_ONLY = ('ls_trial_microsteps', 'ls_n_components', 'ls_anneal_frac', 'ls_anneal_to', 'ls_range_test',
+                'ls_lr')
 
 
 def keys(defaults=None):
@@ -89,12 +90,13 @@ def check(config):
              "rounding noise")
 
 
-def muon_adamw_lr(config):
-    """The lr of muon's and muonsls's AdamW part (embeddings, head, norms, biases): muon_adamw_lr if set, else
-    learning_rate * muon_adamw_ratio (a config whose only lr is learning_rate)."""
+def muon_adamw(config):
+    """The lr of muon's and muonsls's AdamW part (embeddings, head, norms, biases), as
+    model.configure_optimizers takes it: muon_adamw_lr if set, else muon_adamw_ratio x the Muon part's lr (a
+    config whose only lr is learning_rate; the ratio itself, so that no lr enters it)."""
     if config['muon_adamw_lr'] is not None:
-        return config['muon_adamw_lr']
-    return config['learning_rate'] * config['muon_adamw_ratio']
+        return dict(adamw_lr=config['muon_adamw_lr'])
+    return dict(adamw_scale=config['muon_adamw_ratio'])
 
 
 def optimizer_kwargs(config):

@@ -55,6 +55,7 @@ ls_n_components = 10 # PLASLS: parameter components, each with its own step size
 ls_anneal_frac = 0.0 # anneal the applied step to ls_anneal_to over this last part of lr_decay_iters; 0 = off
 ls_anneal_to = 0.1 # the anneal's end, a fraction of the search's step (no lr sets its depth; min_lr neither)
 ls_range_test = False # no AdamW warmup: a range test from ls_ramp_from, then warmup_iters steps at edge/2
+ls_lr = None # the line search's warmup target (its first eta), whatever learning_rate is; None: learning_rate
 max_nonfinite_steps = 10 # stop after this many consecutive steps with a non-finite loss or gradient
 log_file = '' # JSON lines (one record per logged iter and per eval) appended here; '' = off
 hellaswag_file = '' # HellaSwag's validation jsonl (data/hellaswag/prepare.py), scored at every eval; '' = off

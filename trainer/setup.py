@@ -114,13 +114,12 @@ def setup(config):
     run.ls_kwargs = cfg.optimizer_kwargs(config)
     with cfg.optimizer_errors(run.ls_kwargs, config):
         run.optimizer = model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2),
-                                                   device_type,
-                                                   c.optimizer, c.ls_n_components,
-                                                   adamw_lr=cfg.muon_adamw_lr(config), **run.ls_kwargs)
+                                                   device_type, c.optimizer, c.ls_n_components,
+                                                   **cfg.muon_adamw(config), **run.ls_kwargs)
     if checkpoint:
         ckpt_io.load_optimizer(model, run.optimizer, checkpoint, c.out_dir) # FSDP2: this rank's shards
         ckpt_io.resume_settings(run.optimizer, run.ls_kwargs, checkpoint['config'], config) # a set ls_* wins
-        # dropout
+        # every rank's dropout RNG stream
         ckpt_io.restore_rng_states(checkpoint['rng'], seed_offset, run.world_size, c.seed, run.iter_num)
     checkpoint = None # free up memory
 
@@ -150,8 +149,8 @@ def init_model(c, meta_vocab_size, device):
     """(the GPT, its model_args, the checkpoint or None): from scratch, from out_dir/ckpt.pt
     (init_from='resume'), or from GPT-2 weights (the local Hugging Face cache or a directory: never
     downloaded)."""
+    # start with model_args from command line
     model_args = dict(n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, block_size=c.block_size,
-                      # start with model_args from command line
                       bias=c.bias, vocab_size=None, dropout=c.dropout)
     checkpoint = None
     if c.init_from == 'scratch':

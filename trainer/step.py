@@ -22,9 +22,11 @@ def wsd_lr(it, learning_rate, start_at, lr_decay_iters, to, frac):
 
 
 def ls_lr_base(config):
-    """---- line search ---- the lr its schedule scales after the warmup: learning_rate, the AdamW warmup's
-    target; with the range test (no lr read) 1."""
-    return 1.0 if config['ls_range_test'] else config['learning_rate']
+    """---- line search ---- the lr its schedule scales after the warmup, and its warmup's target: ls_lr
+    (learning_rate if unset); with the range test (no lr read) 1."""
+    if config['ls_range_test']:
+        return 1.0
+    return config['learning_rate'] if config['ls_lr'] is None else config['ls_lr']
 
 
 def get_lr(it, config, line_search):
@@ -33,7 +35,7 @@ def get_lr(it, config, line_search):
     c = config
     # 1) linear warmup for warmup_iters steps (---- line search ---- unless its range test replaces it)
     if it < c['warmup_iters'] and not c['ls_range_test']:
-        return c['learning_rate'] * (it + 1) / (c['warmup_iters'] + 1)
+        return (ls_lr_base(c) if line_search else c['learning_rate']) * (it + 1) / (c['warmup_iters'] + 1)
     # ---- line search ---- after its warmup, lr scales the applied step (eta * lr/lr_0): constant, then
     # linear to ls_anneal_to of it over the last ls_anneal_frac of lr_decay_iters (0 = the paper); a
     # fraction, not min_lr, so that a first guess does not set the anneal's depth. With the range test no lr
@@ -41,8 +43,7 @@ def get_lr(it, config, line_search):
     if line_search:
         return wsd_lr(it, ls_lr_base(c), c['warmup_iters'], c['lr_decay_iters'], c['ls_anneal_to'],
                       c['ls_anneal_frac'])
-    # 2) from lr_decay_iters on, return min learning rate (>=: lr_decay_iters == warmup_iters would divide by
-    # 0)
+    # 2) from lr_decay_iters on, return min learning rate (>=: lr_decay_iters == warmup_iters: no 0 / 0)
     if it >= c['lr_decay_iters']:
         return c['min_lr']
     # 3) wsd: learning_rate, then linear to min_lr over the last decay_frac of lr_decay_iters (the cooldown of
