@@ -30,27 +30,23 @@ LRFREE_LRS = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
 LS_METHODS = ('alsals', 'adamsls', 'sgdsls', 'plasls', 'muonsls')
 # the ALSALS of the paper beside the shipped config: a search on every step, constant eta (no annealing)
 PAPER = 'alsals@ls_skip_stable=0@ls_anneal_frac=0@ls_range_test=False'
+HEADLINE = dict(n_layer=3, n_head=4, n_embd=128, batch_size=32, block_size=128, max_iters=1000,
+                eval_interval=250, eval_iters=20, seeds=3, bracket_rounds=3)
 SIZES = {
     'quick': dict(n_layer=1, n_head=2, n_embd=16, batch_size=4, block_size=16, max_iters=20, eval_interval=10,
                   eval_iters=2, seeds=2, bracket_rounds=1),
     'screen': dict(n_layer=2, n_head=4, n_embd=64, batch_size=16, block_size=64, max_iters=600,
                    eval_interval=150, eval_iters=20, seeds=3, bracket_rounds=3),
-    'headline': dict(n_layer=3, n_head=4, n_embd=128, batch_size=32, block_size=128, max_iters=1000,
-                     eval_interval=250, eval_iters=20, seeds=3, bracket_rounds=3),
+    'headline': HEADLINE,
     # the ladder's other rungs, each a change of the headline shape: 3x the run, a 4x larger batch (half the
-    # steps), twice the width (8 heads, half the steps), twice the depth
-    'long': dict(n_layer=3, n_head=4, n_embd=128, batch_size=32, block_size=128, max_iters=3000,
-                 eval_interval=750, eval_iters=20, seeds=1, bracket_rounds=2),
-    'batch4x': dict(n_layer=3, n_head=4, n_embd=128, batch_size=128, block_size=128, max_iters=500,
-                    eval_interval=125, eval_iters=20, seeds=1, bracket_rounds=2),
-    'wide': dict(n_layer=3, n_head=8, n_embd=256, batch_size=32, block_size=128, max_iters=500,
-                 eval_interval=125, eval_iters=20, seeds=1, bracket_rounds=2),
-    'deep': dict(n_layer=6, n_head=4, n_embd=128, batch_size=32, block_size=128, max_iters=1000,
-                 eval_interval=250, eval_iters=20, seeds=1, bracket_rounds=2),
-    # GPT-2's direction: 8x the headline batch through 8 accumulated micro-batches of 32 x 128 (the trial
-    # re-evaluates the first, as the GPT-2 configs do), the tokens of batch4x (300 steps)
-    'batch8x': dict(n_layer=3, n_head=4, n_embd=128, batch_size=32, block_size=128, accum=8, max_iters=300,
-                    eval_interval=75, eval_iters=20, seeds=1, bracket_rounds=2),
+    # steps), twice the width (8 heads, half the steps), twice the depth, and GPT-2's direction: 8x the
+    # batch through 8 accumulated micro-batches (the trial re-evaluates the first, as the GPT-2 configs do;
+    # the tokens of batch4x)
+    'long': dict(HEADLINE, max_iters=3000, eval_interval=750, seeds=1, bracket_rounds=2),
+    'batch4x': dict(HEADLINE, batch_size=128, max_iters=500, eval_interval=125, seeds=1, bracket_rounds=2),
+    'wide': dict(HEADLINE, n_head=8, n_embd=256, max_iters=500, eval_interval=125, seeds=1, bracket_rounds=2),
+    'deep': dict(HEADLINE, n_layer=6, seeds=1, bracket_rounds=2),
+    'batch8x': dict(HEADLINE, accum=8, max_iters=300, eval_interval=75, seeds=1, bracket_rounds=2),
 }
 LADDER = ['headline', 'wide', 'batch4x', 'deep', 'batch8x', 'long'] # the shape ladder: a column per rung
 QUICK_LRS = [1e-3, 1e-2]  # --quick: two points of the lr-free grid
