@@ -132,16 +132,17 @@ def run_method(name, tmp):
                 **summarize(records))
 
 def config_lr(path):
-    """The learning_rate a config file sets (it may exec another config, relative to ROOT), else the default:
-    the lr of AdamW and Muon, the first guess of a line search."""
+    """The lr a config file sets (it may exec another config, relative to ROOT), else the default: the lr of
+    AdamW and Muon; a line search's first eta (ls_lr where the config sets one, else learning_rate)."""
     here, scope = os.getcwd(), {}
     os.chdir(ROOT)
     try:
         exec(open(path).read(), scope)
     finally:
         os.chdir(here)
-    if 'learning_rate' in scope:
-        return scope['learning_rate']
+    for key in ('ls_lr', 'learning_rate'):
+        if scope.get(key) is not None:
+            return scope[key]
     from trainer import defaults
     return defaults.learning_rate
 

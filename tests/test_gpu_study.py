@@ -28,7 +28,7 @@ def test_gpu_study_smoke(smoke, tmp_path, tiny_dataset):
     assert rep["ok"] is True and list(runs) == ["adamw", "muon", "alsals", "muonsls"]
     assert [r["config"] for r in runs.values()] == ["config/train_gpt2.py", "config/train_gpt2_muon.py",
                                                     "config/train_gpt2_alsals.py", "config/train_gpt2_muonsls.py"]
-    # the configs' own lrs: nanoGPT's AdamW default, Muon's, and the line searches' first guesses
+    # the configs' own lrs: nanoGPT's AdamW default, Muon's, and the line searches' first etas
     assert [r["learning_rate"] for r in runs.values()] == [6e-4, 0.02, 6e-4, 0.02]
     for name, r in runs.items():
         assert r["iters"] == 21 and [v[0] for v in r["val"]] == [0, 10,
