@@ -2,8 +2,8 @@
 
   alsals.ALSALS, AdamSLS, SGDSLS, PLASLS   the Armijo line searches (alsals/alsals.py, the variants in
                                            alsals/variants.py, the arithmetic in alsals/_functional.py)
-  alsals.MuonAdamW, MuonSLS                torch's Muon + AdamW as one optimizer; the search on Muon's direction
-                                           (alsals/muon.py)
+  alsals.MuonAdamW, MuonSLS                torch's Muon + AdamW as one optimizer; the search on Muon's
+                                           direction (alsals/muon.py)
   alsals.LineSearchReference               the plain twin that follows the papers (alsals/alsals_reference.py)
 
 Papers: P. Kenneweg, T. Kenneweg, B. Hammer, "Improving Line Search Methods for Large Scale Neural Network

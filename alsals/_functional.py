@@ -184,7 +184,7 @@ def accept(part: Part, tried: float, applied: float, momentum_trial: bool) -> No
 
 # ---- the search --------------------------------------------------------------------------------------------
 class Search(NamedTuple):
-    """What armijo() found: the eta it ends at, the EMAs to keep, whether the test passed (else: exhausted)."""
+    """What armijo() found: the eta it ends at, the EMAs to keep, whether the test passed (else exhausted)."""
     eta: float
     D: float
     G: float

@@ -20,11 +20,11 @@ Each step after the warmup (ALSALS; the variants below differ only in their dire
     a     = eta * lr / lr_0                                     lr_0: the group's lr at the hand-off
     w     <- w*(1 - a*wd) + a * d_final                         decoupled weight decay, AdamW form
 
-    variant  d_trial                      d_final              f_a = -g.d_trial           c    smoothing
-    ALSALS   -m^/(sqrt(v^)+eps)            = d_trial            g.m^/(sqrt(v^)+eps)       0.6  on   [A] Eq. 3, 6-9
-    AdamSLS  -g/(sqrt(v^)+eps)             -m^/(sqrt(v^)+eps)   sum g^2/(sqrt(v^)+eps)    0.1  off  [F] Eq. 5
-    SGDSLS   -g                            = d_trial            ||g||^2                   0.1  off  [F] Eq. 1-2
-    PLASLS   as AdamSLS, one eta per network component, searched round robin             0.1  off  [F] Sec. III-C
+    variant  d_trial              d_final              f_a = -g.d_trial        c    smoothing
+    ALSALS   -m^/(sqrt(v^)+eps)    = d_trial            g.m^/(sqrt(v^)+eps)    0.6  on   [A] Eq. 3, 6-9
+    AdamSLS  -g/(sqrt(v^)+eps)     -m^/(sqrt(v^)+eps)   sum g^2/(sqrt(v^)+eps) 0.1  off  [F] Eq. 5
+    SGDSLS   -g                    = d_trial            ||g||^2                0.1  off  [F] Eq. 1-2
+    PLASLS   as AdamSLS, one eta per network component, searched round robin   0.1  off  [F] Sec. III-C
 
 f_a is the exact limit of [A] Eq. 6's finite difference (f(w) - f(w + lambda*d))/lambda as lambda -> 0, so it
 costs no forward; fa='fd' evaluates Eq. 6 with lambda = fd_eps for comparison (float32/float64 only).
@@ -99,14 +99,12 @@ Params = Union[Iterable[torch.Tensor], Iterable[dict]]
 # the settings of the search itself: one search over all parameters, so they must agree in every group
 SEARCH_KEYS = ('c', 'smooth', 'beta_s', 'b', 'backtrack', 'max_backtracks', 'eta_min', 'eta_max',
                'warmup_steps', 'ema_warmup_steps', 'skip_stable', 'max_grad_norm', 'fa', 'fd_eps',
-               'reduce_losses', 'ramp', 'ramp_sigma', 'ramp_hold', 'ramp_from', 'search', 'level',
-               'level_target', 'noise_beta')
+               'reduce_losses', 'ramp', 'ramp_sigma', 'ramp_hold', 'ramp_from', 'search')
 # the search's scalars in every param group: per component (the groups sharing group['component']) ...
 COMPONENT_STATE = dict(eta=None, D=0.0, G=0.0, exhausted=False)
 # ... and for the whole optimizer (every group holds the same value), the start's (alsals/start.py) among them
 OPTIMIZER_STATE = dict(step=0, cursor=0, skip_left=0, forwards=0, backtracks=0, exhaustions=0, skipped=0,
-                       noise_small=0.0, noise_big=0.0, noise_k=0, **start.STATE)
-LEVELS = ('hold', 'curvature', 'polyak', 'noise')   # how eta is read after the start (the class docstring)
+                       **start.STATE)
 
 
 class ALSALS(torch.optim.Optimizer):
@@ -151,13 +149,6 @@ class ALSALS(torch.optim.Optimizer):
         ramp_from (float, optional): the range test's first eta; 0 = lr/100 (default: 0)
         search (bool, optional): False: no trial after the start (the control: the start's eta, plain steps)
             (default: True)
-        level (str, optional): how eta is read after the start, besides the Armijo test's backtracking: 'hold'
-            keeps it; 'curvature' moves it toward level_target x the quadratic optimum along d from each
-            trial; 'polyak' toward (f(w)/||g||^2_P) / level_target; 'noise' sets it to the range test's edge /
-            (1 + B_noise/B), B_noise from the first micro-batch's gradient against the step's (observe_micro)
-            (default: 'hold')
-        level_target (float, optional): the target of 'curvature' (s* = eta*/eta) and 'polyak' (default: 1.4)
-        noise_beta (float, optional): the EMA of 'noise''s two gradient norms (default: 0.98)
 
     step(closure, loss=None): `closure()` returns the loss at the current parameters on the batch the gradient
     came from (called without autograd); `loss` is f(w) from the training forward. Without `loss`, f(w) comes
@@ -170,10 +161,10 @@ class ALSALS(torch.optim.Optimizer):
     def __init__(self, params: Params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, c: float = 0.6, smooth: bool = True, beta_s: float = 0.99,
                  b: float = 500.0, backtrack: float = 0.9, max_backtracks: int = 20, eta_min: float = 1e-8,
-                 eta_max: float = 1.0, warmup_steps: int = 0, ema_warmup_steps: int = 100, skip_stable: int = 0,
-                 max_grad_norm: float = 0.0, fa: str = 'exact', fd_eps: float = 1e-5, reduce_losses: bool = True,
-                 ramp: float = 0.0, ramp_sigma: float = 2.0, ramp_hold: int = 0, ramp_from: float = 0.0,
-                 search: bool = True, level: str = 'hold', level_target: float = 1.4, noise_beta: float = 0.98):
+                 eta_max: float = 1.0, warmup_steps: int = 0, ema_warmup_steps: int = 100,
+                 skip_stable: int = 0, max_grad_norm: float = 0.0, fa: str = 'exact', fd_eps: float = 1e-5,
+                 reduce_losses: bool = True, ramp: float = 0.0, ramp_sigma: float = 2.0, ramp_hold: int = 0,
+                 ramp_from: float = 0.0, search: bool = True):
         name = type(self).__name__
         require(lr > 0, f"{name}: lr must be > 0, got {lr}")
         require(0 <= betas[0] < 1 and 0 <= betas[1] < 1, f"{name}: betas must be in [0, 1), got {betas}")
@@ -198,22 +189,19 @@ class ALSALS(torch.optim.Optimizer):
         require(ramp_hold >= -1, f"{name}: ramp_hold must be >= 0 (or -1: ramp steps), got {ramp_hold}")
         require(ramp_from >= 0, f"{name}: ramp_from must be >= 0 (0: lr/100), got {ramp_from}")
         require(isinstance(search, bool), f"{name}: search must be True or False, got {search!r}")
-        require(level in LEVELS, f"{name}: level must be one of {', '.join(LEVELS)}, got {level!r}")
-        require(level_target > 0, f"{name}: level_target must be > 0, got {level_target}")
-        require(0 <= noise_beta < 1, f"{name}: noise_beta must be in [0, 1), got {noise_beta}")
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, c=c, smooth=smooth,
                         beta_s=beta_s, b=b, backtrack=backtrack, max_backtracks=max_backtracks,
                         eta_min=eta_min, eta_max=eta_max, warmup_steps=warmup_steps,
                         ema_warmup_steps=ema_warmup_steps, skip_stable=skip_stable,
-                        max_grad_norm=max_grad_norm, fa=fa, fd_eps=fd_eps, reduce_losses=reduce_losses, ramp=ramp,
-                        ramp_sigma=ramp_sigma, ramp_hold=ramp_hold, ramp_from=ramp_from, search=search, level=level,
-                        level_target=level_target, noise_beta=noise_beta)
+                        max_grad_norm=max_grad_norm, fa=fa, fd_eps=fd_eps, reduce_losses=reduce_losses,
+                        ramp=ramp, ramp_sigma=ramp_sigma, ramp_hold=ramp_hold, ramp_from=ramp_from,
+                        search=search)
         # the last step: eta, forwards, backtracks, accepted, exhausted, skipped, f_w, ...
         self.last_stats = {}
         super().__init__(params, defaults)
-        require(fa == 'exact' or all(p.dtype in (torch.float32, torch.float64) for g in self.param_groups for p in g['params']),
-                 f"{name}: fa='fd' needs float32/float64 parameters (a finite difference of {fd_eps:g} vanishes in "
-                 f"16-bit floats)")
+        full = all(p.dtype in (torch.float32, torch.float64) for g in self.param_groups for p in g['params'])
+        require(fa == 'exact' or full, f"{name}: fa='fd' needs float32/float64 parameters (a finite "
+                f"difference of {fd_eps:g} vanishes in 16-bit floats)")
         # settings a checkpoint predates: defaults
         self.register_load_state_dict_pre_hook(_complete_state_dict)
 
@@ -269,16 +257,6 @@ class ALSALS(torch.optim.Optimizer):
     def _after_step(self) -> None:
         """After a step that searched one component (PLASLS: the merge of components, [F] Algorithm 1)."""
 
-    def observe_micro(self, accum: int, n_micro: int) -> None:
-        """For level='noise': called by the training loop after the first micro-batch's backward (accum of
-        them on this rank, n_micro in the step over all ranks): the squared norm of that one micro-batch's
-        gradient, read from p.grad (= its gradient / accum), is kept for step() (no sync here)."""
-        if self.param_groups[0]['level'] != 'noise' or n_micro < 2:
-            return
-        grads = [local(p.grad) for g in self.param_groups for p in g['params'] if p.grad is not None]
-        norms = torch.stack(torch._foreach_norm(grads)).float()
-        self._micro = (norms.square().sum() * accum ** 2, n_micro)
-
     # ---- the step ------------------------------------------------------------------------------------------
     def _init_group(self, clip_coef: Optional[float] = None) -> list:
         """Gather, once per step, every parameter that has a gradient with its state: one Part per group; with
@@ -330,9 +308,8 @@ class ALSALS(torch.optim.Optimizer):
         norms = torch.stack(torch._foreach_norm([local(g) for g in grads]))
         norms = norms.float() if norms.element_size() < 4 else norms    # 16-bit gradients: norms in float32
         grad_norm = norms.square().sum() if sharded else torch.linalg.vector_norm(norms)
-        micro, self._micro = getattr(self, '_micro', None), None
-        f_w, grad_norm, *micro_sq = reduce(groups, [math.nan if loss is None else loss, grad_norm,
-                                                    *([micro[0]] if micro else [])], (False, True), sharded)
+        f_w, grad_norm = reduce(groups, [math.nan if loss is None else loss, grad_norm], (False, True),
+                                sharded)
         grad_norm = math.sqrt(grad_norm) if sharded else grad_norm
         stats['f_w'] = None if loss is None else f_w
         if not math.isfinite(grad_norm) or (loss is not None and not math.isfinite(f_w)):
@@ -341,17 +318,13 @@ class ALSALS(torch.optim.Optimizer):
             return f_w
         clip_coef = min(1.0,
                         first['max_grad_norm'] / (grad_norm + 1e-6)) if first['max_grad_norm'] > 0 else 1.0
-        if micro_sq and not sharded:                                   # level='noise': the two norms' EMAs
-            beta_n = first['noise_beta']
-            write(groups, groups, noise_small=beta_n * first['noise_small'] + (1 - beta_n) * micro_sq[0],
-                  noise_big=beta_n * first['noise_big'] + (1 - beta_n) * grad_norm ** 2, noise_k=micro[1])
 
         # 2. the direction: moments and directions per group
         write(groups, groups, step=first['step'] + 1)
         parts = self._init_group(clip_coef)
 
         def slope(comp):
-            """The slope along d_trial: exact (-g.d, no forward) or [A] Eq. 6's finite difference (fa='fd')."""
+            """Slope along d_trial: exact (-g.d, no forward) or [A] Eq. 6's finite difference (fa='fd')."""
             if first['fa'] == 'exact':
                 return exact_slope(comp)
             lam = first['fd_eps']
@@ -381,7 +354,7 @@ class ALSALS(torch.optim.Optimizer):
             s = armijo(trial, f_w, eta, hp['D'], hp['G'], hp['c'], hp['beta_s'], hp['smooth'],
                        hp['backtrack'], hp['max_backtracks'], hp['eta_min'], accept_any)
             stats.update(backtracks=s.backtracks, f_trial=s.f_trial, accepted=s.accepted,
-                         exhausted=not s.accepted, eta_tried=s.eta)
+                         exhausted=not s.accepted)
             if s.ema_restart:
                 stats['ema_restart'] = True
             if not s.accepted:
@@ -399,8 +372,6 @@ class ALSALS(torch.optim.Optimizer):
             for part in comp:
                 accept(part, s.eta * part.trial_mult, s.eta * part.applied_mult, self.momentum_trial)
             write(groups, groups, skip_left=hp['skip_stable'] if s.backtracks == 0 else 0)
-            if not accept_any and s.backtracks == 0 and hp['level'] in ('curvature', 'polyak'):
-                write(comp_groups(comp), groups, eta=read_level(hp, s, f_w, comp))
 
         # 3. warmup: AdamW (SGD) with group['lr'] (the training script's schedule); in its last
         # ema_warmup_steps steps one closure call warms D and G
@@ -453,8 +424,6 @@ class ALSALS(torch.optim.Optimizer):
             else:
                 update(comp, eta)
         else:
-            if first['level'] == 'noise' and first['noise_k'] >= 2:  # the edge / (1 + B_noise/B)
-                write(comp_groups(comp), groups, eta=first['edge'] / noise_sigma(first))
             eta = min(state['eta'] * 2.0 ** (1.0 / state['b']), state['eta_max'])      # [A] Eq. 2
             if not first['search']:                                    # the control: no trial
                 write(comp_groups(comp), groups, eta=eta)
@@ -484,37 +453,6 @@ class ALSALS(torch.optim.Optimizer):
 
 def comp_groups(comp: list) -> list:
     return [part.group for part in comp]
-
-
-def noise_sigma(s: dict) -> float:
-    """1 + B_noise/B from the EMAs of |g|^2 of one micro-batch (noise_small) and of the step's (noise_big), k
-    micro-batches a step ("An Empirical Model of Large-Batch Training", McCandlish et al., 2018, App. A):
-    E|g_b|^2 = |G|^2 + S/B, E|g_s|^2 = |G|^2 + k S/B; clamped to [1, 16]."""
-    noise = (s['noise_small'] - s['noise_big']) / (s['noise_k'] - 1)                 # S/B
-    signal = s['noise_big'] - noise                                                   # |G|^2
-    return 16.0 if signal <= 0 else min(16.0, max(1.0, 1.0 + noise / signal))
-
-
-def read_level(hp: dict, s, f_w: float, comp: list) -> float:
-    """level='curvature' | 'polyak': the next eta, moved from the accepted one toward the reading of this
-    trial, by at most x1.25 a trial (half the log-distance): curvature: s* = eta*/eta of the quadratic through
-    f(w), the slope f_a and f(w + eta d) toward level_target; polyak: f(w) / ||g||^2_P / level_target."""
-    eta = s.eta
-    if hp['level'] == 'curvature':
-        q = s.f_trial - f_w + eta * s.f_a                                                # = kappa eta^2 / 2
-        ratio = math.inf if q <= 0 else eta * s.f_a / (2.0 * q) / hp['level_target']
-    else:
-        gpg = 0.0
-        for part in comp:
-            if part.denom is None:
-                gpg += float(sum(torch.sum(g.float() * g.float()) for g in part.grads))
-                continue
-            beta2 = part.group['betas'][1]
-            for g, d, st in zip(part.grads, part.denom, part.states):
-                gpg += math.sqrt(1 - beta2 ** st['step']) * float(torch.sum(g.float() * g.float() / d))
-        ratio = f_w / gpg / hp['level_target'] / eta if gpg > 0 else 1.0
-    # nan, <= 0: down
-    return eta * (1 / 1.25 if not ratio > 0 else min(1.25, max(1 / 1.25, math.sqrt(ratio))))
 
 
 def _complete_state_dict(optimizer, state_dict: dict) -> dict:

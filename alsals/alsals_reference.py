@@ -46,7 +46,8 @@ class LineSearchReference(torch.optim.Optimizer):
         self.eta_min = eta_min0 if eta_min is None else eta_min
         self.beta_s, self.b, self.backtrack, self.max_backtracks = beta_s, b, backtrack, max_backtracks
         self.eta_max, self.warmup_steps, self.ema_warmup_steps = eta_max, warmup_steps, ema_warmup_steps
-        self.skip_stable, self.max_grad_norm, self.merge_threshold = skip_stable, max_grad_norm, merge_threshold
+        self.skip_stable, self.max_grad_norm = skip_stable, max_grad_norm
+        self.merge_threshold = merge_threshold
         self.momentum, self.nesterov, self.ramp, self.ramp_sigma = momentum, nesterov, ramp, ramp_sigma
         self.ramp_hold, self.hold_left, self.ramp_from = ramp if ramp_hold < 0 else ramp_hold, 0, ramp_from
         self.merges = variant == 'plasls'
@@ -161,7 +162,8 @@ class LineSearchReference(torch.optim.Optimizer):
                         comp['D'] = self.beta_s * comp['D'] + (1 - self.beta_s) * (f_w - f_t)
                         comp['G'] = self.beta_s * comp['G'] + (1 - self.beta_s) * f_a
             for p in group_of:
-                p.copy_(w[p] * (1 - group_of[p]['lr'] * group_of[p]['weight_decay']) + group_of[p]['lr'] * d_final[p])
+                lr = group_of[p]['lr']
+                p.copy_(w[p] * (1 - lr * group_of[p]['weight_decay']) + lr * d_final[p])
             return f_w
 
         # the range-test start: plain steps, eta doubling per `ramp`
@@ -259,7 +261,8 @@ class LineSearchReference(torch.optim.Optimizer):
         if low['eta'] > self.merge_threshold:
             return
         keep_first = self.comps.index(low) < self.comps.index(next_low)
-        merged = dict(params=(low['params'] + next_low['params']) if keep_first else (next_low['params'] + low['params']),
+        pair = (low, next_low) if keep_first else (next_low, low)
+        merged = dict(params=pair[0]['params'] + pair[1]['params'],
                       eta=(low['eta'] + next_low['eta']) / 2, D=(low['D'] + next_low['D']) / 2,
                       G=(low['G'] + next_low['G']) / 2, exhausted=False)
         position = min(self.comps.index(low), self.comps.index(next_low))

@@ -95,12 +95,13 @@ class MuonAdamW(torch.optim.Optimizer):
         require(weight_decay >= 0, f"MuonAdamW: weight_decay must be >= 0, got {weight_decay}")
         require(0 <= momentum < 1, f"MuonAdamW: momentum must be in [0, 1), got {momentum}")
         require(adjust_lr_fn in (None, 'original', 'match_rms_adamw'),
-                 f"MuonAdamW: adjust_lr_fn must be None, 'original' or 'match_rms_adamw', got {adjust_lr_fn!r}")
+                f"MuonAdamW: adjust_lr_fn must be None, 'original' or 'match_rms_adamw', "
+                f"got {adjust_lr_fn!r}")
         require(0 <= betas[0] < 1 and 0 <= betas[1] < 1, f"MuonAdamW: betas must be in [0, 1), got {betas}")
         require(eps >= 0, f"MuonAdamW: eps must be >= 0, got {eps}")
         defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
-                        ns_coefficients=ns_coefficients, ns_eps=ns_eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn,
-                        betas=betas, eps=eps, fused=fused, use_muon=False)
+                        ns_coefficients=ns_coefficients, ns_eps=ns_eps, ns_steps=ns_steps,
+                        adjust_lr_fn=adjust_lr_fn, betas=betas, eps=eps, fused=fused, use_muon=False)
         super().__init__(params, defaults)
         _check_muon_groups('MuonAdamW', self.param_groups)
 
@@ -161,8 +162,8 @@ class MuonSLS(ALSALS):
         require(adjust_lr_fn in (None, 'original', 'match_rms_adamw'),
                  f"MuonSLS: adjust_lr_fn must be None, 'original' or 'match_rms_adamw', got {adjust_lr_fn!r}")
         self._muon_defaults = dict(momentum=momentum, nesterov=nesterov, ns_coefficients=ns_coefficients,
-                                   ns_eps=ns_eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn, use_muon=False,
-                                   separate_eta=separate_eta)
+                                   ns_eps=ns_eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn,
+                                   use_muon=False, separate_eta=separate_eta)
         super().__init__(params, lr=lr, **kwargs)
         self.defaults.update(self._muon_defaults)
         _check_muon_groups('MuonSLS', self.param_groups)

@@ -1,7 +1,8 @@
 """
 The line search's start when ramp > 0 (not in the papers): an LR range test, then a hold below its edge.
 
-    eta_1 = lr / 100 (ramp_from > 0: ramp_from), eta_t = eta_{t-1} * 2**(1/ramp)   plain steps, eta doubling every ramp
+    eta_1 = lr / 100 (ramp_from > 0: ramp_from), eta_t = eta_{t-1} * 2**(1/ramp)   plain steps, eta doubling
+                                                                   every ramp steps
     E_1 = f(w_1), E_t = (1 - 1/ramp) * E_{t-1} + f(w_t) / ramp     an EMA over ramp steps of the training loss
     the edge: the first t with E_t > 1.02 * min(E_1..E_t), or with eta_t >= eta_max (the loss never rose)
     there: eta = min(eta_{t-1} / ramp_sigma, eta_max), held for ramp_hold steps (-1: ramp steps); the last
@@ -18,7 +19,8 @@ import math
 
 _RANGE_START = 0.01   # the test starts at 1/100 of the first guess ...
 _RANGE_RISE = 0.02    # ... and ends when the smoothed loss is 2 % above its minimum: the edge
-STATE = dict(ramping=None, hold_left=0, loss_ema=0.0, loss_min=math.inf, edge=0.0)   # ramping None: not begun
+# ramping None: not begun; edge: the eta at which the smoothed loss rose (a record of what the test read)
+STATE = dict(ramping=None, hold_left=0, loss_ema=0.0, loss_min=math.inf, edge=0.0)
 
 
 def pending(s: dict) -> bool:
@@ -45,7 +47,8 @@ def step(groups: list, eta: float, f_w: float):
         if ema > (1.0 + _RANGE_RISE) * new['loss_min'] or eta_t >= s['eta_max']:
             # eta: the step that made the loss rise
             mode, eta_t = 'edge', min(eta / s['ramp_sigma'], s['eta_max'])
-            new.update(ramping=False, hold_left=k if s['ramp_hold'] < 0 else s['ramp_hold'], edge=min(eta, s['eta_max']))
+            new.update(ramping=False, hold_left=k if s['ramp_hold'] < 0 else s['ramp_hold'],
+                       edge=min(eta, s['eta_max']))
         result = eta_t, mode
     elif s['hold_left'] > 0:
         new['hold_left'] = s['hold_left'] - 1

@@ -49,7 +49,7 @@ muon_adamw_ratio = 1.0 # muon, muonsls with muon_adamw_lr=None: the AdamW part's
 # then the search. ls_* are the optimizer's own kwargs (alsals/) with an ls_ prefix; None = its default
 ls_c = ls_smooth = ls_beta_s = ls_backtrack = ls_max_backtracks = ls_eta_min = ls_eta_max = None
 ls_b = ls_ema_warmup_steps = ls_skip_stable = ls_fa = ls_ramp = ls_ramp_sigma = ls_ramp_hold = None
-ls_ramp_from = ls_separate_eta = ls_search = ls_level = ls_level_target = ls_noise_beta = None
+ls_ramp_from = ls_separate_eta = ls_search = None
 ls_trial_microsteps = 1 # trial forward on the first k micro-batches (f(w) on the same k); 0 = all
 ls_n_components = 10 # PLASLS: parameter components, each with its own step size
 ls_anneal_frac = 0.0 # anneal the applied step to ls_anneal_to over this last part of lr_decay_iters; 0 = off

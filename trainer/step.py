@@ -123,8 +123,6 @@ def train_step(X, Y, iter_num, *, model, optimizer, get_batch, accum, ctx, scale
         X, Y = get_batch('train', iter_num * accum + micro_step + 1)
         # backward pass, with gradient scaling if training in fp16
         scaler.scale(loss).backward()
-        if line_search and micro_step == 0: # ---- line search ---- level='noise': one micro-batch's gradient
-            optimizer.observe_micro(accum, accum * world_size)
     step_loss = torch.stack(losses).mean()
     if ddp: # the mean over ranks: the logged loss, and every rank decides to skip a step on the same value
         torch.distributed.all_reduce(step_loss)
