@@ -37,8 +37,8 @@ GPU_PYTHON ?= python3
 gpu-check:
 	$(GPU_PYTHON) scripts/gpu_check.py
 
-# the GPU study on one CUDA GPU (< 8 minutes, no internet): GPT-2 124M with AdamW, Muon, ALSALS and MuonSLS from their
-# shipped configs, a few hundred steps each; results/gpu_study.json and .md
+# the GPU study on one CUDA GPU (no internet): GPT-2 124M with AdamW, Muon, ALSALS, its no-search control and
+# MuonSLS from their shipped configs, a few hundred steps each; results/gpu_study.json and .md
 gpu-study:
 	$(GPU_PYTHON) scripts/gpu_study.py
 

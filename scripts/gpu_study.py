@@ -6,7 +6,8 @@ missing), one `python train.py` per method from its shipped config, the same sho
 
   adamw    config/train_gpt2.py          AdamW + cosine at its config's lr (nanoGPT's 6e-4)
   muon     config/train_gpt2_muon.py     Muon + cosine at its config's lrs (0.02; AdamW part 6e-4)
-  alsals   config/train_gpt2_alsals.py   ALSALS as shipped (range test from its first guess, skipping, anneal)
+  alsals   config/train_gpt2_alsals.py   ALSALS as shipped (range test from 3e-5, hold, search, anneal)
+  control  the same with --ls_search=False: the no-search control (no trial forwards after the start)
   muonsls  config/train_gpt2_muonsls.py  MuonSLS as shipped
 
 Only the run's length is changed, as the CPU study does: max_iters steps of batch_size x 1024 tokens (one
@@ -43,7 +44,7 @@ smoke = False # CPU, a 1-layer model, few steps, float32, no compile: the plumbi
 # a folder under data/ (prepared if it is 'shakespeare' or 'bible' and missing) or a path
 dataset = 'shakespeare'
 out = 'results/gpu_study.json'
-methods = 'adamw,muon,alsals,muonsls' # which of METHODS to run, in this order
+methods = 'adamw,muon,alsals,control,muonsls' # which of METHODS to run, in this order
 # steps per run (200 x 8 x 1024 = 1.6M tokens: about one pass over Shakespeare's training split)
 max_iters = 200
 batch_size = 8 # sequences of block_size tokens per step
@@ -59,8 +60,11 @@ configure(sys.argv[1:], globals(), config_keys)
 config = {k: globals()[k] for k in config_keys}
 
 METHODS = {'adamw': 'config/train_gpt2.py', 'muon': 'config/train_gpt2_muon.py',
-           'alsals': 'config/train_gpt2_alsals.py', 'muonsls': 'config/train_gpt2_muonsls.py'}
-LINE_SEARCH = ('alsals', 'muonsls')
+           'alsals': 'config/train_gpt2_alsals.py', 'control': 'config/train_gpt2_alsals.py',
+           'muonsls': 'config/train_gpt2_muonsls.py'}
+# the no-search control: ALSALS's start, hold and anneal, no trial
+EXTRA = {'control': ['--ls_search=False']}
+LINE_SEARCH = ('alsals', 'control', 'muonsls')
 RUN = [m.strip() for m in methods.split(',') if m.strip()]
 if not RUN or set(RUN) - set(METHODS):
     fail(f"methods must be a comma-separated subset of {','.join(METHODS)}, got {methods!r}")
@@ -118,7 +122,7 @@ def summarize(records):
 
 def run_method(name, tmp):
     log = os.path.join(tmp, f'{name}.jsonl')
-    args = [METHODS[name], *RUN_LENGTH]
+    args = [METHODS[name], *RUN_LENGTH, *EXTRA.get(name, [])]
     if name in LINE_SEARCH: # the hold's last half warms the criterion's EMAs (the char config: 25 of 50)
         args.append(f'--ls_ema_warmup_steps={max(1, WARMUP // 2)}')
     cmd = [sys.executable, 'train.py', *args, f'--out_dir={os.path.join(tmp, name)}', f'--log_file={log}']

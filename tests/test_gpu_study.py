@@ -25,17 +25,19 @@ def test_gpu_study_smoke(smoke, tmp_path, tiny_dataset):
     p, rep, md = smoke
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     runs = rep["runs"]
-    assert rep["ok"] is True and list(runs) == ["adamw", "muon", "alsals", "muonsls"]
+    assert rep["ok"] is True and list(runs) == ["adamw", "muon", "alsals", "control", "muonsls"]
     assert [r["config"] for r in runs.values()] == ["config/train_gpt2.py", "config/train_gpt2_muon.py",
-                                                    "config/train_gpt2_alsals.py", "config/train_gpt2_muonsls.py"]
+                                                    "config/train_gpt2_alsals.py", "config/train_gpt2_alsals.py",
+                                                    "config/train_gpt2_muonsls.py"]
     # the configs' own lrs: nanoGPT's AdamW default, Muon's, and the line searches' first etas
-    assert [r["learning_rate"] for r in runs.values()] == [6e-4, 0.02, 6e-4, 0.02]
+    assert [r["learning_rate"] for r in runs.values()] == [6e-4, 0.02, 6e-4, 6e-4, 0.02]
     for name, r in runs.items():
         assert r["iters"] == 21 and [v[0] for v in r["val"]] == [0, 10,
                                                                  20] and r["final_val"] == r["val"][-1][1]
         assert r["tokens_per_s"] == pytest.approx(rep["tokens_per_step"] / (r["ms_per_step"] / 1000))
-        assert r["fwd_per_step"] == 1.0 if name in ("adamw", "muon") else r["fwd_per_step"] > 1.0
+        assert r["fwd_per_step"] == 1.0 if name in ("adamw", "muon", "control") else r["fwd_per_step"] > 1.0
         assert "--max_iters=20" in r["command"] and "--learning_rate" not in r["command"]
+    assert "--ls_search=False" in runs["control"]["command"] and "--ls_search" not in runs["alsals"]["command"]
     assert runs["adamw"]["lr_end"] == pytest.approx(6e-5)  # cosine's end: the configs' min_lr
     assert runs["muon"]["lr_end"] == pytest.approx(2e-3)
     # a run's final val is what `python train.py <its command>` ends with
@@ -59,4 +61,4 @@ def test_gpu_study_bad_setting():
                         "--methods=adamw,sgd"],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert p.returncode == 1 and p.stderr.strip() == ("error: methods must be a comma-separated subset of "
-                                                      "adamw,muon,alsals,muonsls, got 'adamw,sgd'")
+                                                      "adamw,muon,alsals,control,muonsls, got 'adamw,sgd'")
