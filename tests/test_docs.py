@@ -517,6 +517,53 @@ def test_cited_tests_exist(doc):
 ISSUE = re.compile(r'\bissues?[\s-]*#?\d+', re.I)  # issue(s), spaces, a hyphen or a line break, '#', a number
 
 
+SEED_CLAIM = re.compile(r'\b(one|two|three|[123]) seeds?\b', re.I)
+GAP = re.compile(r'([+−-]\d+(?:\.\d+)?) ?%')
+WORDS = {'one': 1, 'two': 2, 'three': 3}
+
+
+def tuned_adamw():
+    """{(size, corpus): mean}: each rung's tuned AdamW, the AdamW group (cosine or WSD) with the most seeds,
+    the lowest mean among those, as experiments/report.py picks the best lr and then runs its seeds."""
+    best = {}
+    for (size, corpus, method, _), rs in runs().items():
+        if method.split('@')[0] == 'adamw':
+            key = (-len(rs), float(np.mean([r['final_val'] for r in rs])))
+            best[(size, corpus)] = min(best.get((size, corpus), key), key)
+    return {k: v[1] for k, v in best.items()}
+
+
+def seed_count_mismatches(text, path):
+    """(line, gap, n) for every gap to tuned AdamW (+1.1 %) in a paragraph that says its figures are of n
+    seeds ("one seed each", "3 seeds") that no group of n runs at any rung has against that rung's tuned
+    AdamW, within the gap's rounding."""
+    tuned, bad = tuned_adamw(), []
+    for b in blocks(text, os.path.join(ROOT, path)):
+        if b[0] != 'para':
+            continue
+        claims = {WORDS.get(m.group(1).lower()) or int(m.group(1)) for m in SEED_CLAIM.finditer(b[4])}
+        if len(claims) != 1:
+            continue
+        n = claims.pop()
+        for m in GAP.finditer(b[4]):
+            tok = m.group(1).replace('−', '-')
+            half = 0.5 * 10 ** -len(tok.partition('.')[2])
+            if not any(k == n and (s, c) in tuned and abs(100 * (mu / tuned[(s, c)] - 1) - float(tok)) <= half
+                       for s, c, k, mu, _ in groups()):
+                bad.append((b[3], m.group(0), n))
+    return bad
+
+
+@pytest.mark.parametrize('doc', DOCS)
+def test_seed_counts_match_the_runs(doc):
+    """A paragraph that gives gaps as of one seed (or 3) quotes gaps that groups of that many runs have: the
+    answer must not give one-seed gaps beside a table of 3-seed means."""
+    with open(os.path.join(ROOT, doc)) as f:
+        bad = seed_count_mismatches(f.read(), doc)
+    assert not bad, f"{doc}: gaps no group of the stated seed count has:\n" + '\n'.join(
+        f"  line {ln}: {g} (n={n})" for ln, g, n in bad)
+
+
 def test_no_issue_numbers():
     """The docs, configs, experiments and code name the question or the result, not the issue that asked for
     it: issues are not part of the product."""
