@@ -1,7 +1,8 @@
 # GPT-2 (124M) on OpenWebText with MuonSLS: ALSALS's Armijo search on Muon's direction (the hidden matrices;
 # Adam's direction on the embeddings, the tied head, the norms and biases), with the settings of
 # config/train_shakespeare_char_muonsls.py: a warmup to Muon's lr ls_lr = 0.02 (not learning_rate), then the
-# search with config/train_gpt2_alsals.py's constants, skipping and anneal
+# search with config/train_gpt2_alsals.py's constants, skipping and anneal (not measured at the ladder's
+# large-batch rung; on CPU shapes it trails tuned Muon: results/README.md)
 # $ torchrun --standalone --nproc_per_node=8 train.py config/train_gpt2_muonsls.py
 exec(open('config/train_gpt2_alsals.py').read())
 
