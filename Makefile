@@ -42,8 +42,9 @@ gpu-check:
 gpu-study:
 	$(GPU_PYTHON) scripts/gpu_study.py
 
-# constraints.txt from a scratch venv that installs the requirements alone (the study's extras too) (needs the package registry); the
-# comment header is kept and local version labels (+cpu) are dropped so the pins also resolve CUDA builds
+# constraints.txt from a scratch venv that installs the requirements alone (the study's extras too) (needs the
+# package registry); the comment header is kept and local version labels (+cpu) are dropped so the pins also
+# resolve CUDA builds
 constraints:
 	rm -rf .venv-freeze
 	python3 -m venv .venv-freeze
@@ -51,7 +52,8 @@ constraints:
 	.venv-freeze/bin/pip install --no-deps -r requirements-data.txt
 	.venv-freeze/bin/pip install -r requirements-study.txt
 	grep '^#' constraints.txt > constraints.txt.new
-	.venv-freeze/bin/pip freeze --all --exclude pip --exclude-editable | sed -E 's/\+[A-Za-z0-9.]+$$//' >> constraints.txt.new
+	.venv-freeze/bin/pip freeze --all --exclude pip --exclude-editable \
+		| sed -E 's/\+[A-Za-z0-9.]+$$//' >> constraints.txt.new
 	mv constraints.txt.new constraints.txt
 	rm -rf .venv-freeze
 

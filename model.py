@@ -305,8 +305,8 @@ class GPT(nn.Module):
         if optimizer in ('muon', 'muonsls'):
             # Muon takes the 2-D weights inside the blocks (attention and MLP matrices); the embeddings, the
             # lm_head (tied to wte: one matrix, an embedding, so AdamW's), the norms and biases stay with
-            # AdamW at adamw_lr (or at adamw_scale x learning_rate). lr_scale: the schedule sets each group's lr
-            # to lr * lr_scale
+            # AdamW at adamw_lr (or at adamw_scale x learning_rate). lr_scale: the schedule sets each group's
+            # lr to lr * lr_scale
             import alsals
             hidden = [p for n, p in param_dict.items() if n.startswith('transformer.h.') and p.dim() == 2]
             rest = [p for p in decay_params if all(p is not q for q in hidden)]

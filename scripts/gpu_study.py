@@ -20,8 +20,9 @@ short keeps what it measured. Exit code 1 if a run failed or ended non-finite.
 
 --smoke=True: CPU, a 1-layer model, a few steps, float32, no compile: the plumbing, not the figures (a test).
 
-$ python scripts/gpu_study.py                    # on the GPU machine: results/gpu_study.json and results/gpu_study.md
-$ python scripts/gpu_study.py --smoke=True --dataset=shakespeare_char --out=out-gpu-study/gs.json   # CPU plumbing
+$ python scripts/gpu_study.py   # on the GPU machine: results/gpu_study.json and results/gpu_study.md
+$ python scripts/gpu_study.py --smoke=True --dataset=shakespeare_char --out=out-gpu-study/gs.json
+                                # CPU plumbing
 """
 import json
 import math
@@ -82,9 +83,9 @@ else:
 BLOCK = int(SHAPE[-1].split('=')[1])
 WARMUP = max_iters // 10
 RUN_LENGTH = [f'--dataset={dataset}', *SHAPE, f'--batch_size={batch_size}', '--gradient_accumulation_steps=1',
-              '--dropout=0.0', f'--max_iters={max_iters}', f'--lr_decay_iters={max_iters}', f'--warmup_iters={WARMUP}',
-              f'--eval_interval={max_iters // 2}', f'--eval_iters={eval_iters}', '--log_interval=1',
-              '--always_save_checkpoint=False', '--wandb_log=False', *SYSTEM]
+              '--dropout=0.0', f'--max_iters={max_iters}', f'--lr_decay_iters={max_iters}',
+              f'--warmup_iters={WARMUP}', f'--eval_interval={max_iters // 2}', f'--eval_iters={eval_iters}',
+              '--log_interval=1', '--always_save_checkpoint=False', '--wandb_log=False', *SYSTEM]
 report = dict(config=config, torch=torch.__version__, started=time.strftime('%Y-%m-%d %H:%M:%S UTC',
                                                                             time.gmtime()),
               device=torch.cuda.get_device_name() if not smoke else f'cpu (smoke, {os.cpu_count()} cores)',
@@ -117,7 +118,8 @@ def summarize(records):
     return dict(final_val=final, val=[[e['iter'], e['val_loss']] for e in evals], ms_per_step=ms,
                 tokens_per_s=batch_size * BLOCK / (ms / 1000),
                 fwd_per_step=float(np.mean([1 + r['forwards'] for r in steps])), # training forward + trials
-                lr_end=steps[-1]['lr'] if steps else math.nan, loss_first=steps[0]['loss'] if steps else math.nan,
+                lr_end=steps[-1]['lr'] if steps else math.nan,
+                loss_first=steps[0]['loss'] if steps else math.nan,
                 iters=len(steps), skipped=sum(bool(r['skipped']) for r in steps))
 
 def run_method(name, tmp):
@@ -162,8 +164,8 @@ def summary():
          f"torch {report['torch']}, started {report['started']}, "
          f"{'SMOKE (CPU plumbing, figures meaningless)' if smoke else 'GPT-2 124M, bf16 + torch.compile'}; "
          f"{dataset} ({TOKENS}), {max_iters} steps of {batch_size} x {BLOCK} tokens, warmup {WARMUP}, "
-         f"final val over {eval_iters} fixed batches. Each method from its shipped config, only the run's length "
-         f"changed (gpu_study.py).", '',
+         f"final val over {eval_iters} fixed batches. Each method from its shipped config, only the run's "
+         f"length changed (gpu_study.py).", '',
          '| method | config | lr (line search: first guess) | final val | vs AdamW | tokens/s | ms / step | '
          'fwd / step | lr or eta at the end |', '|---|---|---|---|---|---|---|---|---|']
     for name in RUN:
@@ -174,14 +176,15 @@ def summary():
             L.append(f"| {name} | `{METHODS[name]}` | | {r['error']} | | | | | |")
             continue
         L.append(f"| {name} | `{r['config']}` | {r['learning_rate']:g} | {r['final_val']:.4f} | "
-                 f"{100 * (r['final_val'] / base - 1):+.1f}% | {r['tokens_per_s']:,.0f} | {r['ms_per_step']:.1f} | "
-                 f"{r['fwd_per_step']:.2f} | {r['lr_end']:.3g} |")
+                 f"{100 * (r['final_val'] / base - 1):+.1f}% | {r['tokens_per_s']:,.0f} | "
+                 f"{r['ms_per_step']:.1f} | {r['fwd_per_step']:.2f} | {r['lr_end']:.3g} |")
     L += ['', f"Result: {'PASS' if report.get('ok') else 'FAIL'}"]
     return '\n'.join(L) + '\n'
 
 def save():
     done = report['runs'].values()
-    report['ok'] = len(done) == len(RUN) and all('error' not in r and math.isfinite(r['final_val']) for r in done)
+    report['ok'] = len(done) == len(RUN) and all('error' not in r and math.isfinite(r['final_val'])
+                                                 for r in done)
     gpu_report.save(out, report, summary())
 
 def main():

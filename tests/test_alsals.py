@@ -75,7 +75,8 @@ def data(seed=0, n=64, dtype=torch.float32):
 
 
 def step_on(m, opt, X, Y):
-    """One step of `opt` on the batch (X, Y): f(w) from the training forward, the same batch in the closure."""
+    """One step of `opt` on the batch (X, Y): f(w) from the training forward, the same batch in the
+    closure."""
     loss = F.mse_loss(m(X), Y)
     opt.zero_grad()
     loss.backward()
@@ -224,7 +225,8 @@ def test_every_accepted_step_satisfies_its_criterion(variant, smooth):
             continue                                                    # a merge renumbered the components
         # None: the whole network (PLASLS's first)
         k = st['searched'] or 0
-        searched = set(names.values()) if st['searched'] is None else {names[id(p)] for p in comps[k]['params']}
+        searched = (set(names.values()) if st['searched'] is None
+                    else {names[id(p)] for p in comps[k]['params']})
         eta = comps[k]['eta']                                            # PLASLS: st['eta'] is the mean
         xb, yb = before['batch']
         w = before['params']
@@ -232,7 +234,8 @@ def test_every_accepted_step_satisfies_its_criterion(variant, smooth):
             for n, p in probe.named_parameters():
                 p.copy_(w[n])
         f_w = F.mse_loss(probe(xb), yb)
-        grads = dict(zip([n for n, _ in probe.named_parameters()], torch.autograd.grad(f_w, list(probe.parameters()))))
+        grads = dict(zip([n for n, _ in probe.named_parameters()],
+                         torch.autograd.grad(f_w, list(probe.parameters()))))
         d = {}
         for n in searched:
             if variant == 'sgdsls':
@@ -461,7 +464,8 @@ def test_plasls_merge_rule():
     assert opt._merge_smallest()
     comps = components(opt)
     assert len(comps) == 2 and comps[1]['params'] == list(m[1].parameters()) + list(m[2].parameters())
-    assert comps[1]['eta'] == pytest.approx((1e-13 + 1e-5) / 2) and comps[1]['D'] == 1.5 and comps[1]['G'] == 2.0
+    assert (comps[1]['eta'] == pytest.approx((1e-13 + 1e-5) / 2) and comps[1]['D'] == 1.5
+            and comps[1]['G'] == 2.0)
     assert not opt._merge_smallest()  # nothing below the threshold any more
     ref = make_opt('plasls', mlp(), reference=True, lr=0.1)
     ref.comps = [dict(params=[1], eta=1e-3, D=1.0, G=2.0, exhausted=False),
@@ -986,7 +990,8 @@ def start_state(**settings):
 
 @pytest.mark.parametrize('ramp_from', [0.0, 2e-3])
 def test_range_start_from_ramp_from_matches_reference(ramp_from):
-    """ramp_from > 0 starts the range test at that eta instead of lr/100; ALSALS and its twin agree either way."""
+    """ramp_from > 0 starts the range test at that eta instead of lr/100; ALSALS and its twin agree either
+    way."""
     kw = dict(lr=0.5, ramp=3.0, ramp_hold=6, ema_warmup_steps=3, skip_stable=2, ramp_from=ramp_from)
     m1, m2 = mlp(dtype=torch.float64), mlp(dtype=torch.float64)
     o1, o2 = make_opt('alsals', m1, **kw), make_opt('alsals', m2, reference=True, **kw)

@@ -33,7 +33,8 @@ def run_script(name, *args, env=None, code=None):
         cmd = [sys.executable, "-c",
                f"import sys; {code}; sys.argv = {[script, *args]!r}; sys.path.insert(0, "
                                      f"{os.path.dirname(script)!r}); exec(compile(open({script!r}).read(), "
-                                     f"{script!r}, 'exec'), {{'__name__': '__main__', '__file__': {script!r}}})"]
+                                     f"{script!r}, 'exec'), "
+                                     f"{{'__name__': '__main__', '__file__': {script!r}}})"]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, cwd="/", timeout=120)
 
 
@@ -512,7 +513,8 @@ def test_disk_space_checked_before_writing(tmp_path):
     out = tmp_path / "out"
     r = run_script("fineweb_edu", "--dataset", str(tmp_path / "fwe"), "--out_dir", str(out),
                    "--cache_dir", str(tmp_path / "hf"),
-                   code="import shutil; shutil.disk_usage = lambda p: shutil._ntuple_diskusage(10**9, 10**9, 1000)")
+                   code="import shutil; shutil.disk_usage = "
+                        "lambda p: shutil._ntuple_diskusage(10**9, 10**9, 1000)")
     check_one_line_error(r, "not enough disk space", "free")
     assert not (out / "train.bin").exists() and not (out / "train.bin.tmp").exists()
 

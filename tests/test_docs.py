@@ -105,7 +105,8 @@ def blank(pattern, s):
 # ---- the result files ----
 
 def _scalars(x, path=()):
-    """(key path, value) of every number of a JSON document that is not part of a series (a list of numbers)."""
+    """(key path, value) of every number of a JSON document that is not part of a series (a list of
+    numbers)."""
     if isinstance(x, bool) or x is None or isinstance(x, str):
         return
     if isinstance(x, (int, float)):
@@ -139,13 +140,15 @@ def runs():
 
 @lru_cache(None)
 def groups():
-    """[(size, corpus, n, mean, std)] of the final val losses of each group, as experiments/study.py spread."""
+    """[(size, corpus, n, mean, std)] of the final val losses of each group, as experiments/study.py
+    spread."""
     return [(k[0], k[1], len(rs), float(np.mean([r['final_val'] for r in rs])),
              float(np.std([r['final_val'] for r in rs]))) for k, rs in runs().items()]
 
 
 COST_KINDS = {'step_time_s': 'ms', 'step_time_p10_s': 'ms', 'step_time_p90_s': 'ms', 'tokens_per_s': 'tok',
-              'forwards_per_step': 'fwd', 'step_time_ratio_vs_adamw': 'ratio', 'peak_mem_ratio_vs_adamw': 'mem'}
+              'forwards_per_step': 'fwd', 'step_time_ratio_vs_adamw': 'ratio',
+              'peak_mem_ratio_vs_adamw': 'mem'}
 LANDSCAPE_KINDS = {'eta': 'eta', 'crossing': 'crossing', 'eta_best_batch': 'eta_best',
                    'eta_best_val': 'eta_best'}
 
@@ -222,8 +225,8 @@ def rendered(source, kind, sci, decimals):
 
 def source_of(link):
     """The result source a link (relative to the repository) points into, or None."""
-    m = re.match(r'results/(study/\w+|landscape/\w+|skip_stable|range_test|probe|bench_gpu_h200|bench|gpu_check)'
-                 r'\b', link)
+    m = re.match(r'results/(study/\w+|landscape/\w+|skip_stable|range_test|probe|bench_gpu_h200|bench|'
+                 r'gpu_check)\b', link)
     return m and m.group(1)
 
 
@@ -256,7 +259,8 @@ def column_kind(header):
 # ---- reading markdown ----
 
 def _plain(s):
-    """Text without code spans, link targets and comments: their numbers are settings and paths, not figures."""
+    """Text without code spans, link targets and comments: their numbers are settings and paths, not
+    figures."""
     s = re.sub(r'`[^`]*`', '', s)
     s = re.sub(r'\]\([^)]*\)', ']', s)
     s = re.sub(r'arXiv:\S+', 'arXiv', s)
@@ -319,7 +323,8 @@ def blocks(text, path):
 
 
 def _corpus(header):
-    """The corpus a column header names: 'bible' (Bible, bible char), 'char' (char, Shakespeare char) or None."""
+    """The corpus a column header names: 'bible' (Bible, bible char), 'char' (char, Shakespeare char) or
+    None."""
     h = header.lower()
     return 'bible' if 'bible' in h else 'char' if 'char' in h or 'shakespeare' in h else None
 
@@ -420,7 +425,8 @@ def untraced(text, path):
             direct, rest = _direct(s, names, None, None, size)
             ops = list(direct.values())
             for f, tok, why in rest:
-                if f is not None and (',' in tok or derived(f, [(a, b) for a in ops for b in ops if a is not b])):
+                if f is not None and (',' in tok or
+                                      derived(f, [(a, b) for a in ops for b in ops if a is not b])):
                     continue  # 1,000 iterations, 4,096 tokens: settings
                 bad.append((ln, tok, 'text: ' + why))
     return bad
@@ -500,7 +506,8 @@ def test_links_point_to_existing_files_and_headings(doc):
 
 @pytest.mark.parametrize('doc', DOCS)
 def test_cited_tests_exist(doc):
-    """A guarantee names the test that checks it: `test_x.py::test_name` is a test function of tests/test_x.py."""
+    """A guarantee names the test that checks it: `test_x.py::test_name` is a test function of
+    tests/test_x.py."""
     with open(os.path.join(ROOT, doc)) as f:
         cited = re.findall(r'`(test_\w+\.py)::(test_\w+)', f.read())
     missing = []
@@ -574,5 +581,6 @@ def test_no_issue_numbers():
     for rel in files:
         with open(os.path.join(ROOT, rel)) as f:
             text = f.read()
-        bad += [f"{rel}:{text.count(chr(10), 0, m.start()) + 1}: {m.group(0)!r}" for m in ISSUE.finditer(text)]
+        bad += [f"{rel}:{text.count(chr(10), 0, m.start()) + 1}: {m.group(0)!r}"
+                for m in ISSUE.finditer(text)]
     assert not bad, "issue numbers (name the question or the result instead):\n  " + '\n  '.join(bad)

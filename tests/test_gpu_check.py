@@ -31,7 +31,8 @@ def test_gpu_check_smoke(tmp_path, tiny_dataset):
         assert "error" not in part and part["seconds"] > 0
     bench = rep["parts"]["bench"]["results"]
     assert list(bench) == ["adamw", "alsals"]
-    assert bench["alsals"]["step_time_ratio_vs_adamw"] == bench["alsals"]["step_time_s"] / bench["adamw"]["step_time_s"]
+    assert (bench["alsals"]["step_time_ratio_vs_adamw"]
+            == bench["alsals"]["step_time_s"] / bench["adamw"]["step_time_s"])
     assert bench["alsals"]["forwards_per_step"] >= 1.5  # 1 + at least one trial on 1 of the 2 micro-batches
     r = rep["parts"]["recompiles"]
     assert r["searched_steps"] == 10 and r["handoff"] == 5 and r["ok"] is True

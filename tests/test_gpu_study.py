@@ -27,7 +27,8 @@ def test_gpu_study_smoke(smoke, tmp_path, tiny_dataset):
     runs = rep["runs"]
     assert rep["ok"] is True and list(runs) == ["adamw", "muon", "alsals", "control", "muonsls"]
     assert [r["config"] for r in runs.values()] == ["config/train_gpt2.py", "config/train_gpt2_muon.py",
-                                                    "config/train_gpt2_alsals.py", "config/train_gpt2_alsals.py",
+                                                    "config/train_gpt2_alsals.py",
+                                                    "config/train_gpt2_alsals.py",
                                                     "config/train_gpt2_muonsls.py"]
     # the configs' own lrs: nanoGPT's AdamW default, Muon's, and the line searches' first etas
     assert [r["learning_rate"] for r in runs.values()] == [6e-4, 0.02, 6e-4, 6e-4, 0.02]
@@ -37,7 +38,8 @@ def test_gpu_study_smoke(smoke, tmp_path, tiny_dataset):
         assert r["tokens_per_s"] == pytest.approx(rep["tokens_per_step"] / (r["ms_per_step"] / 1000))
         assert r["fwd_per_step"] == 1.0 if name in ("adamw", "muon", "control") else r["fwd_per_step"] > 1.0
         assert "--max_iters=20" in r["command"] and "--learning_rate" not in r["command"]
-    assert "--ls_search=False" in runs["control"]["command"] and "--ls_search" not in runs["alsals"]["command"]
+    assert ("--ls_search=False" in runs["control"]["command"]
+            and "--ls_search" not in runs["alsals"]["command"])
     assert runs["adamw"]["lr_end"] == pytest.approx(6e-5)  # cosine's end: the configs' min_lr
     assert runs["muon"]["lr_end"] == pytest.approx(2e-3)
     # a run's final val is what `python train.py <its command>` ends with
@@ -47,12 +49,13 @@ def test_gpu_study_smoke(smoke, tmp_path, tiny_dataset):
                         f"--log_file={log}"], cwd=ROOT, capture_output=True, text=True, timeout=300,
                        env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert q.returncode == 0, q.stderr[-2000:]
-    assert [json.loads(x)["val_loss"] for x in log.read_text().splitlines() if "val_loss" in x][-1] == r["final_val"]
+    assert [json.loads(x)["val_loss"] for x in log.read_text().splitlines()
+            if "val_loss" in x][-1] == r["final_val"]
     base = runs["adamw"]["final_val"]
     for name, r in runs.items():
         assert (f"| {name} | `{r['config']}` | {r['learning_rate']:g} | {r['final_val']:.4f} | "
-                f"{100 * (r['final_val'] / base - 1):+.1f}% | {r['tokens_per_s']:,.0f} | {r['ms_per_step']:.1f} | "
-                f"{r['fwd_per_step']:.2f} |") in md
+                f"{100 * (r['final_val'] / base - 1):+.1f}% | {r['tokens_per_s']:,.0f} | "
+                f"{r['ms_per_step']:.1f} | {r['fwd_per_step']:.2f} |") in md
     assert md.startswith("# GPU study: cpu (smoke") and md.rstrip().endswith("Result: PASS")
 
 

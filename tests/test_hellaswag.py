@@ -28,9 +28,9 @@ ITEMS = [
                   'pulls the barbell forward.', 'pulls a rope attached to the barbell.']),
     dict(ind=106, activity_label='Canoeing',
          ctx_a='Two women in a child are shown in a canoe while a man pulls',
-         ctx_b='the canoe', ctx='Two women in a child are shown in a canoe while a man pulls the canoe', split='val',
-         split_type='indomain', label=2, source_id='z', endings=['remains on the water.', 'walks away.',
-                                                                 'is dragged to the shore by the man.',
+         ctx_b='the canoe', ctx='Two women in a child are shown in a canoe while a man pulls the canoe',
+         split='val', split_type='indomain', label=2, source_id='z',
+         endings=['remains on the water.', 'walks away.', 'is dragged to the shore by the man.',
                   'falls and sinks.']),
 ]
 
@@ -73,7 +73,8 @@ class BigramOracle(torch.nn.Module):
 
 
 class Unigram(torch.nn.Module):
-    """A stub whose logits are the same vector at every position: each token's loss is -log_softmax(w)[token]."""
+    """A stub whose logits are the same vector at every position: each token's loss is
+    -log_softmax(w)[token]."""
     def __init__(self, w):
         super().__init__()
         self.w = w
@@ -171,7 +172,8 @@ def test_long_context_cut_from_the_left_and_ranks_split(enc):
     # each row: the context's last tokens, the whole ending
     for row, m, e in zip(tokens, mask, ITEMS[1]['endings']):
         end = enc.encode_ordinary(' ' + e)
-        assert row[:len(ctx + end)].tolist() == (ctx + end)[-9:] and m[:9].tolist() == ([0] * 9 + [1] * len(end))[-9:]
+        assert (row[:len(ctx + end)].tolist() == (ctx + end)[-9:]
+                and m[:9].tolist() == ([0] * 9 + [1] * len(end))[-9:])
     torch.manual_seed(0)
     w = torch.randn(50257)
     rendered = [hellaswag.render(it, enc, 16) for it in ITEMS * 3]

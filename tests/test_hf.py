@@ -104,8 +104,8 @@ def test_round_trip_through_train_py(trained_dir, tiny_dataset, tmp_path):
         env = tu.env_of(HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE='1')
         return subprocess.run([sys.executable, 'train.py', *tu.args_of(dataset=tiny_dataset,
                                                                        out_dir=str(out_dir),
-                               init_from=init_from, eval_only=True)], cwd=tu.ROOT, env=env, capture_output=True,
-                              text=True, timeout=300)
+                               init_from=init_from, eval_only=True)], cwd=tu.ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
     runs = tu.parallel(lambda: train('resume', out, tmp_path / 'none'),
                        lambda: train(hf_dir, tmp_path / 'o1', tmp_path / 'none'),
                        lambda: train('gpt2', tmp_path / 'o2', tmp_path / 'cache'),

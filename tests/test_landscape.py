@@ -15,7 +15,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def landscape(tmp_path_factory):
     out = tmp_path_factory.mktemp("landscape")
     p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "landscape.py"), "--quick",
-                        "--adamw_lr=1e-2", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                        "--adamw_lr=1e-2", "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     assert (out / "char_quick.png").stat().st_size > 0
     return json.loads((out / "char_quick.json").read_text())

@@ -1,4 +1,5 @@
-"""model.py in process: shapes, init loss, weight tying, generation, surgery, PLASLS components, optimizers."""
+"""model.py in process: shapes, init loss, weight tying, generation, surgery, PLASLS components,
+optimizers."""
 import math
 
 import pytest
@@ -132,7 +133,8 @@ def test_configure_optimizers_line_search(name, cls):
     model = tiny()
     opt = model.configure_optimizers(0.1, 6e-4, (0.9, 0.95), 'cpu', name, warmup_steps=3, n_components=3)
     assert type(opt) is cls
-    assert all(g['weight_decay'] == (0.1 if all(p.dim() >= 2 for p in g['params']) else 0.0) for g in opt.param_groups)
+    assert all(g['weight_decay'] == (0.1 if all(p.dim() >= 2 for p in g['params']) else 0.0)
+               for g in opt.param_groups)
     assert all(len({p.dim() >= 2 for p in g['params']}) == 1 for g in opt.param_groups)   # the decay split
     # PLASLS: a group per component and decay kind: embeddings (decayed), blocks (both), ln_f (not decayed)
     assert len(opt.param_groups) == (2 if name != 'plasls' else 4)

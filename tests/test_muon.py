@@ -93,7 +93,8 @@ def test_configure_optimizers_puts_the_hidden_matrices_under_muon(name):
     opt = model.configure_optimizers(0.1, 0.02, (0.9, 0.95), 'cpu', name, adamw_lr=3e-3)
     names = {id(p): n for n, p in model.named_parameters()}
     muon_names = sorted(names[id(p)] for g in opt.param_groups if g['use_muon'] for p in g['params'])
-    assert muon_names == sorted(n for n, p in model.named_parameters() if n.startswith('transformer.h.') and p.dim() == 2)
+    assert muon_names == sorted(n for n, p in model.named_parameters()
+                                if n.startswith('transformer.h.') and p.dim() == 2)
     # tied: one tensor
     assert 'transformer.wte.weight' not in muon_names and 'lm_head.weight' not in names.values()
     assert sorted(id(p) for g in opt.param_groups for p in g['params']) == sorted(names)
@@ -130,7 +131,8 @@ def test_fsdp2_sharded_muon_matches_one_process(tmp_path, fsdp_saved):
         assert [r.pop('gathers') for r in r0['record']] == [8] * 30
         assert [r.pop('gathers') for r in single['record']] == [0] * 30
     if name == 'muonsls':
-        assert sum(not r['warmup'] for r in r0['record']) == 25 and sum(r['backtracks'] for r in r0['record']) > 0
+        assert (sum(not r['warmup'] for r in r0['record']) == 25
+                and sum(r['backtracks'] for r in r0['record']) > 0)
     for a, s in zip(r0['record'], single['record']):
         assert a['f_w'] == pytest.approx(s['f_w'], abs=1e-5)
         if name == 'muonsls':

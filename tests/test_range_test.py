@@ -27,8 +27,8 @@ def start_edge(lrs, losses, k):
 
 def test_range_test_records_the_ramp_and_its_edge(tmp_path):
     p = subprocess.run([sys.executable, 'experiments/range_test.py', '--corpus', 'char', '--size', 'quick',
-                        '--steps', '60', '--rate', '1.25', '--out', str(tmp_path)], cwd=ROOT, capture_output=True,
-                       text=True, timeout=300)
+                        '--steps', '60', '--rate', '1.25', '--out', str(tmp_path)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     rec = json.load(open(tmp_path / 'char_quick.json'))
     lr, loss = rec['lr'], rec['loss']

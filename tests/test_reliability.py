@@ -109,7 +109,8 @@ def truncate(path):
 
 
 def test_corrupt_checkpoint_train_and_sample(trained_dir, tiny_dataset, tmp_path):
-    """train.py --init_from=resume and sample.py on a truncated ckpt.pt: one-line error, the file left as it was."""
+    """train.py --init_from=resume and sample.py on a truncated ckpt.pt: one-line error, the file left as it
+    was."""
     outs = []
     for name in ('train', 'sample'):
         out = tmp_path / name
@@ -144,7 +145,8 @@ def small_vocab_dataset(tmp_path):
 
 
 class RunsCode:
-    """Unpickling this calls os.makedirs(path): a stand-in for any code a meta.pkl from elsewhere could run."""
+    """Unpickling this calls os.makedirs(path): a stand-in for any code a meta.pkl from elsewhere could
+    run."""
     def __init__(self, path):
         self.path = path
 
@@ -251,7 +253,8 @@ IN_PROCESS_NOT = {'unknown_key', 'missing_config_file', 'resume_without_checkpoi
 
 
 def setup_in_process(args):
-    """train.py's setup for args in this process, as a CompletedProcess: its SystemExit's one line on stderr."""
+    """train.py's setup for args in this process, as a CompletedProcess: its SystemExit's one line on
+    stderr."""
     from trainer.setup import from_args
     try:
         from_args(args, quiet=True, cwd=tu.ROOT)
@@ -325,10 +328,11 @@ def test_nonfinite_loss_stops_and_keeps_good_checkpoint(tiny_dataset, ckpt_copy)
     out, ckpt = ckpt_copy  # a good checkpoint at iter 10
     # resume with a learning rate that blows the weights up: the losses turn non-finite
     r = tu.train(dataset=tiny_dataset, out_dir=out, init_from='resume', max_iters=30, eval_interval=2,
-                 always_save_checkpoint=True, learning_rate=1e30, warmup_iters=0, decay_lr=False, grad_clip=0.0,
-                 max_nonfinite_steps=3)
+                 always_save_checkpoint=True, learning_rate=1e30, warmup_iters=0, decay_lr=False,
+                 grad_clip=0.0, max_nonfinite_steps=3)
     tu.check_one_line_error(r, 'non-finite')
-    skipped = [line for line in r.stdout.splitlines() if 'update skipped: non-finite loss or gradient' in line]
+    skipped = [line for line in r.stdout.splitlines()
+               if 'update skipped: non-finite loss or gradient' in line]
     assert len(skipped) == 3, r.stdout
     assert checkpoint.load(ckpt)['nonfinite_steps'] == 0
     assert 'val loss is not finite: not saving a checkpoint' in r.stdout
@@ -351,5 +355,6 @@ def test_nonfinite_count_survives_resume(tiny_dataset, ckpt_copy):
     r = tu.train(dataset=tiny_dataset, out_dir=out, init_from='resume', max_iters=30, eval_interval=2,
                  max_nonfinite_steps=3)
     tu.check_one_line_error(r, 'non-finite', '3 consecutive')
-    skipped = [line for line in r.stdout.splitlines() if 'update skipped: non-finite loss or gradient' in line]
+    skipped = [line for line in r.stdout.splitlines()
+               if 'update skipped: non-finite loss or gradient' in line]
     assert len(skipped) == 1 and '(3/3 in a row)' in skipped[0], r.stdout

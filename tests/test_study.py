@@ -62,7 +62,8 @@ def test_outputs(quick):
 
 
 def test_runs_are_train_py(quick, tmp_path):
-    """The study's number for a run is what `python train.py <its command>` prints: no second training step."""
+    """The study's number for a run is what `python train.py <its command>` prints: no second training
+    step."""
     out, _ = quick
     r = rec(out, "alsals_lr3e-3_s0")
     assert r["command"][0] == "train.py"
@@ -103,7 +104,8 @@ def test_bad_setting_is_one_line_error_and_no_result(quick):
     out, _ = quick
     p = study(out, "--methods", "alsals@ls_c=2.0")
     assert p.returncode != 0
-    assert p.stderr.strip().startswith("error: run alsals@ls_c=2.0_lr3e-3_s0 failed") and "c must be" in p.stderr
+    assert (p.stderr.strip().startswith("error: run alsals@ls_c=2.0_lr3e-3_s0 failed")
+            and "c must be" in p.stderr)
     assert len(p.stderr.strip().splitlines()) == 1
     assert not list((out / "quick" / "char").glob("alsals@*.json"))
 
@@ -113,13 +115,15 @@ def test_wsd_baseline_bracketed(quick):
     to a 1-3-10 neighbour), each run is Muon's config with the WSD schedule (the logged lr: warmup, constant,
     linear to lr/10 over the last 20%), and the tables list its tuned point and judge against it."""
     out, stdout = quick
-    lrs = {n.split("_lr")[1].split("_s")[0] for n in (f.stem for f in (out / "quick" / "char").glob(WSD + "_*.json"))}
+    lrs = {n.split("_lr")[1].split("_s")[0]
+           for n in (f.stem for f in (out / "quick" / "char").glob(WSD + "_*.json"))}
     assert len(lrs) == 2 and "1e-2" in lrs and lrs & {"3e-3", "3e-2"}
     assert f"best {WSD} lr 0.01 at the edge of the grid; extending" in stdout
     r = rec(out, f"{WSD}_lr1e-2_s0")
     assert r["command"][1] == "config/train_shakespeare_char_muon.py" and "--lr_schedule=wsd" in r["command"]
     lr = r["eta"]  # iters 0..20: warmup 2, constant to 16 (= 0.8 x 20), then linear to 1e-3 at 20
-    assert lr[2:17] == [1e-2] * 15 and lr[18] == pytest.approx(1e-2 - 0.5 * 9e-3) and lr[20] == pytest.approx(1e-3)
+    assert (lr[2:17] == [1e-2] * 15 and lr[18] == pytest.approx(1e-2 - 0.5 * 9e-3)
+            and lr[20] == pytest.approx(1e-3))
     summary = (out / "quick" / "summary.md").read_text()
     assert "| Muon + WSD (tuned) |" in summary and "| vs tuned AdamW | vs tuned Muon |" in summary
     assert f"| lr | `adamw` | `alsals` | `{WSD}` |" in summary
@@ -137,6 +141,7 @@ def test_ladder_table(quick):
     gap = 100 * (sum(alsals) / len(alsals) / report.mean_final(runs[adamw]) - 1)
     fwd = sum(r["fwd_per_step"] for r in runs[("alsals", 3e-3)]) / 2
     assert "| method | quick (1x16, 4x16, 20 it) |" in md
-    assert f"| tuned AdamW | {report.mean_final(runs[adamw]):.4f} n=2 · 1.00 fwd (AdamW + cosine {adamw[1]:g}) |" in md
+    assert (f"| tuned AdamW | {report.mean_final(runs[adamw]):.4f} n=2 · 1.00 fwd "
+            f"(AdamW + cosine {adamw[1]:g}) |") in md
     assert "| tuned Muon | " in md and "(Muon + WSD " in md
     assert f"| `alsals` 0.003 | {sum(alsals) / 2:.4f} ({gap:+.1f}%) n=2 · {fwd:.2f} fwd |" in md

@@ -1,4 +1,5 @@
-"""train.py end to end on CPU (subprocesses, tiny model): loss falls, exact resume after kill -9, DDP, eval_only."""
+"""train.py end to end on CPU (subprocesses, tiny model): loss falls, exact resume after kill -9, DDP,
+eval_only."""
 import json
 import math
 import os
@@ -52,7 +53,7 @@ def test_loss_falls(tiny_dataset, loss_runs, optimizer):
     assert ck['iter_num'] == 20 and ck['config']['optimizer'] == optimizer
 
 
-# ----------------------------------------------------------------------------- (b, c) exact resume after kill -9
+# -------------------------------------------------------------------------- (b, c) exact resume after kill -9
 
 N = 8  # checkpoint at N, runs end at 2N
 
@@ -115,7 +116,8 @@ def test_exact_resume_after_kill(tiny_dataset, tmp_path, optimizer):
     # (b) the resumed run continues from the checkpoint's iteration
     assert f'Resuming training from {dir_b}' in rb.stdout
     assert tu.step_losses(rb.stdout)[0][0] == N
-    losses_a, losses_b1, losses_b = tu.iter_losses(ra.stdout), tu.iter_losses(out_b1), tu.iter_losses(rb.stdout)
+    losses_a, losses_b1, losses_b = (tu.iter_losses(ra.stdout), tu.iter_losses(out_b1),
+                                     tu.iter_losses(rb.stdout))
     assert sorted(losses_b) == list(range(N, 2 * N + 1))
     # same run before the kill (sanity), and the logged losses after resuming equal the uninterrupted run's
     assert all(losses_b1[i] == losses_a[i] for i in losses_b1)
@@ -300,7 +302,8 @@ def test_fsdp_muon_matches_ddp_resumes_exactly_and_samples(tiny_dataset, tmp_pat
     # float32: DDP's all-reduce and FSDP2's reduce-scatter round the gradient's last bit differently, and
     # Newton-Schulz's bfloat16 cast turns such a bit now and then into a bfloat16 step (float64: within 1e-5,
     # tests/test_muon.py); a shard's own Newton-Schulz is off by far more
-    assert all(abs(sharded[i] - whole[i]) <= 1e-3 for i in sharded), max(abs(sharded[i] - whole[i]) for i in sharded)
+    assert all(abs(sharded[i] - whole[i]) <= 1e-3 for i in sharded), \
+        max(abs(sharded[i] - whole[i]) for i in sharded)
     assert sharded[30] < sharded[0] - 0.5
     assert resumed == sharded                                                  # bit for bit, through DCP
     assert load(os.path.join(runs['stopped'], 'ckpt.pt'))['dcp'] == 'ckpt_dcp_30'
@@ -360,7 +363,7 @@ def test_resume_keeps_or_announces_algorithm_settings(tiny_dataset, tmp_path):
     assert all(g['c'] == 0.3 and g['warmup_steps'] == 4 for g in g_changed)
 
 
-# ----------------------------------------------------------------------------- annealing reaches the optimizer
+# ---------------------------------------------------------------------------- annealing reaches the optimizer
 
 def test_anneal_reaches_the_optimizer(tiny_dataset, tmp_path):
     """With ls_anneal_frac the line search's lr schedule is warmup-stable-decay: the loop sets each group's

@@ -69,7 +69,7 @@ def test_replay_closure_equals_f_w_with_dropout(tiny_dataset, tmp_path, accum, t
     assert not torch.equal(a, b)
 
 
-# ----------------------------------------------------------------------------- non-finite gradient, finite loss
+# --------------------------------------------------------------------------- non-finite gradient, finite loss
 
 class NaNGrad(torch.autograd.Function):
     """Identity forward, NaN backward: a finite loss whose gradient is not finite."""
@@ -93,7 +93,8 @@ def test_nonfinite_gradient_skips_update(tiny_dataset, tmp_path, optimizer, grad
     X, Y, loss, applied = ns.train_step(X, Y, 0)  # one good step: the optimizer has state
     assert applied and torch.isfinite(loss)
     before, state = params_of(ns), copy.deepcopy(ns.optimizer.state_dict())
-    hook = ns.raw_model.transformer.h[0].mlp.c_fc.weight.register_hook(lambda g: torch.full_like(g, float('nan')))
+    hook = ns.raw_model.transformer.h[0].mlp.c_fc.weight.register_hook(
+        lambda g: torch.full_like(g, float('nan')))
     X, Y, loss, applied = ns.train_step(X, Y, 1)
     hook.remove()
     assert torch.isfinite(loss) and not applied
@@ -137,7 +138,8 @@ def test_nonfinite_gradients_counted_and_stop(tiny_dataset, tmp_path, optimizer)
                                     warmup_iters=2, max_nonfinite_steps=3, max_iters=20)],
                        cwd=tu.ROOT, env=tu.env_of(), capture_output=True, text=True, timeout=300)
     tu.check_one_line_error(r, 'non-finite')
-    skipped = [line for line in r.stdout.splitlines() if 'update skipped: non-finite loss or gradient' in line]
+    skipped = [line for line in r.stdout.splitlines()
+               if 'update skipped: non-finite loss or gradient' in line]
     assert [line.split(':')[0] for line in skipped] == ['iter 0', 'iter 1', 'iter 2']
     losses = tu.iter_losses(r.stdout)
     assert all(float(v) < 10 for v in losses.values())  # the losses were finite all along
@@ -255,11 +257,13 @@ def test_first_guess_does_not_set_the_schedule(tiny_dataset, tmp_path, config):
     ratios = []
     for lr in (1e-4, 1e-1):
         ns = from_args([config, *tu.args_of(dataset=tiny_dataset, out_dir=str(tmp_path), learning_rate=lr,
-                                                    min_lr=None, warmup_iters=None, lr_decay_iters=100)], cwd=tu.ROOT)
+                                                    min_lr=None, warmup_iters=None, lr_decay_iters=100)],
+                       cwd=tu.ROOT)
         assert ns.config['min_lr'] == 3e-4 and ns.config['learning_rate'] == lr
         ratios.append([ns.get_lr(i) / ls_lr_base(ns.config) for i in range(0, 120)])
     assert ratios[0] == pytest.approx(ratios[1], rel=1e-12)
-    assert ratios[0][79] == 1.0 and ratios[0][90] == pytest.approx(0.55) and ratios[0][100] == pytest.approx(0.1)
+    assert (ratios[0][79] == 1.0 and ratios[0][90] == pytest.approx(0.55)
+            and ratios[0][100] == pytest.approx(0.1))
 
 
 def test_wsd_schedule(tiny_dataset, tmp_path):
@@ -280,12 +284,13 @@ def test_wsd_schedule(tiny_dataset, tmp_path):
     assert f(10) == 2e-2 and f(55) == pytest.approx(2e-2 - 0.5 * 1.8e-2, rel=1e-12) and f(100) == 2e-3
 
 
-@pytest.mark.parametrize('config', ['config/train_shakespeare_char_muonsls.py', 'config/train_gpt2_muonsls.py'])
+@pytest.mark.parametrize('config', ['config/train_shakespeare_char_muonsls.py',
+                                    'config/train_gpt2_muonsls.py'])
 def test_muonsls_configs_read_no_learning_rate(tiny_dataset, tmp_path, config):
     """The MuonSLS configs warm up to ls_lr = 0.02, Muon's lr, whatever --learning_rate is (no range test, the
     ALSALS config's c = 0.1 and no growth), the AdamW part at muon_adamw_ratio = 1/3 of the Muon part's step:
-    from first guesses 1e-3 and 1e-1 the warmup, the search and the anneal (to iteration 24) give bit-identical
-    losses, step sizes and weights."""
+    from first guesses 1e-3 and 1e-1 the warmup, the search and the anneal (to iteration 24) give
+    bit-identical losses, step sizes and weights."""
     runs = []
     for lr in (1e-3, 1e-1):
         ns = from_args([config, *tu.args_of(dataset=tiny_dataset, out_dir=str(tmp_path), learning_rate=lr,

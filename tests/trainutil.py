@@ -43,7 +43,8 @@ def tiny_text(n_chars=50_000, seed=0):
 
 
 def write_char_dataset(out_dir, n_chars=50_000, val_frac=0.1):
-    """train.bin / val.bin (uint16 char ids) and meta.pkl, in the layout of data/shakespeare_char/prepare.py."""
+    """train.bin / val.bin (uint16 char ids) and meta.pkl, in the layout of
+    data/shakespeare_char/prepare.py."""
     text = tiny_text(n_chars)
     chars = sorted(set(text))
     stoi = {ch: i for i, ch in enumerate(chars)}
@@ -109,7 +110,8 @@ STEP_RE = re.compile(r'^step (\d+): train loss (\S+), val loss (\S+)$', re.M)
 
 
 def iter_losses(stdout):
-    """{iter: loss as logged (string, so equality is exact to the printed digits)} from 'iter N: loss X' lines."""
+    """{iter: loss as logged (string, so equality is exact to the printed digits)} from 'iter N: loss X'
+    lines."""
     return {int(i): loss for i, loss in ITER_RE.findall(stdout)}
 
 
