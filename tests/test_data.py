@@ -527,7 +527,7 @@ HELLASWAG_ITEM = dict(ctx='A man is sitting on a roof. he', label=3,
 # the FineWeb-Edu 124M recipe's three optimizers, and MuonSLS (the one line search on Muon's direction); the
 # OpenWebText configs differ from these in their data and schedule only (test_configurator applies every
 # config)
-@pytest.mark.parametrize("config,optimizer", [("train_gpt2_fineweb.py", "adamw"),
+@pytest.mark.parametrize("config,optimizer", [("train_gpt2_fineweb_adamw.py", "adamw"),
                                               ("train_gpt2_fineweb_alsals.py", "alsals"),
                                               ("train_gpt2_fineweb_muon.py", "muon"),
                                               ("train_gpt2_muonsls.py", "muonsls")])

@@ -4,7 +4,7 @@
 # warmup steps and a cosine decay to 0, weight decay 0.1, val loss and HellaSwag every 250 steps. val.bin is
 # the first 100M tokens, llm.c's val shard, so the val loss compares with an llm.c run on the same data
 # Prepare first: python data/fineweb_edu/prepare.py && python data/hellaswag/prepare.py
-# $ torchrun --standalone --nproc_per_node=8 train.py config/train_gpt2_fineweb.py
+# $ torchrun --standalone --nproc_per_node=8 train.py config/train_gpt2_fineweb_adamw.py
 
 wandb_log = False
 wandb_project = 'fineweb-edu'
